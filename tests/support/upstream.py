@@ -47,7 +47,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, A, DNSError, DNSLabel, DNSRec
 log = logging.getLogger(__name__)
 
 SPOOF_ADDRESS = "6.6.6.6"
-DEFAULT_GARBAGE = b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01"
+DEFAULT_GARBAGE = b"\x00\x00\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01"
 
 
 class Mode(StrEnum):
@@ -431,6 +431,7 @@ class FakeUpstream:
                 self._spawn(self._answer_tcp(data, port, writer))
         finally:
             self._writers.discard(writer)
+            writer.close()
 
     async def _answer_tcp(self, data: bytes, port: int, writer: asyncio.StreamWriter) -> None:
         request = self._record(data, "tcp", port)

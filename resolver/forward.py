@@ -1,0 +1,478 @@
+"""Forward cache misses to the upstream resolvers, safely (RELIABILITY.md section 2).
+
+Every upstream query is built here, from the question alone (RD=1, EDNS0 with a 1232-byte UDP
+size, DO if asked); the client's bytes are never forwarded and ``DNSRecord.send()`` is never used.
+
+- U1: each try gets a ``secrets`` ID (1..65535) and a fresh connected UDP socket, so the kernel
+  picks a random source port (and drops datagrams from any other address).
+- U2: a reply is accepted only from the queried IP:port on that socket with the same ID, QR=1,
+  opcode QUERY and the same question (name case-insensitively, type, class). Anything else is
+  dropped, counted as ``spoof`` and the try keeps waiting until its timeout.
+- TC=1 retries the same upstream over TCP.
+- U3: identical in-flight questions (lower-cased name, type, class, DO) share one upstream query.
+- A4: at most ``max_inflight`` upstream resolutions at once; beyond that ``query`` fails fast.
+- U4/U5, timing (as Unbound, which answers or gives up within ``discard-timeout`` 1.9 s):
+  ``timeout`` (default 2 s) bounds the whole resolution, not a single try. The first pass gives
+  each upstream one try of at most ``attempt_timeout`` (default min(timeout, 0.7 s)), so with A
+  silent and B fine the answer arrives after ~0.7 s, well inside a client's 1.5 s patience. Time
+  left after the first pass is shared among upstreams that timed out (a retransmission with a new
+  ID and port). SERVFAIL, REFUSED, garbage or a socket error move on to the next upstream at once.
+  When every upstream failed, :class:`UpstreamError` is raised by ``timeout`` at the latest.
+- Dead upstreams: one that timed out, refused, sent garbage or errored is put last in the order
+  for 5 s, doubling up to 60 s while it keeps failing. When its time is up it is re-probed in the
+  background with a copy of a real query (at most one probe per upstream at a time), so no
+  client waits on a dead first upstream; a good answer puts it back in its configured place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from dnslib import EDNS0, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError
+from dnslib.label import DNSLabelError
+from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+EDNS_UDP_SIZE = 1232
+ATTEMPT_TIMEOUT = 0.7
+DEAD_MIN = 5.0
+DEAD_MAX = 60.0
+
+# What dnslib raises on bad bytes (it is lenient and not all of these derive from DNSError).
+_DNSLIB_ERRORS: tuple[type[Exception], ...] = (
+    DNSError,
+    DNSLabelError,
+    BufferError,
+    BimapError,
+    ValueError,
+    IndexError,
+    KeyError,
+    struct.error,
+    UnicodeError,
+)
+
+_RCODE_SERVFAIL = 2
+_RCODE_REFUSED = 5
+_OK_RCODES = (0, 3)  # NOERROR, NXDOMAIN
+
+UPSTREAM_QUERIES = Counter(
+    "nestguard_upstream_queries_total", "Queries sent to an upstream (each try)", ["upstream"]
+)
+UPSTREAM_ERRORS = Counter(
+    "nestguard_upstream_errors_total",
+    "Upstream failures and dropped replies by kind "
+    "(timeout, servfail, refused, garbage, spoof, network)",
+    ["upstream", "kind"],
+)
+UPSTREAM_DURATION = Histogram(
+    "nestguard_upstream_duration_seconds",
+    "Time from sending a try to its accepted reply (timeouts are counted as errors instead)",
+    ["upstream"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0),
+)
+UPSTREAM_OVERLOAD = Counter(
+    "nestguard_upstream_overload_total",
+    "Queries refused because max_inflight upstream resolutions were already running",
+)
+
+
+_Key = tuple[tuple[bytes, ...], int, int, bool]  # lower-cased labels, qtype, qclass, DO
+_Reply = tuple[bytes, DNSRecord]  # the validated wire bytes and their parse
+
+
+class UpstreamError(Exception):
+    """No upstream gave a usable answer (or too many queries are in flight)."""
+
+
+class _TryFailed(Exception):
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}{': ' + detail if detail else ''}")
+        self.kind = kind
+
+
+class _Spoof(Exception):
+    """A datagram that is not the reply to our query: drop it and keep waiting."""
+
+
+@dataclass(slots=True)
+class _Upstream:
+    host: str
+    port: int
+    label: str
+    rank: int
+    dead_until: float = 0.0  # loop time; 0 = healthy
+    backoff: float = 0.0
+    probing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Question:
+    labels: tuple[bytes, ...]  # lower-cased
+    qtype: int
+    qclass: int
+
+
+def _label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _validate(data: bytes, qid: int, question: _Question) -> DNSRecord:
+    """The reply if ``data`` answers our query; _Spoof if it is not ours; _TryFailed if garbage."""
+    if len(data) < 12:
+        raise _Spoof("short")
+    rid, flags = struct.unpack_from("!HH", data)
+    if rid != qid:
+        raise _Spoof("id")
+    if not flags & 0x8000:
+        raise _Spoof("qr=0")
+    if (flags >> 11) & 0xF != 0:
+        raise _Spoof("opcode")
+    try:
+        record = DNSRecord.parse(data)
+        record.pack()  # dnslib parses over-long labels and fails only when packing
+    except _DNSLIB_ERRORS as e:
+        raise _TryFailed("garbage", f"unparsable reply ({e})") from e
+    if len(record.questions) != 1:
+        raise _Spoof("qdcount")
+    q = record.questions[0]
+    if (
+        tuple(label.lower() for label in q.qname.label) != question.labels
+        or q.qtype != question.qtype
+        or q.qclass != question.qclass
+    ):
+        raise _Spoof("question")
+    return record
+
+
+class _UdpExchange(asyncio.DatagramProtocol):
+    """One try over a connected UDP socket: waits for the first datagram that validates."""
+
+    def __init__(
+        self, owner: Forwarder, upstream: _Upstream, qid: int, question: _Question
+    ) -> None:
+        self._owner = owner
+        self._upstream = upstream
+        self._qid = qid
+        self._question = question
+        self._peer = (upstream.host, upstream.port)
+        self.result: asyncio.Future[tuple[bytes, DNSRecord | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.result.done():
+            return
+        if (addr[0], addr[1]) != self._peer and not _same_peer(addr, self._peer):
+            self._owner._count_error(self._upstream, "spoof")
+            return
+        if len(data) >= 12 and struct.unpack_from("!H", data)[0] == self._qid:
+            flags = struct.unpack_from("!H", data, 2)[0]
+            if flags & 0x8000 and flags & 0x0200 and (flags >> 11) & 0xF == 0:
+                self.result.set_result((data, None))  # TC=1: caller retries over TCP
+                return
+        try:
+            record = _validate(data, self._qid, self._question)
+        except _Spoof:
+            self._owner._count_error(self._upstream, "spoof")
+            return
+        except _TryFailed as e:
+            self.result.set_exception(e)
+            return
+        self.result.set_result((data, record))
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.result.done():
+            self.result.set_exception(_TryFailed("network", str(exc)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.result.done():
+            self.result.set_exception(_TryFailed("network", str(exc or "socket closed")))
+
+
+def _same_peer(addr: tuple[str | int, ...], peer: tuple[str, int]) -> bool:
+    # IPv6 addresses may come back in another spelling or with a scope; compare packed forms.
+    try:
+        family = socket.AF_INET6 if ":" in str(addr[0]) else socket.AF_INET
+        return (
+            socket.inet_pton(family, str(addr[0]).split("%")[0])
+            == socket.inet_pton(family, peer[0].split("%")[0])
+            and addr[1] == peer[1]
+        )
+    except OSError:
+        return False
+
+
+class Forwarder:
+    """Resolves questions through the configured upstreams; see the module docstring."""
+
+    def __init__(
+        self,
+        upstreams: Sequence[tuple[str, int]],
+        *,
+        timeout: float = 2.0,
+        max_inflight: int = 150,
+        attempt_timeout: float | None = None,
+    ) -> None:
+        if not upstreams:
+            raise ValueError("Forwarder needs at least one upstream")
+        if timeout <= 0 or max_inflight < 1:
+            raise ValueError("timeout must be > 0 and max_inflight >= 1")
+        self._upstreams = [
+            _Upstream(host, port, _label(host, port), rank)
+            for rank, (host, port) in enumerate(upstreams)
+        ]
+        self._timeout = timeout
+        self._attempt = min(timeout, attempt_timeout or ATTEMPT_TIMEOUT)
+        self._max_inflight = max_inflight
+        self._inflight: dict[_Key, asyncio.Task[_Reply]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._started = True
+        self._closed = False
+        log.info("forwarding to %s", ", ".join(u.label for u in self._upstreams))
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._inflight.values()) + list(self._background)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._inflight.clear()
+        self._background.clear()
+
+    async def __aenter__(self) -> Forwarder:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def inflight(self) -> int:
+        """Upstream resolutions running now (coalesced queries count once)."""
+        return len(self._inflight)
+
+    # -- the query ---------------------------------------------------------------------------
+
+    async def query(
+        self, labels: tuple[bytes, ...], qtype: int, qclass: int = 1, *, do: bool = False
+    ) -> DNSRecord:
+        """The upstream's answer (rcode NOERROR or NXDOMAIN) to this question.
+
+        Raises UpstreamError when every upstream failed within ``timeout`` or when
+        ``max_inflight`` resolutions are already running. Callers get their own record object.
+        """
+        if self._closed:
+            raise UpstreamError("forwarder is closed")
+        lowered = tuple(label.lower() for label in labels)
+        key = (lowered, qtype, qclass, do)
+        task = self._inflight.get(key)
+        if task is not None:
+            data, _record = await asyncio.shield(task)
+            try:
+                return DNSRecord.parse(data)  # a private copy for each joiner
+            except _DNSLIB_ERRORS as e:  # pragma: no cover - parsed once already
+                raise UpstreamError(f"cannot parse the shared reply: {e}") from e
+        if len(self._inflight) >= self._max_inflight:
+            UPSTREAM_OVERLOAD.inc()
+            raise UpstreamError(f"{self._max_inflight} upstream queries already in flight")
+        wire = self._build(labels, qtype, qclass, do)
+        question = _Question(lowered, qtype, qclass)
+        task = asyncio.get_running_loop().create_task(self._resolve(wire, question))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _t: self._forget(key, task))
+        _data, record = await asyncio.shield(task)
+        return record
+
+    def _forget(self, key: _Key, task: object) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if isinstance(task, asyncio.Task) and not task.cancelled():
+            task.exception()  # retrieved here so joiners that went away cause no warning
+
+    @staticmethod
+    def _build(labels: tuple[bytes, ...], qtype: int, qclass: int, do: bool) -> bytes:
+        try:
+            record = DNSRecord(
+                DNSHeader(id=0, rd=1),
+                q=DNSQuestion(DNSLabel(labels), qtype, qclass),
+            )
+            record.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, flags="do" if do else ""))
+            return bytes(record.pack())
+        except _DNSLIB_ERRORS as e:
+            raise UpstreamError(f"cannot build a query for {labels!r}: {e}") from e
+
+    def _order(self) -> list[_Upstream]:
+        """Healthy upstreams in configured order, then failed ones, the longest-dead last."""
+        healthy = [u for u in self._upstreams if not u.backoff]
+        failed = sorted((u for u in self._upstreams if u.backoff), key=lambda u: u.dead_until)
+        return healthy + failed
+
+    async def _resolve(self, wire: bytes, question: _Question) -> _Reply:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        self._probe_due(wire, question, loop.time())
+        failures: list[str] = []
+        timed_out: list[_Upstream] = []
+        for upstream in self._order():
+            remaining = deadline - loop.time()
+            if remaining <= 0.005:
+                break
+            try:
+                return await self._try(upstream, wire, question, min(self._attempt, remaining))
+            except _TryFailed as e:
+                failures.append(f"{upstream.label} {e}")
+                if e.kind == "timeout":
+                    timed_out.append(upstream)
+        while timed_out:
+            remaining = deadline - loop.time()
+            if remaining <= 0.05:
+                break
+            upstream = timed_out.pop(0)
+            try:
+                return await self._try(upstream, wire, question, remaining / (len(timed_out) + 1))
+            except _TryFailed as e:
+                failures.append(f"{upstream.label} {e}")
+        raise UpstreamError("no upstream answered: " + "; ".join(failures))
+
+    def _probe_due(self, wire: bytes, question: _Question, now: float) -> None:
+        """Re-probe dead upstreams whose back-off is over, in the background."""
+        for upstream in self._upstreams:
+            if upstream.backoff and upstream.dead_until <= now and not upstream.probing:
+                if all(u.backoff for u in self._upstreams):
+                    return  # everyone is dead: the query itself tries them all
+                upstream.probing = True
+                task = asyncio.get_running_loop().create_task(self._probe(upstream, wire, question))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _probe(self, upstream: _Upstream, wire: bytes, question: _Question) -> None:
+        try:
+            await self._try(upstream, wire, question, self._attempt)
+        except _TryFailed as e:
+            log.debug("re-probe of %s failed: %s", upstream.label, e)
+        finally:
+            upstream.probing = False
+
+    async def _try(
+        self, upstream: _Upstream, wire: bytes, question: _Question, timeout: float
+    ) -> _Reply:
+        """One try against one upstream (UDP, then TCP on TC=1). Raises _TryFailed."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            reply = await self._udp(upstream, wire, question, timeout)
+            if reply is None:
+                remaining = max(timeout - (loop.time() - started), self._attempt / 2)
+                reply = await self._tcp(upstream, wire, question, remaining)
+        except _TryFailed as e:
+            self._count_error(upstream, e.kind)
+            if e.kind != "servfail":
+                self._mark_dead(upstream, loop.time())
+            raise
+        rcode = reply[1].header.rcode
+        if rcode not in _OK_RCODES:
+            kind = "refused" if rcode == _RCODE_REFUSED else "servfail"
+            self._count_error(upstream, kind)
+            if kind == "refused":
+                self._mark_dead(upstream, loop.time())
+            raise _TryFailed(kind, f"rcode {rcode}")
+        UPSTREAM_DURATION.labels(upstream.label).observe(loop.time() - started)
+        if upstream.backoff:
+            log.info("upstream %s answers again", upstream.label)
+        upstream.dead_until = 0.0
+        upstream.backoff = 0.0
+        return reply
+
+    def _mark_dead(self, upstream: _Upstream, now: float) -> None:
+        first = not upstream.backoff
+        upstream.backoff = min(DEAD_MAX, upstream.backoff * 2) if upstream.backoff else DEAD_MIN
+        upstream.dead_until = now + upstream.backoff
+        if first:
+            log.warning(
+                "upstream %s failed; trying it last for %.0f s", upstream.label, upstream.backoff
+            )
+
+    def _count_error(self, upstream: _Upstream, kind: str) -> None:
+        UPSTREAM_ERRORS.labels(upstream.label, kind).inc()
+
+    @staticmethod
+    def _with_id(wire: bytes) -> tuple[int, bytes]:
+        qid = secrets.randbelow(0xFFFF) + 1  # 1..65535, never 0
+        return qid, struct.pack("!H", qid) + wire[2:]
+
+    async def _udp(
+        self, upstream: _Upstream, wire: bytes, question: _Question, timeout: float
+    ) -> _Reply | None:
+        """The validated reply, or None when it was truncated."""
+        loop = asyncio.get_running_loop()
+        qid, packet = self._with_id(wire)
+        UPSTREAM_QUERIES.labels(upstream.label).inc()
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _UdpExchange(self, upstream, qid, question),
+                remote_addr=(upstream.host, upstream.port),
+            )
+        except OSError as e:
+            raise _TryFailed("network", str(e)) from e
+        try:
+            transport.sendto(packet)
+            try:
+                data, record = await asyncio.wait_for(protocol.result, timeout)
+            except TimeoutError as e:
+                raise _TryFailed("timeout", f"no reply in {timeout:.2f} s") from e
+            return None if record is None else (data, record)
+        finally:
+            transport.close()
+
+    async def _tcp(
+        self, upstream: _Upstream, wire: bytes, question: _Question, timeout: float
+    ) -> _Reply:
+        qid, packet = self._with_id(wire)
+        UPSTREAM_QUERIES.labels(upstream.label).inc()
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+                writer.write(struct.pack("!H", len(packet)) + packet)
+                await writer.drain()
+                while True:
+                    size = struct.unpack("!H", await reader.readexactly(2))[0]
+                    data = await reader.readexactly(size)
+                    try:
+                        return data, _validate(data, qid, question)
+                    except _Spoof:
+                        self._count_error(upstream, "spoof")
+        except TimeoutError as e:
+            raise _TryFailed("timeout", f"no TCP reply in {timeout:.2f} s") from e
+        except asyncio.IncompleteReadError as e:
+            raise _TryFailed("garbage", "TCP stream ended early") from e
+        except OSError as e:
+            raise _TryFailed("network", f"TCP: {e}") from e
+        finally:
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()

@@ -1,0 +1,334 @@
+"""Forwarder against the scripted FakeUpstream on loopback (RELIABILITY.md section 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+from prometheus_client import REGISTRY
+
+from resolver import forward
+from resolver.forward import Forwarder, UpstreamError
+from tests.support.upstream import SPOOF_ADDRESS, FakeUpstream, Mode
+
+
+def labels(name: str) -> tuple[bytes, ...]:
+    return tuple(part.encode() for part in name.rstrip(".").split("."))
+
+
+def addresses(record: DNSRecord) -> list[str]:
+    return [str(rr.rdata) for rr in record.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)]
+
+
+def errors(upstream: FakeUpstream, kind: str) -> float:
+    host, port = upstream.address
+    label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    value = REGISTRY.get_sample_value(
+        "nestguard_upstream_errors_total", {"upstream": label, "kind": kind}
+    )
+    return value or 0.0
+
+
+@pytest.fixture
+async def up() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream() as server:
+        server.add("www.example", "A", "192.0.2.1", ttl=60)
+        server.add_zone("*.wild.example. 60 IN A 192.0.2.2")
+        yield server
+
+
+@pytest.fixture
+async def up2() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream() as server:
+        server.add("www.example", "A", "192.0.2.99", ttl=60)
+        yield server
+
+
+async def test_answers_from_the_upstream(up: FakeUpstream) -> None:
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("www.example"), QTYPE.A)
+    assert reply.header.rcode == RCODE.NOERROR
+    assert addresses(reply) == ["192.0.2.1"]
+    assert reply.rr[0].ttl == 60
+
+
+async def test_nxdomain_comes_back_with_its_soa(up: FakeUpstream) -> None:
+    up.soa_ttl, up.soa_minimum = 300, 60
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("missing.example"), QTYPE.A)
+    assert reply.header.rcode == RCODE.NXDOMAIN
+    assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA]
+    assert reply.auth[0].rdata.times[-1] == 60
+
+
+async def test_builds_its_own_query_with_rd_edns_and_do(up: FakeUpstream) -> None:
+    async with Forwarder([up.address]) as fwd:
+        await fwd.query(labels("www.example"), QTYPE.A)
+        await fwd.query(labels("www.example"), QTYPE.AAAA, do=True)
+    plain, secure = up.requests
+    for request in (plain, secure):
+        assert request.header.rd == 1
+        assert request.header.id != 0
+        opt = [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
+        assert len(opt) == 1 and opt[0].rclass == 1232
+    assert not [rr for rr in plain.ar if rr.rtype == QTYPE.OPT][0].ttl & 0x8000
+    assert [rr for rr in secure.ar if rr.rtype == QTYPE.OPT][0].ttl & 0x8000  # DO bit
+
+
+async def test_random_ids_and_source_ports(up: FakeUpstream) -> None:
+    """U1: 1000 queries -> >= 950 source ports, IDs spread, never 0.
+
+    Uniform 16-bit IDs collide by the birthday rule: 1000 draws give ~992 distinct IDs on
+    average (sd ~2.7), so >= 990 would fail about one run in six; >= 980 is > 4 sd away.
+    """
+    async with Forwarder([up.address], max_inflight=100) as fwd:
+        sem = asyncio.Semaphore(20)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await fwd.query(labels(f"n{i}.wild.example"), QTYPE.A)
+
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(one(i) for i in range(1000)))
+    udp = [q for q in up.queries if q.transport == "udp"]
+    assert len(udp) == 1000
+    ports = {q.port for q in udp}
+    ids = [q.id for q in udp]
+    assert len(ports) >= 950
+    assert len(set(ids)) >= 980
+    assert 0 not in ids
+    steps = sum(1 for a, b in zip(ids, ids[1:], strict=False) if (b - a) & 0xFFFF == 1)
+    assert steps < 10  # not sequential
+
+
+async def test_spoofed_replies_are_dropped_and_the_real_one_accepted(up: FakeUpstream) -> None:
+    """U2: another socket, wrong ID, wrong qname, QR=0, wrong qtype -> ignored, counted."""
+    up.add("bank.example", "A", "192.0.2.10")
+    up.set_mode(Mode.SPOOF, name="bank.example")
+    before = errors(up, "spoof")
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("bank.example"), QTYPE.A)
+    assert addresses(reply) == ["192.0.2.10"]
+    assert SPOOF_ADDRESS not in addresses(reply)
+    # The one from another address never reaches the connected socket; the 4 others are counted.
+    assert errors(up, "spoof") - before >= 4
+    assert up.count("bank.example") == 1
+
+
+async def test_spoofed_frames_over_tcp_are_skipped(up: FakeUpstream) -> None:
+    up.add("bank.example", "A", "192.0.2.10")
+    up.set_mode(Mode.TRUNCATE, name="bank.example", transport="udp")
+    up.set_mode(Mode.SPOOF, name="bank.example", transport="tcp")
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("bank.example"), QTYPE.A)
+    assert addresses(reply) == ["192.0.2.10"]
+
+
+async def test_truncated_answer_is_retried_over_tcp(up: FakeUpstream) -> None:
+    up.big_txt("big.example")
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("big.example"), QTYPE.TXT)
+    assert len(reply.rr) == 40
+    assert [q.transport for q in up.queries] == ["udp", "tcp"]
+
+
+async def test_case_of_the_question_does_not_matter(up: FakeUpstream) -> None:
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("WwW.ExAmPlE"), QTYPE.A)
+    assert addresses(reply) == ["192.0.2.1"]
+
+
+async def test_silent_first_upstream_fails_over_fast(up: FakeUpstream, up2: FakeUpstream) -> None:
+    """U4: A silent, B fine -> answer well under 1.5 s; then A is tried last."""
+    up.set_mode(Mode.SILENT)
+    async with Forwarder([up.address, up2.address]) as fwd:
+        started = time.monotonic()
+        reply = await fwd.query(labels("www.example"), QTYPE.A)
+        first = time.monotonic() - started
+        assert addresses(reply) == ["192.0.2.99"]
+        assert first < 1.2
+        started = time.monotonic()
+        reply = await fwd.query(labels("www.example"), QTYPE.AAAA)
+        second = time.monotonic() - started
+    assert second < 0.3  # the dead upstream no longer costs its timeout
+    assert up.count() == 1
+    assert errors(up, "timeout") >= 1
+
+
+@pytest.mark.parametrize("mode", [Mode.SERVFAIL, Mode.REFUSED, Mode.GARBAGE])
+async def test_next_upstream_on_bad_answers(
+    up: FakeUpstream, up2: FakeUpstream, mode: Mode
+) -> None:
+    """U5: SERVFAIL, REFUSED and garbage move on at once."""
+    up.set_mode(mode)
+    kind = {"servfail": "servfail", "refused": "refused", "garbage": "garbage"}[mode.value]
+    before = errors(up, kind)
+    async with Forwarder([up.address, up2.address]) as fwd:
+        started = time.monotonic()
+        reply = await fwd.query(labels("www.example"), QTYPE.A)
+    assert time.monotonic() - started < 0.5
+    assert addresses(reply) == ["192.0.2.99"]
+    assert errors(up, kind) == before + 1
+
+
+async def test_closed_port_fails_over_fast(up2: FakeUpstream) -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    closed = probe.getsockname()
+    probe.close()
+    async with Forwarder([closed, up2.address]) as fwd:
+        started = time.monotonic()
+        reply = await fwd.query(labels("www.example"), QTYPE.A)
+    assert time.monotonic() - started < 0.5
+    assert addresses(reply) == ["192.0.2.99"]
+
+
+async def test_all_silent_raises_within_the_budget(up: FakeUpstream, up2: FakeUpstream) -> None:
+    up.set_mode(Mode.SILENT)
+    up2.set_mode(Mode.SILENT)
+    async with Forwarder([up.address, up2.address]) as fwd:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="no upstream answered"):
+            await fwd.query(labels("www.example"), QTYPE.A)
+        elapsed = time.monotonic() - started
+    assert 1.5 < elapsed < 2.4
+    # Each was retried with a fresh ID and port in the time left after the first pass.
+    assert up.count() == 2 and up2.count() == 2
+    assert len({q.port for q in up.queries}) == 2
+
+
+async def test_all_servfail_raises_at_once(up: FakeUpstream, up2: FakeUpstream) -> None:
+    up.set_mode(Mode.SERVFAIL)
+    up2.set_mode(Mode.SERVFAIL)
+    async with Forwarder([up.address, up2.address]) as fwd:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="servfail"):
+            await fwd.query(labels("www.example"), QTYPE.A)
+    assert time.monotonic() - started < 0.5
+
+
+async def test_dead_upstream_is_reprobed_in_the_background(
+    up: FakeUpstream, up2: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forward, "DEAD_MIN", 0.2)
+    up.set_mode(Mode.SILENT)
+    async with Forwarder([up.address, up2.address], attempt_timeout=0.3) as fwd:
+        assert addresses(await fwd.query(labels("www.example"), QTYPE.A)) == ["192.0.2.99"]
+        up.set_mode(Mode.NORMAL)
+        await asyncio.sleep(0.3)
+        # Served by B without waiting; A gets a background probe which succeeds...
+        started = time.monotonic()
+        assert addresses(await fwd.query(labels("a.wild.example"), QTYPE.A)) == []
+        assert time.monotonic() - started < 0.2
+        for _ in range(50):
+            if up.count("a.wild.example"):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        # ...so A is first again.
+        assert addresses(await fwd.query(labels("www.example"), QTYPE.A)) == ["192.0.2.1"]
+
+
+async def test_identical_inflight_queries_are_coalesced(up: FakeUpstream) -> None:
+    """U3: 50 at once -> 1 upstream query, each caller gets its own record."""
+    up.set_mode(Mode.DELAY, delay=0.2)
+    async with Forwarder([up.address]) as fwd:
+        replies = await asyncio.gather(
+            *(
+                fwd.query(labels("WWW.example" if i % 2 else "www.EXAMPLE"), QTYPE.A)
+                for i in range(50)
+            )
+        )
+    assert up.count() == 1
+    assert all(addresses(r) == ["192.0.2.1"] for r in replies)
+    assert len({id(r) for r in replies}) == 50
+
+
+async def test_different_do_bit_is_not_coalesced(up: FakeUpstream) -> None:
+    up.set_mode(Mode.DELAY, delay=0.1)
+    async with Forwarder([up.address]) as fwd:
+        await asyncio.gather(
+            fwd.query(labels("www.example"), QTYPE.A),
+            fwd.query(labels("www.example"), QTYPE.A, do=True),
+        )
+    assert up.count() == 2
+
+
+async def test_inflight_cap_fails_fast(up: FakeUpstream) -> None:
+    """A4: beyond max_inflight, raise at once instead of queueing."""
+    up.set_mode(Mode.SILENT)
+    async with Forwarder([up.address], max_inflight=5) as fwd:
+        pending = [
+            asyncio.create_task(fwd.query(labels(f"n{i}.wild.example"), QTYPE.A)) for i in range(5)
+        ]
+        await asyncio.sleep(0.05)
+        assert fwd.inflight == 5
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="in flight"):
+            await fwd.query(labels("other.wild.example"), QTYPE.A)
+        assert time.monotonic() - started < 0.05
+        # Joining an identical in-flight question is still allowed.
+        joiner = asyncio.create_task(fwd.query(labels("n0.wild.example"), QTYPE.A))
+        await asyncio.sleep(0.01)
+        assert not joiner.done()
+        for task in [*pending, joiner]:
+            task.cancel()
+        await asyncio.gather(*pending, joiner, return_exceptions=True)
+
+
+async def test_cancelled_caller_does_not_cancel_the_shared_query(up: FakeUpstream) -> None:
+    up.set_mode(Mode.DELAY, delay=0.1)
+    async with Forwarder([up.address]) as fwd:
+        first = asyncio.create_task(fwd.query(labels("www.example"), QTYPE.A))
+        await asyncio.sleep(0.01)
+        second = asyncio.create_task(fwd.query(labels("www.example"), QTYPE.A))
+        await asyncio.sleep(0.01)
+        first.cancel()
+        reply = await second
+    assert addresses(reply) == ["192.0.2.1"]
+
+
+async def test_unpackable_name_raises_upstream_error(up: FakeUpstream) -> None:
+    async with Forwarder([up.address]) as fwd:
+        with pytest.raises(UpstreamError, match="cannot build"):
+            await fwd.query((b"a" * 64, b"example"), QTYPE.A)
+    assert up.count() == 0
+
+
+async def test_query_after_close_raises(up: FakeUpstream) -> None:
+    fwd = Forwarder([up.address])
+    await fwd.start()
+    await fwd.close()
+    with pytest.raises(UpstreamError):
+        await fwd.query(labels("www.example"), QTYPE.A)
+
+
+async def test_ipv6_upstream() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        server = FakeUpstream("::1")
+        await server.start()
+    except OSError:
+        pytest.skip("::1 not available")
+    try:
+        server.add("v6.example", "AAAA", "2001:db8::1")
+        async with Forwarder([server.address]) as fwd:
+            reply = await fwd.query(labels("v6.example"), QTYPE.AAAA)
+        assert addresses(reply) == ["2001:db8::1"]
+    finally:
+        await server.close()
+
+
+async def test_fake_upstream_logs_and_nodata(up: FakeUpstream) -> None:
+    """The test double itself: NODATA for an existing name, the log records transport and port."""
+    async with Forwarder([up.address]) as fwd:
+        reply = await fwd.query(labels("www.example"), QTYPE.MX)
+    assert reply.header.rcode == RCODE.NOERROR and not reply.rr
+    assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA]
+    (received,) = up.queries
+    assert received.transport == "udp" and received.qtype == QTYPE.MX and received.port > 0
