@@ -1,0 +1,571 @@
+"""The answer cache: upstream answers kept as wire bytes, served by patching bytes.
+
+Entries are keyed (canonical name, qtype, qclass, DO) (RFC 4343, C6) -- never the raw packet, so
+EDNS cookies and 0x20 case randomisation still hit. An entry holds the sections after the question
+(packed once by dnslib on the miss, compression pointers aimed at the question, which the client's
+own question bytes replace with the same length) and the offset of every TTL. A hit joins: the
+client's ID, flags, counts, the client's question bytes (W5), the body with TTLs counted down
+(patched at most once per second per entry) and the client's OPT if it had one.
+
+What is kept (U6): the CNAME chain from the qname and its final RRset in ANSWER, only the SOA
+(plus DNSSEC proofs for DO) in AUTHORITY for negatives, nothing from ADDITIONAL. Negative answers
+are cached per RFC 2308 §5 (min(SOA TTL, MINIMUM), at most negative_max_ttl; no SOA -> not
+cached, C2). Answers with private/loopback/link-local/ULA addresses become empty NOERROR (R1,
+DNS rebinding), cached that way. TTLs are clamped (C1: high-bit TTLs count as large). Bounded by
+entries and bytes, evicted in batches by a CLOCK (second chance) sweep: one-at-a-time eviction
+collapsed throughput (STYLE.md). Expired entries are kept for `stale_window` to serve stale
+(RFC 8767, C4). All-upstreams-failed is remembered briefly with a capped back-off (U5).
+
+Block answers are never cached: Enforce sits above the cache, so policy changes need no flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Protocol
+
+from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from resolver import wire
+from resolver.forward import UpstreamError
+from resolver.pipeline import Query, Reply
+
+log = logging.getLogger(__name__)
+
+_COUNTS = struct.Struct(">HHHH")
+_TTL = struct.Struct(">I")
+_OVERHEAD = 200  # rough bytes per entry beyond the body (key, object, dict slot)
+
+_REBIND_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+Key = tuple[str, int, int, bool]
+
+
+def is_rebind_address(text: str) -> bool:
+    """True for addresses a public name must not resolve to (R1), incl. IPv4-mapped forms."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            ip = mapped
+    return any(ip in net for net in _REBIND_NETS if net.version == ip.version)
+
+
+@dataclass(slots=True)
+class Entry:
+    body: bytes  # the sections after the question, no OPT
+    ttl_offsets: tuple[int, ...]  # into body
+    ttls: tuple[int, ...]  # TTL of each record when stored (clamped)
+    counts: tuple[bytes, bytes]  # QD/AN/NS/AR counts without and with our OPT
+    rcode: int
+    ad: bool
+    stored: float  # clock() when stored
+    expires: float
+    targets: tuple[str, ...]  # canonical CNAME / HTTPS / SVCB targets
+    rebind_filtered: bool = False
+    hot: bool = False
+    tick: int = -1  # elapsed seconds `patched` was made for
+    patched: bytes = b""
+    size: int = field(default=0)
+
+    def body_at(self, elapsed: int) -> bytes:
+        if elapsed == self.tick:
+            return self.patched
+        buf = bytearray(self.body)
+        for off, ttl in zip(self.ttl_offsets, self.ttls, strict=True):
+            _TTL.pack_into(buf, off, ttl - elapsed if ttl > elapsed else 0)
+        self.patched = bytes(buf)
+        self.tick = elapsed
+        return self.patched
+
+    def body_with_ttl(self, ttl: int) -> bytes:
+        buf = bytearray(self.body)
+        for off in self.ttl_offsets:
+            _TTL.pack_into(buf, off, ttl)
+        return bytes(buf)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    max_entries: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    min_ttl: int = 0
+    max_ttl: int = 86_400
+    negative_max_ttl: int = 3_600
+    stale_window: float = 86_400.0  # serve expired entries up to this long past expiry
+    stale_ttl: int = 30
+    servfail_ttl: float = 2.0  # first back-off after all upstreams failed
+    servfail_max_ttl: float = 30.0
+    rebind_allow: frozenset[str] = frozenset()  # canonical names (and subdomains) exempt from R1
+
+
+class Cache:
+    """Stage (enter: hits; leave: store upstream answers) plus the store used by Forward."""
+
+    def __init__(
+        self,
+        settings: CacheSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = s = settings or CacheSettings()
+        self._clock = clock
+        self._entries: dict[Key, Entry] = {}
+        self._servfail: dict[Key, tuple[float, float]] = {}  # key -> (until, last back-off)
+        self._bytes = 0
+        self._max_entries = max(s.max_entries, 1)
+        self._batch = max(self._max_entries // 16, 1)
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.stale_served = 0
+        self.rebind_filtered = 0
+
+    # ------------------------------------------------------------------ stage hooks
+
+    def enter(self, query: Query) -> Reply | None:
+        q = query.question
+        edns = q.edns
+        key = (
+            query.resolve_name if query.resolve_name is not None else q.name,
+            q.qtype,
+            q.qclass,
+            edns is not None and edns.do,
+        )
+        entry = self._entries.get(key)
+        if entry is None:
+            sf = self._servfail.get(key)
+            if sf is not None and sf[0] > self._clock():
+                return self.servfail(query)
+            self.misses += 1
+            return None
+        now = self._clock()
+        if now < entry.expires:
+            entry.hot = True
+            self.hits += 1
+            return Reply(
+                self._wire(query, entry, entry.body_at(int(now - entry.stored))),
+                "cache",
+                "cached",
+                entry.targets,
+                rcode=entry.rcode,
+            )
+        if now < entry.expires + self.settings.stale_window:
+            sf = self._servfail.get(key)
+            if sf is not None and sf[0] > now:
+                return self.stale_reply(query, entry)
+            query.stale = entry
+            self.misses += 1
+            return None
+        self._remove(key)
+        self.misses += 1
+        return None
+
+    def leave(self, query: Query, reply: Reply) -> Reply:
+        record = reply.record
+        if record is None or reply.wire is not None:
+            return reply
+        try:
+            entry = self.store(query, record)
+        except Exception as e:  # noqa: BLE001 - any upstream oddity: SERVFAIL, keep serving
+            log.warning("cannot use upstream answer for %s: %r", query.question.name, e)
+            return Reply(
+                wire.build_reply(query.question, query.request, rcode=wire.SERVFAIL),
+                "error",
+                "servfail",
+                rcode=wire.SERVFAIL,
+            )
+        now = self._clock()
+        return Reply(
+            self._wire(query, entry, entry.body_at(int(now - entry.stored))),
+            reply.source,
+            reply.outcome,
+            entry.targets,
+            rcode=entry.rcode,
+        )
+
+    # ------------------------------------------------------------------ replies
+
+    def _wire(
+        self, query: Query, entry: Entry, body: bytes, *, ede: tuple[int, str] | None = None
+    ) -> bytes:
+        q = query.question
+        req = query.request
+        opt = wire.opt_for(q, rcode=entry.rcode, ede=ede)
+        flags3 = 0x80 | entry.rcode | (req[3] & 0x10)
+        if entry.ad and (q.do or req[3] & 0x20):
+            flags3 |= 0x20
+        if query.resolve_labels is None:
+            question = req[12 : q.end]
+        else:
+            question = wire.name_to_wire(query.resolve_labels) + req[q.end - 4 : q.end]
+        return b"".join(
+            (
+                req[:2],
+                bytes((0x80 | (req[2] & 0x79), flags3)),
+                entry.counts[1 if opt else 0],
+                question,
+                body,
+                opt,
+            )
+        )
+
+    def stale_reply(self, query: Query, entry: Entry) -> Reply:
+        """The expired entry with every TTL set to stale_ttl and EDE 3 (RFC 8767, 8914)."""
+        self.stale_served += 1
+        body = entry.body_with_ttl(self.settings.stale_ttl)
+        return Reply(
+            self._wire(query, entry, body, ede=(wire.EDE_STALE, "stale answer")),
+            "cache",
+            "cached",
+            entry.targets,
+            rcode=entry.rcode,
+        )
+
+    def servfail(self, query: Query) -> Reply:
+        return Reply(
+            wire.build_reply(
+                query.question,
+                query.request,
+                rcode=wire.SERVFAIL,
+                ede=(wire.EDE_NO_REACHABLE_AUTHORITY, "upstreams unreachable"),
+            ),
+            "error",
+            "servfail",
+            rcode=wire.SERVFAIL,
+        )
+
+    # ------------------------------------------------------------------ storing
+
+    def key_of(self, query: Query) -> Key:
+        q = query.question
+        name = query.resolve_name if query.resolve_name is not None else q.name
+        return (name, q.qtype, q.qclass, q.do)
+
+    def note_failure(self, query: Query) -> None:
+        """Every upstream failed for this key: answer SERVFAIL locally for a while (U5)."""
+        key = self.key_of(query)
+        now = self._clock()
+        s = self.settings
+        prev = self._servfail.get(key)
+        if prev is not None and prev[0] + s.servfail_max_ttl * 2 > now:
+            backoff = min(prev[1] * 2, s.servfail_max_ttl)
+        else:
+            backoff = s.servfail_ttl
+        if len(self._servfail) > 10_000:
+            self._servfail = {k: v for k, v in self._servfail.items() if v[0] > now}
+            if len(self._servfail) > 10_000:
+                self._servfail.clear()
+        self._servfail[key] = (now + backoff, backoff)
+
+    def store(self, query: Query, record: DNSRecord) -> Entry:
+        """Build the entry for an upstream answer; keep it when cacheable. Returns it anyway."""
+        q = query.question
+        labels = query.resolve_labels if query.resolve_labels is not None else q.labels
+        name = query.resolve_name if query.resolve_name is not None else q.name
+        entry, ttl = self._build(record, labels, name, q.qtype, q.qclass, q.do)
+        key = (name, q.qtype, q.qclass, q.do)
+        self._servfail.pop(key, None)
+        if ttl is not None and ttl > 0:
+            entry.expires = entry.stored + ttl
+            self._put(key, entry)
+        return entry
+
+    def _put(self, key: Key, entry: Entry) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        self._entries[key] = entry
+        self._bytes += entry.size
+        if len(self._entries) > self._max_entries or self._bytes > self.settings.max_bytes:
+            self._evict()
+
+    def _remove(self, key: Key) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+
+    def _evict(self) -> None:
+        """Free a batch (1/16 of the entries) with a CLOCK sweep from the oldest inserted."""
+        entries = self._entries
+        target = self._max_entries - self._batch
+        byte_target = self.settings.max_bytes * 15 // 16
+        now = self._clock()
+        window = self.settings.stale_window
+        for _ in range(3):
+            if len(entries) <= target and self._bytes <= byte_target:
+                return
+            for key in list(islice(entries, 2 * self._batch)):
+                if len(entries) <= target and self._bytes <= byte_target:
+                    return
+                entry = entries[key]
+                if entry.hot and entry.expires + window > now:
+                    entry.hot = False
+                    del entries[key]
+                    entries[key] = entry  # second chance: to the young end
+                    continue
+                del entries[key]
+                self._bytes -= entry.size
+                self.evictions += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._servfail.clear()
+        self._bytes = 0
+
+    # ------------------------------------------------------------------ entry building
+
+    def _clamp(self, ttl: int) -> int:
+        s = self.settings
+        if ttl >= 0x80000000:
+            ttl = s.max_ttl
+        return min(max(ttl, s.min_ttl), s.max_ttl)
+
+    def _build(
+        self,
+        record: DNSRecord,
+        labels: tuple[bytes, ...],
+        name: str,
+        qtype: int,
+        qclass: int,
+        do: bool,
+    ) -> tuple[Entry, int | None]:
+        """(entry, lifetime or None when not cacheable) for an upstream reply."""
+        s = self.settings
+        rcode = record.header.rcode
+        answers: list[RR] = []
+        targets: list[str] = []
+        current = name
+        chain_names = {name}
+        # U6: follow the CNAME chain from the qname, then its final RRset.
+        for _ in range(16):
+            step = None
+            for rr in record.rr:
+                if rr.rtype == 5 and qtype != 5 and _canon(rr.rname) == current:
+                    step = rr
+                    break
+            if step is None:
+                break
+            answers.append(step)
+            current = _canon(step.rdata.label)
+            if current in chain_names:
+                break
+            chain_names.add(current)
+            targets.append(current)
+        for rr in record.rr:
+            if _canon(rr.rname) != current:
+                continue
+            if rr.rtype == qtype or (do and rr.rtype == wire.T_RRSIG):
+                answers.append(rr)
+                if rr.rtype in (wire.T_HTTPS, wire.T_SVCB):
+                    t = _svc_target(rr)
+                    if t:
+                        targets.append(t)
+        if do:
+            for rr in record.rr:
+                if rr.rtype == wire.T_RRSIG and _canon(rr.rname) in chain_names - {current}:
+                    answers.append(rr)
+        final = [rr for rr in answers if rr.rtype in (wire.T_A, wire.T_AAAA)]
+        rebind = False
+        if final and not _allowed(name, s.rebind_allow):
+            if any(is_rebind_address(str(rr.rdata)) for rr in final):
+                rebind = True
+                self.rebind_filtered += 1
+                answers = []
+                targets = []
+        authority: list[RR] = []
+        lifetime: int | None = None
+        answers = [
+            RR(rr.rname, rr.rtype, rr.rclass, self._clamp(rr.ttl), rr.rdata) for rr in answers
+        ]
+        positive = any(rr.rtype == qtype for rr in answers) or rebind
+        if rebind:
+            lifetime = max(min([self._clamp(rr.ttl) for rr in final] or [s.min_ttl]), 1)
+            rcode = wire.NOERROR
+        elif positive or (answers and rcode == wire.NOERROR):
+            lifetime = min(rr.ttl for rr in answers)
+        else:
+            soa = next((rr for rr in record.auth if rr.rtype == wire.T_SOA), None)
+            if soa is not None:
+                minimum = soa.rdata.times[4] if soa.rdata.times else soa.ttl
+                neg = min(_sane(soa.ttl), _sane(minimum), s.negative_max_ttl)
+                for rr in answers:
+                    neg = min(neg, rr.ttl)
+                soa.ttl = neg
+                authority.append(soa)
+                if do:
+                    for rr in record.auth:
+                        if rr.rtype in (wire.T_RRSIG, 47, 50):
+                            rr.ttl = min(self._clamp(rr.ttl), neg)
+                            authority.append(rr)
+                lifetime = neg
+        header = DNSHeader(id=0, qr=1, ra=1, rcode=rcode)
+        out = DNSRecord(header, q=DNSQuestion(DNSLabel(list(labels)), qtype, qclass))
+        for rr in answers:
+            out.add_answer(rr)
+        for rr in authority:
+            out.add_auth(rr)
+        packed = bytes(out.pack())
+        qend = 12 + len(wire.name_to_wire(labels)) + 4
+        an, ns = len(answers), len(authority)
+        offsets = wire.rr_ttl_offsets(packed, qend, an + ns)
+        body = packed[qend:]
+        ttls = tuple(_TTL.unpack_from(packed, off)[0] for off in offsets)
+        now = self._clock()
+        entry = Entry(
+            body=body,
+            ttl_offsets=tuple(off - qend for off in offsets),
+            ttls=ttls,
+            counts=(_COUNTS.pack(1, an, ns, 0), _COUNTS.pack(1, an, ns, 1)),
+            rcode=rcode,
+            ad=bool(record.header.ad) and not rebind,
+            stored=now,
+            expires=now,
+            targets=tuple(targets),
+            rebind_filtered=rebind,
+            size=len(body) + len(name) + _OVERHEAD,
+        )
+        return entry, lifetime
+
+
+def _sane(ttl: int) -> int:
+    return 0x7FFFFFFF if ttl >= 0x80000000 else ttl
+
+
+def _canon(label: DNSLabel) -> str:
+    return wire.canonical(label.label)
+
+
+def _allowed(name: str, names: frozenset[str]) -> bool:
+    if not names:
+        return False
+    while True:
+        if name in names:
+            return True
+        dot = name.find(".")
+        if dot < 0:
+            return False
+        name = name[dot + 1 :]
+
+
+def _svc_target(rr: RR) -> str:
+    """The TargetName of an HTTPS/SVCB record ("" for "." = the owner itself)."""
+    rd = rr.rdata
+    target = getattr(rd, "target", None)
+    if target is not None:
+        return wire.canonical([bytes(x) for x in target])
+    data = getattr(rd, "data", b"")
+    if isinstance(data, bytes | bytearray) and len(data) > 2:
+        labels = []
+        p = 2
+        while p < len(data) and data[p] != 0:
+            ln = data[p]
+            if ln > 63 or p + 1 + ln > len(data):
+                return ""
+            labels.append(bytes(data[p + 1 : p + 1 + ln]))
+            p += 1 + ln
+        return wire.canonical(labels)
+    return ""
+
+
+class Upstream(Protocol):
+    """What Forward needs (resolver.forward.Forwarder)."""
+
+    async def query(
+        self, labels: tuple[bytes, ...], qtype: int, qclass: int = 1, *, do: bool = False
+    ) -> DNSRecord: ...
+
+
+class Forward:
+    """The last stage: ask the upstreams; serve stale when they fail or are slow (C4, U5).
+
+    With an expired entry at hand (Cache set `query.stale`), the upstream gets
+    `serve_stale_after` seconds (RFC 8767 / Unbound: 1.8 s); after that, or when every upstream
+    failed, the stale entry is answered and the upstream answer, when it comes, refreshes the
+    cache in the background.
+    """
+
+    def __init__(self, upstream: Upstream, cache: Cache, *, serve_stale_after: float = 1.8) -> None:
+        self._upstream = upstream
+        self._cache = cache
+        self._stale_after = serve_stale_after
+        self._background: set[asyncio.Task[DNSRecord]] = set()
+
+    async def __call__(self, query: Query) -> Reply:
+        q = query.question
+        labels = query.resolve_labels if query.resolve_labels is not None else q.labels
+        coro = self._upstream.query(labels, q.qtype, q.qclass, do=q.do)
+        stale = query.stale
+        try:
+            if stale is None:
+                record = await coro
+            else:
+                task = asyncio.ensure_future(coro)
+                done, _ = await asyncio.wait((task,), timeout=self._stale_after)
+                if not done:
+                    self._background.add(task)
+                    task.add_done_callback(lambda t: self._refreshed(query, t))
+                    return self._cache.stale_reply(query, stale)
+                record = task.result()
+        except UpstreamError as e:
+            log.debug("upstream failed for %s: %s", q.name, e)
+            self._cache.note_failure(query)
+            if stale is not None:
+                return self._cache.stale_reply(query, stale)
+            return self._cache.servfail(query)
+        return Reply(None, "upstream", "answered", record=record)
+
+    def _refreshed(self, query: Query, task: asyncio.Task[DNSRecord]) -> None:
+        self._background.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            if isinstance(exc, UpstreamError):
+                self._cache.note_failure(query)
+            else:
+                log.warning("background refresh of %s failed: %r", query.question.name, exc)
+            return
+        try:
+            self._cache.store(query, task.result())
+        except Exception as e:  # noqa: BLE001 - bad upstream data: keep the stale entry
+            log.warning("cannot use upstream answer for %s: %r", query.question.name, e)
+
+    async def close(self) -> None:
+        tasks = list(self._background)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,205 @@
+"""Enforce: ask the policy for a verdict and answer blocks and safe-search rewrites.
+
+The decider is injected: ``decider(profile, qname, qtype, now) -> Verdict`` (canonical qname).
+Without one everything is allowed. Blocks are answered from prebuilt record templates (no dnslib
+per query, blocks are never cached):
+
+- BlockStyle.DEFAULT: per config `block_answer`: "null" (A 0.0.0.0, AAAA ::, other types
+  NODATA), "nxdomain", or "blockpage" (A the web UI's IPv4, AAAA its IPv6 if configured, other
+  types NODATA); TTL `block_ttl` (default 10, as AdGuard Home);
+- BlockStyle.NXDOMAIN -> NXDOMAIN (bypass canaries); BlockStyle.NODATA -> NODATA (DDR).
+
+With EDNS every local answer carries an Extended DNS Error (RFC 8914): 17 Filtered for the
+parent's own rules (parent:*, schedule:*, paused, grants), 15 Blocked for lists and categories;
+its text is the verdict's reason.
+
+REWRITE (safe search, X4): the query goes on with `resolve_*` set to the target, so Cache and
+Forward resolve the target; on the way back the answer becomes CNAME qname -> target plus the
+target's records.
+
+CNAME cloaking (P3): every CNAME / HTTPS / SVCB target in an answer (upstream or cache, which
+keeps the targets with the entry) is checked too; a blocked target blocks the answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+from dnslib import CNAME, QTYPE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+
+from policy.model import Action, BlockStyle, Profile, Verdict
+from resolver import wire
+from resolver.pipeline import Query, Reply
+
+log = logging.getLogger(__name__)
+
+Decider = Callable[[Profile, str, int, datetime], Verdict]
+
+_FILTERED_PREFIXES = ("parent:", "schedule:", "paused", "grant", "allowlist-mode", "service:")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSettings:
+    answer: str = "null"  # "null" | "nxdomain" | "blockpage"
+    ttl: int = 10
+    blockpage_ipv4: str | None = None
+    blockpage_ipv6: str | None = None
+
+
+class WallClock:
+    """`now()` as an aware datetime in the household's zone, rebuilt at most once a second."""
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self._tz = tz
+        self._sec = -1
+        self._now = datetime.now(tz)
+
+    def __call__(self) -> datetime:
+        t = time.time()
+        sec = int(t)
+        if sec != self._sec:
+            self._sec = sec
+            self._now = datetime.fromtimestamp(t, self._tz)
+        return self._now
+
+
+def ede_code(reason: str) -> int:
+    return wire.EDE_FILTERED if reason.startswith(_FILTERED_PREFIXES) else wire.EDE_BLOCKED
+
+
+class Enforce:
+    """Stage: enter decides and answers blocks; leave does rewrites and CNAME cloaking."""
+
+    def __init__(
+        self,
+        decider: Decider | None = None,
+        *,
+        block: BlockSettings | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._decider = decider
+        self._now = now or WallClock()
+        b = block or BlockSettings()
+        self._mode = b.answer
+        self._ttl = b.ttl
+        if b.answer == "blockpage":
+            a = ipaddress.IPv4Address(b.blockpage_ipv4 or "0.0.0.0").packed
+            aaaa = ipaddress.IPv6Address(b.blockpage_ipv6).packed if b.blockpage_ipv6 else None
+        else:
+            a = bytes(4)
+            aaaa = bytes(16)
+        self._answers: dict[int, bytes] = {wire.T_A: wire.rr(wire.T_A, b.ttl, a)}
+        if aaaa is not None:
+            self._answers[wire.T_AAAA] = wire.rr(wire.T_AAAA, b.ttl, aaaa)
+
+    # ------------------------------------------------------------------ hooks
+
+    def enter(self, query: Query) -> Reply | None:
+        decider = self._decider
+        profile = query.profile
+        if decider is None or profile is None:
+            return None
+        q = query.question
+        verdict = decider(profile, q.name, q.qtype, self._now())
+        query.verdict = verdict
+        action = verdict.action
+        if action is Action.ALLOW:
+            return None
+        if action is Action.BLOCK:
+            return self.block(query, verdict)
+        if action is Action.REWRITE and verdict.target:
+            target = verdict.target.rstrip(".").lower()
+            query.resolve_name = target
+            query.resolve_labels = wire.labels_of(target)
+        return None
+
+    def leave(self, query: Query, reply: Reply) -> Reply:
+        verdict = query.verdict
+        if verdict is not None and verdict.action is Action.REWRITE and query.resolve_labels:
+            return self._rewrite(query, reply)
+        targets = reply.targets
+        if not targets or self._decider is None or query.profile is None:
+            return reply
+        now = self._now()
+        for target in targets:
+            v = self._decider(query.profile, target, query.question.qtype, now)
+            if v.action is Action.BLOCK:
+                query.verdict = v
+                return self.block(query, v)
+        return reply
+
+    # ------------------------------------------------------------------ answers
+
+    def block(self, query: Query, verdict: Verdict) -> Reply:
+        q = query.question
+        style = verdict.style
+        ede = (ede_code(verdict.reason), verdict.reason)
+        rcode = wire.NOERROR
+        answer = b""
+        if style is BlockStyle.NXDOMAIN or (
+            style is BlockStyle.DEFAULT and self._mode == "nxdomain"
+        ):
+            rcode = wire.NXDOMAIN
+        elif style is BlockStyle.DEFAULT and q.qclass == wire.C_IN:
+            answer = self._answers.get(q.qtype, b"")
+        return Reply(
+            wire.build_reply(
+                q, query.request, rcode=rcode, answer=answer, ancount=1 if answer else 0, ede=ede
+            ),
+            "policy",
+            "blocked",
+            rcode=rcode,
+        )
+
+    def _rewrite(self, query: Query, reply: Reply) -> Reply:
+        """CNAME qname -> target, then the target's records (dnslib: rewrites only)."""
+        q = query.question
+        if reply.wire is None or reply.rcode not in (wire.NOERROR, wire.NXDOMAIN):
+            return reply if reply.wire is not None else self._servfail(query)
+        target_labels = query.resolve_labels or ()
+        try:
+            got = DNSRecord.parse(reply.wire)
+            out = DNSRecord(
+                DNSHeader(id=q.id, qr=1, ra=1, rd=(q.flags >> 8) & 1, rcode=got.header.rcode),
+                q=DNSQuestion(DNSLabel(list(q.labels)), q.qtype, q.qclass),
+            )
+            out.add_answer(
+                RR(
+                    DNSLabel(list(q.labels)),
+                    QTYPE.CNAME,
+                    ttl=self._ttl,
+                    rdata=CNAME(DNSLabel(list(target_labels))),
+                )
+            )
+            for rr in got.rr:
+                out.add_answer(rr)
+            packed = bytes(out.pack())
+        except Exception:
+            log.exception("cannot build the safe-search answer for %s", q.name)
+            return self._servfail(query)
+        req = query.request
+        opt = wire.opt_for(q)
+        ar = 1 if opt else 0
+        data = (
+            packed[:2]
+            + bytes((packed[2] | (req[2] & 0x01), packed[3] | (req[3] & 0x10)))
+            + packed[4:10]
+            + bytes((0, ar))
+            + req[12 : q.end]
+            + packed[q.end :]
+            + opt
+        )
+        return Reply(data, "policy", "rewritten", rcode=got.header.rcode)
+
+    def _servfail(self, query: Query) -> Reply:
+        return Reply(
+            wire.build_reply(query.question, query.request, rcode=wire.SERVFAIL),
+            "error",
+            "servfail",
+            rcode=wire.SERVFAIL,
+        )

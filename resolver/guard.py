@@ -1,0 +1,114 @@
+"""Abuse guards in front of everything else: the ACL (A1) and the per-client rate limit (A2).
+
+Both answer REFUSED (with EDE 18 "Prohibited" when the query had EDNS) and cause no upstream work.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Sequence
+
+from resolver import wire
+from resolver.pipeline import Query, Reply
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Acl:
+    """Stage: answer only clients inside `networks` (RFC 5358); REFUSED otherwise."""
+
+    def __init__(self, networks: Sequence[Network]) -> None:
+        self._networks = tuple(networks)
+        self._memo: dict[str, bool] = {}
+
+    def allowed(self, ip: str) -> bool:
+        ok = self._memo.get(ip)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(ip.split("%", 1)[0])
+            except ValueError:
+                ok = False
+            else:
+                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                    addr = addr.ipv4_mapped
+                ok = any(addr in net for net in self._networks if net.version == addr.version)
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            self._memo[ip] = ok
+        return ok
+
+    def enter(self, query: Query) -> Reply | None:
+        if self.allowed(query.client_ip):
+            return None
+        return refused(query, "refused", "client not allowed")
+
+
+def refused(query: Query, outcome: str, text: str) -> Reply:
+    return Reply(
+        wire.build_reply(
+            query.question, query.request, rcode=wire.REFUSED, ede=(wire.EDE_PROHIBITED, text)
+        ),
+        "local",
+        outcome,
+        rcode=wire.REFUSED,
+    )
+
+
+def client_key(ip: str) -> str:
+    """Rate-limit key: the IPv4 address, or the IPv6 /64 (privacy addresses share it)."""
+    if ":" not in ip:
+        return ip
+    try:
+        packed = ipaddress.IPv6Address(ip.split("%", 1)[0]).packed
+    except ValueError:
+        return ip
+    return packed[:8].hex()
+
+
+class RateLimit:
+    """Stage: at most `queries` per `per_seconds` per client (fixed window); REFUSED beyond.
+
+    queries <= 0 disables the limit.
+    """
+
+    def __init__(
+        self,
+        *,
+        queries: int = 1000,
+        per_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._limit = queries
+        self._per = per_seconds
+        self._clock = clock
+        self._windows: dict[str, list[float]] = {}  # key -> [window start, count]
+        self._keys: dict[str, str] = {}
+        self.limited = 0
+
+    def enter(self, query: Query) -> Reply | None:
+        if self._limit <= 0:
+            return None
+        ip = query.client_ip
+        key = self._keys.get(ip)
+        if key is None:
+            if len(self._keys) > 50_000:
+                self._keys.clear()
+            key = self._keys[ip] = client_key(ip)
+        now = self._clock()
+        win = self._windows.get(key)
+        if win is None or now - win[0] >= self._per:
+            if win is None and len(self._windows) > 50_000:
+                self._prune(now)
+            self._windows[key] = [now, 1.0]
+            return None
+        win[1] += 1
+        if win[1] <= self._limit:
+            return None
+        self.limited += 1
+        return refused(query, "ratelimited", "rate limit")
+
+    def _prune(self, now: float) -> None:
+        self._windows = {k: w for k, w in self._windows.items() if now - w[0] < self._per}
+        if len(self._windows) > 50_000:
+            self._windows.clear()

@@ -1,0 +1,352 @@
+"""`nestguard` console entry point, and the one place the query path is assembled.
+
+The stage order is fixed here (STYLE.md principle 1)::
+
+    Observe -> Acl -> RateLimit -> LocalNames -> Identify -> Enforce -> Cache -> [Forward]
+
+Observe first so it sees every reply; the guards before any work; local names before policy so
+they never reach an upstream; Enforce above Cache so policy changes need no flush (C5) and cached
+answers get the CNAME-cloaking check too.
+
+Wiring points for the rest of nestguard are the fields of `Services` (live policy, decider,
+activity and sightings sinks, web app factory); `open_resolver(config, services)` is what both
+`run()` and the tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+import zoneinfo
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from policy.live import Live
+from policy.model import Policy, Profile
+from resolver.cache import Cache, CacheSettings, Forward, Upstream
+from resolver.enforce import BlockSettings, Decider, Enforce, WallClock
+from resolver.guard import Acl, RateLimit
+from resolver.identify import ARP_PATH, Identify, Neighbours
+from resolver.localnames import LocalNames
+from resolver.metrics import METRICS, Metrics
+from resolver.observe import (
+    ActivitySink,
+    BatchQueue,
+    Observe,
+    Sightings,
+    SightingSink,
+    event_of,
+    sighting_of,
+)
+from resolver.pipeline import Pipeline, chain
+from resolver.server import DnsServer, ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+def default_policy() -> Policy:
+    """Used until the policy loader is wired: everyone unknown, nothing restricted."""
+    return Policy(
+        revision=0,
+        devices=(),
+        profiles={},
+        adults_profile=Profile(None, mode="adults"),
+        default_profile=Profile(None),
+    )
+
+
+@dataclass
+class Services:
+    """What the resolver needs from the rest of nestguard (all optional, for tests too).
+
+    live_policy: the policy snapshot slot (policy/reload.py swaps it).
+    decider: (profile, canonical qname, qtype, now) -> Verdict; None allows everything.
+    activity_sink / sightings_sink: async callables taking a batch (the store).
+    upstream: anything with Forwarder.query; None -> a Forwarder on config.dns.upstreams.
+    web_app: factory for the HTTP app on config.web.listen; None -> resolver.metrics_app.
+    clock: monotonic seconds for cache TTLs, rate limits (tests inject a fake).
+    now: wall-clock datetime for the decider (default: config.policy.timezone, per second).
+    arp_path: the neighbour table (None: no MAC lookup).
+    """
+
+    live_policy: Live[Policy] | None = None
+    decider: Decider | None = None
+    activity_sink: ActivitySink | None = None
+    sightings_sink: SightingSink | None = None
+    upstream: Upstream | None = None
+    web_app: Callable[[], web.Application] | None = None
+    clock: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] | None = None
+    arp_path: Path | None = ARP_PATH
+
+
+@dataclass
+class Running:
+    addresses: list[tuple[str, int]]
+    server: DnsServer
+    cache: Cache
+    pipeline: Pipeline
+    metrics: Metrics
+    live_policy: Live[Policy]
+    activity: BatchQueue[Any, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _get(obj: object, name: str, default: Any) -> Any:
+    """Config field or a local default (tolerates sections the config does not have yet)."""
+    value = getattr(obj, name, default) if obj is not None else default
+    return default if value is None and default is not None else value
+
+
+def cache_settings(config: object) -> CacheSettings:
+    c = _get(_get(config, "dns", None), "cache", None)
+    d = CacheSettings()
+    return CacheSettings(
+        max_entries=_get(c, "max_entries", d.max_entries),
+        max_bytes=_get(c, "max_bytes", d.max_bytes),
+        min_ttl=_get(c, "min_ttl", d.min_ttl),
+        max_ttl=_get(c, "max_ttl", d.max_ttl),
+        negative_max_ttl=_get(c, "negative_max_ttl", d.negative_max_ttl),
+        stale_window=float(_get(c, "stale_window", d.stale_window)),
+        rebind_allow=frozenset(_get(c, "rebind_allow", ())),
+    )
+
+
+def block_settings(config: object) -> BlockSettings:
+    p = _get(config, "policy", None)
+    return BlockSettings(
+        answer=_get(p, "block_answer", "null"),
+        ttl=_get(p, "block_ttl", 10),
+        blockpage_ipv4=_get(p, "blockpage_ipv4", None),
+        blockpage_ipv6=_get(p, "blockpage_ipv6", None),
+    )
+
+
+def server_settings(config: object) -> ServerSettings:
+    dns = _get(config, "dns", None)
+    d = ServerSettings()
+    return ServerSettings(
+        tcp_idle=float(_get(dns, "tcp_idle", d.tcp_idle)),
+        tcp_max_clients=_get(dns, "tcp_max_clients", d.tcp_max_clients),
+    )
+
+
+def household_now(config: object) -> Callable[[], datetime]:
+    name = _get(_get(config, "policy", None), "timezone", None)
+    tz = None
+    if name:
+        try:
+            tz = zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            log.warning("unknown timezone %r; using the system's", name)
+    return WallClock(tz)
+
+
+def build_pipeline(
+    config: object,
+    services: Services,
+    *,
+    cache: Cache,
+    forward: Forward,
+    live_policy: Live[Policy],
+    activity: BatchQueue[Any, Any] | None,
+    sightings: Sightings | None,
+    metrics: Metrics,
+) -> Pipeline:
+    """The stage chain. The order is fixed here, in code."""
+    dns = _get(config, "dns", None)
+    policy = _get(config, "policy", None)
+    rate = _get(dns, "rate_limit", None)
+    networks = _get(dns, "allow_networks", ())
+    return chain(
+        [
+            Observe(
+                metrics,
+                activity=activity,
+                sightings=sightings,
+                log_queries=_get(policy, "log_queries", True),
+            ),
+            Acl(networks),
+            RateLimit(
+                queries=_get(rate, "queries", 1000),
+                per_seconds=float(_get(rate, "per_seconds", 60.0)),
+                clock=services.clock,
+            ),
+            LocalNames(),
+            Identify(
+                live_policy,
+                neighbours=Neighbours(services.arp_path) if services.arp_path else None,
+            ),
+            Enforce(
+                services.decider,
+                block=block_settings(config),
+                now=services.now or household_now(config),
+            ),
+            cache,
+        ],
+        last=forward,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_resolver(config: object, services: Services | None = None) -> AsyncIterator[Running]:
+    """Open the whole DNS side; on exit: stop listening, drain, cancel, flush, close."""
+    services = services or Services()
+    dns = _get(config, "dns", None)
+    metrics = METRICS
+    async with AsyncExitStack() as stack:
+        upstream = services.upstream
+        if upstream is None:
+            from resolver.forward import Forwarder
+
+            forwarder = Forwarder(
+                list(_get(dns, "upstreams", ())),
+                timeout=float(_get(dns, "timeout", 2.0)),
+                max_inflight=_get(dns, "max_inflight", 150),
+            )
+            await forwarder.start()
+            stack.push_async_callback(forwarder.close)
+            upstream = forwarder
+        activity = None
+        if services.activity_sink is not None:
+            activity = BatchQueue(services.activity_sink, event_of, name="activity")
+
+            def dropped() -> None:
+                metrics.activity_dropped += 1
+
+            activity.on_drop = dropped
+            await stack.enter_async_context(activity.running())
+        sightings = None
+        if services.sightings_sink is not None:
+            squeue = BatchQueue(services.sightings_sink, sighting_of, name="sightings")
+            await stack.enter_async_context(squeue.running())
+            sightings = Sightings(squeue)
+        cache = Cache(cache_settings(config), clock=services.clock)
+        metrics.cache = cache
+        c = _get(dns, "cache", None)
+        forward = Forward(
+            upstream, cache, serve_stale_after=float(_get(c, "serve_stale_after", 1.8))
+        )
+        stack.push_async_callback(forward.close)
+        live_policy = services.live_policy or Live(default_policy())
+        pipeline = build_pipeline(
+            config,
+            services,
+            cache=cache,
+            forward=forward,
+            live_policy=live_policy,
+            activity=activity,
+            sightings=sightings,
+            metrics=metrics,
+        )
+        server = DnsServer(pipeline, metrics=metrics, settings=server_settings(config))
+        stack.push_async_callback(server.drain, 2.0)
+        stack.callback(server.stop_listening)
+        addresses = await server.start(list(_get(dns, "listen", (("127.0.0.1", 1053),))))
+        yield Running(addresses, server, cache, pipeline, metrics, live_policy, activity)
+
+
+async def run(config: object, services: Services | None = None) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    services = services or Services()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(open_resolver(config, services))
+        app = (services.web_app or _metrics_app)()
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        for host, port in _web_listen(config):
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            log.info("web on http://%s:%d/", host, port)
+        await stop.wait()
+        log.info("stopping")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+
+
+def _metrics_app() -> web.Application:
+    from resolver.metrics_app import create_app
+
+    return create_app()
+
+
+def _web_listen(config: object) -> list[tuple[str, int]]:
+    listen = _get(_get(config, "web", None), "listen", ("127.0.0.1", 8080))
+    if listen and isinstance(listen[0], str):
+        return [(listen[0], int(listen[1]))]
+    return [(h, int(p)) for h, p in listen]
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the DNS resolver and the web UI")
+    p.add_argument("--config", type=Path, default=None, help="YAML config file")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from resolver.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"nestguard: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=str(getattr(config, "log_level", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    _run_loop(run(config))
+    return 0
+
+
+def _run_loop(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        asyncio.run(coro)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
+
+
+# One function per subcommand; add new ones to this tuple.
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_serve,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nestguard", description="parental-filter DNS resolver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

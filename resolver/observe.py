@@ -1,0 +1,214 @@
+"""Observe: the first stage. Times each query, counts it, queues its activity-log row.
+
+The hot path only appends a small tuple to a bounded in-memory queue; a background task turns
+the rows into `policy.model.QueryEvent`s and hands them in batches to an injected async sink
+(the store). When the queue is full, rows are dropped and counted (never block DNS). Device
+sightings (ip, mac) go the same way to a second sink, at most once a minute per address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from policy.model import QueryEvent
+from resolver.metrics import Metrics
+from resolver.pipeline import Query, Reply
+from resolver.wire import qtype_text
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+ActivitySink = Callable[[list[QueryEvent]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A device seen on the network: its address and (when known) MAC."""
+
+    ip: str
+    mac: str | None
+    at: datetime
+
+
+SightingSink = Callable[[list[Sighting]], Awaitable[None]]
+
+_ACTIONS = {
+    "answered": "allow",
+    "cached": "allow",
+    "local": "allow",
+    "blocked": "block",
+    "rewritten": "rewrite",
+}
+# outcomes not written to the activity log (floods and strangers)
+_UNLOGGED = frozenset({"ratelimited", "refused"})
+
+
+class BatchQueue(Generic[T, R]):
+    """A bounded queue of raw rows, flushed in batches to an async sink by a background task."""
+
+    def __init__(
+        self,
+        sink: Callable[[list[R]], Awaitable[None]],
+        convert: Callable[[T], R],
+        *,
+        max_items: int = 20_000,
+        batch: int = 500,
+        interval: float = 1.0,
+        name: str = "queue",
+    ) -> None:
+        self._sink = sink
+        self._convert = convert
+        self._items: list[T] = []
+        self._max = max_items
+        self._batch = batch
+        self._interval = interval
+        self._name = name
+        self._wake = asyncio.Event()
+        self.dropped = 0
+        self.on_drop: Callable[[], None] | None = None
+
+    def put(self, item: T) -> None:
+        items = self._items
+        if len(items) >= self._max:
+            self.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop()
+            return
+        items.append(item)
+        if len(items) == self._batch:
+            self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def flush(self) -> None:
+        while self._items:
+            items, self._items = self._items, []
+            try:
+                rows = [self._convert(item) for item in items]
+                await self._sink(rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: sink failed, %d rows lost", self._name, len(items))
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.flush()
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, final_flush_timeout: float = 5.0) -> AsyncIterator[BatchQueue[T, R]]:
+        """Run the flusher; on exit stop it and flush what is left (bounded in time)."""
+        task = asyncio.get_running_loop().create_task(self.run(), name=f"{self._name}-flusher")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            try:
+                await asyncio.wait_for(self.flush(), final_flush_timeout)
+            except TimeoutError:
+                log.warning("%s: final flush timed out, %d rows lost", self._name, len(self))
+
+
+ActivityRow = tuple[float, str, Any, Any, str, int, Any, str]
+
+
+def event_of(row: ActivityRow) -> QueryEvent:
+    at, client, device, profile, qname, qtype, verdict, outcome = row
+    child = profile.child if profile is not None else None
+    return QueryEvent(
+        at=datetime.fromtimestamp(at, UTC),
+        client=client,
+        device_id=device.id if device is not None else None,
+        child_id=child.id if child is not None else None,
+        qname=qname,
+        qtype=qtype_text(qtype),
+        action=str(verdict.action) if verdict is not None else _ACTIONS.get(outcome, outcome),
+        reason=verdict.reason if verdict is not None else ("" if outcome in _ACTIONS else outcome),
+        source=verdict.source if verdict is not None else "",
+    )
+
+
+def sighting_of(row: tuple[str, str | None, float]) -> Sighting:
+    return Sighting(row[0], row[1], datetime.fromtimestamp(row[2], UTC))
+
+
+class Sightings:
+    """Queue (ip, mac) at most once per `every` seconds per address, or when the MAC changes."""
+
+    def __init__(
+        self, queue: BatchQueue[tuple[str, str | None, float], Sighting], *, every: float = 60.0
+    ) -> None:
+        self.queue = queue
+        self._every = every
+        self._seen: dict[str, tuple[str | None, float]] = {}
+
+    def saw(self, ip: str, mac: str | None, now: float) -> None:
+        last = self._seen.get(ip)
+        if last is not None and last[0] == mac and now - last[1] < self._every:
+            return
+        if len(self._seen) > 50_000:
+            self._seen.clear()
+        self._seen[ip] = (mac, now)
+        self.queue.put((ip, mac, time.time()))
+
+
+class Observe:
+    """Stage (leave only): metrics, activity row, sighting. Never blocks, never raises."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        activity: BatchQueue[ActivityRow, QueryEvent] | None = None,
+        sightings: Sightings | None = None,
+        log_queries: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._metrics = metrics
+        self._activity = activity if log_queries else None
+        self._sightings = sightings
+        self._clock = clock
+
+    def leave(self, query: Query, reply: Reply) -> Reply:
+        now = time.monotonic()
+        m = self._metrics
+        q = query.question
+        outcome = reply.outcome
+        m.count(outcome, q.qtype)
+        m.observe(reply.source, now - query.received_at)
+        if outcome in _UNLOGGED:
+            return reply
+        activity = self._activity
+        if activity is not None:
+            profile = query.profile
+            if profile is None or profile.log_queries:
+                activity.put(
+                    (
+                        time.time(),
+                        query.client_ip,
+                        query.device,
+                        profile,
+                        q.name,
+                        q.qtype,
+                        query.verdict,
+                        outcome,
+                    )
+                )
+        if self._sightings is not None:
+            self._sightings.saw(query.client_ip, query.mac, now)
+        return reply

@@ -1,0 +1,350 @@
+"""UDP and TCP listeners: read packets, run the pipeline, write replies. Never die.
+
+Per packet (`DnsServer.process`): `wire.parse_query`; short datagrams and responses are dropped
+(W2, W3), malformed ones get FORMERR from the header alone, other opcodes NOTIMP, EDNS versions
+above 0 BADVERS (W8). Then `Pipeline.answer_now` answers synchronously (cache hits, blocks, local
+names) or the server awaits `Pipeline.finish` in a task (the upstream path). Unexpected
+exceptions become SERVFAIL plus `log.exception`.
+
+UDP replies are kept within 512 bytes without EDNS and min(client size, 1232) with it; larger
+ones go out as TC=1 with only the question (W6). TCP (RFC 7766, W7): 2-byte length framing,
+pipelined queries answered as each is ready, idle connections closed after `tcp_idle` seconds,
+half-sent messages after `tcp_partial` seconds, at most `tcp_max_clients` connections and
+`tcp_max_pending` queries in flight per connection (reading pauses beyond).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from resolver import wire
+from resolver.metrics import Metrics
+from resolver.pipeline import Pipeline, Query, Reply
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    tcp_idle: float = 30.0
+    tcp_partial: float = 3.0
+    tcp_max_clients: int = 200
+    tcp_max_pending: int = 32
+    udp_rcvbuf: int = 4 * 1024 * 1024
+
+
+class DnsServer:
+    def __init__(
+        self, pipeline: Pipeline, *, metrics: Metrics, settings: ServerSettings | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.metrics = metrics
+        self.settings = settings or ServerSettings()
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.AbstractServer] = []
+        self._connections: set[_TcpConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.addresses: list[tuple[str, int]] = []
+
+    # ------------------------------------------------------------------ per packet
+
+    def process(self, data: bytes, client_ip: str, transport: str) -> bytes | Query | None:
+        """The reply to send now, a Query that needs `finish`, or None (silence)."""
+        q = None
+        try:
+            q = wire.parse_query(data)
+            if q.opcode != 0:
+                self.metrics.count("notimp", q.qtype)
+                return wire.build_reply(q, data, rcode=wire.NOTIMP)
+            edns = q.edns
+            if edns is not None and edns.version > 0:
+                self.metrics.count("formerr", q.qtype)
+                return wire.build_reply(q, data, rcode=wire.BADVERS)
+            query = Query(
+                data,
+                q,
+                client_ip,
+                transport,
+                time.monotonic(),
+                edns.mac if edns is not None else None,
+            )
+            reply = self.pipeline.answer_now(query)
+            if reply is None:
+                return query
+            return self._finalize(query, reply)
+        except wire.Drop:
+            self.metrics.count("malformed", 0)
+            return None
+        except wire.Malformed:
+            self.metrics.count("formerr", 0)
+            return wire.formerr(data)
+        except Exception:
+            log.exception("error answering a query from %s", client_ip)
+            return self._servfail(data, q)
+
+    async def finish(self, query: Query) -> bytes | None:
+        try:
+            reply = await self.pipeline.finish(query)
+            return self._finalize(query, reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("error answering %s from %s", query.question.name, query.client_ip)
+            return self._servfail(query.request, query.question)
+
+    def _finalize(self, query: Query, reply: Reply) -> bytes:
+        data = reply.wire
+        if data is None:
+            data = _from_record(query, reply)
+        if query.transport == "udp" and len(data) > 512:
+            q = query.question
+            if len(data) > wire.udp_limit(q):
+                return wire.truncated(q, query.request)
+        return data
+
+    def _servfail(self, data: bytes, q: wire.Question | None) -> bytes | None:
+        self.metrics.count("servfail", q.qtype if q else 0)
+        if q is not None:
+            try:
+                return wire.build_reply(q, data, rcode=wire.SERVFAIL)
+            except Exception:  # noqa: BLE001 - last resort below
+                pass
+        if len(data) < 12:
+            return None
+        return wire.header_only(data, wire.SERVFAIL)
+
+    def spawn(self, query: Query, send: Send) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer_later(query, send))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer_later(self, query: Query, send: Send) -> None:
+        data = await self.finish(query)
+        if data is not None:
+            send(data)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, listen: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Bind UDP and TCP on each address (same port; port 0 picks one). Returns them."""
+        loop = asyncio.get_running_loop()
+        for host, port in listen:
+            for attempt in range(10):
+                udp_sock = _udp_socket(host, port, self.settings.udp_rcvbuf)
+                bound_port = udp_sock.getsockname()[1]
+                try:
+                    tcp_sock = _tcp_socket(host, bound_port)
+                except OSError:
+                    udp_sock.close()
+                    if port == 0 and attempt < 9:
+                        continue  # the TCP side of that port is taken: pick another
+                    raise
+                break
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), sock=udp_sock
+            )
+            self._udp.append(transport)  # type: ignore[arg-type]
+            server = await loop.create_server(
+                lambda: _TcpConnection(self), sock=tcp_sock, backlog=256
+            )
+            self._tcp.append(server)
+            self.addresses.append((host, bound_port))
+            log.info("listening on %s port %d (udp, tcp)", host, bound_port)
+        return list(self.addresses)
+
+    def stop_listening(self) -> None:
+        for t in self._udp:
+            t.close()
+        for s in self._tcp:
+            s.close()
+        self._udp.clear()
+        self._tcp.clear()
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) for answers in flight, then cancel the rest and close connections."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in list(self._connections):
+            conn.close()
+
+    async def close(self) -> None:
+        self.stop_listening()
+        await self.drain(0.0)
+
+    @property
+    def tcp_clients(self) -> int:
+        return len(self._connections)
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        out = self._server.process(data, addr[0], "udp")  # type: ignore[arg-type]
+        if out is None:
+            return
+        if type(out) is bytes:
+            self._transport.sendto(out, addr)  # type: ignore[union-attr]
+            return
+        transport = self._transport
+
+        def send(reply: bytes) -> None:
+            if transport is not None and not transport.is_closing():
+                transport.sendto(reply, addr)
+
+        self._server.spawn(out, send)  # type: ignore[arg-type]
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, server: DnsServer) -> None:
+        self._server = server
+        self._settings = server.settings
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._pending = 0
+        self._paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._peer = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        server = self._server
+        if len(server._connections) >= self._settings.tcp_max_clients:
+            log.debug("tcp client cap reached; closing a new connection")
+            transport.close()
+            return
+        server._connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self._peer = peer[0] if peer else ""
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server._connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._transport = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is None:
+            return
+        delay = self._settings.tcp_partial if self._buf else self._settings.tcp_idle
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._pending and not self._buf:
+            self._arm()  # answers still coming: wait for them
+            return
+        self.close()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        server = self._server
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if len(buf) < 2 + size:
+                break
+            msg = bytes(buf[2 : 2 + size])
+            del buf[: 2 + size]
+            out = server.process(msg, self._peer, "tcp")
+            if out is None:
+                continue
+            if type(out) is bytes:
+                self.send(out)
+            else:
+                self._pending += 1
+                server.spawn(out, self._send_pending)  # type: ignore[arg-type]
+                if self._pending >= self._settings.tcp_max_pending and not self._paused:
+                    self._paused = True
+                    if self._transport is not None:
+                        self._transport.pause_reading()
+        self._arm()
+
+    def _send_pending(self, data: bytes) -> None:
+        self._pending -= 1
+        if self._paused and self._pending < self._settings.tcp_max_pending // 2:
+            self._paused = False
+            if self._transport is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._transport.resume_reading()
+        self.send(data)
+
+    def send(self, data: bytes) -> None:
+        t = self._transport
+        if t is not None and not t.is_closing():
+            t.write(len(data).to_bytes(2, "big") + data)
+
+
+def _from_record(query: Query, reply: Reply) -> bytes:
+    """Fallback when no Cache stage made wire bytes: pack the record for this client."""
+    record = reply.record
+    if record is None:
+        return wire.build_reply(query.question, query.request, rcode=wire.SERVFAIL)
+    q = query.question
+    record.header.id = q.id
+    record.ar = [rr for rr in record.ar if rr.rtype != wire.T_OPT]
+    packed = bytes(record.pack())
+    opt = wire.opt_for(q)
+    head = packed[:10] + (len(record.ar) + (1 if opt else 0)).to_bytes(2, "big")
+    return head + query.request[12 : q.end] + packed[q.end :] + opt
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _udp_socket(host: str, port: int, rcvbuf: int) -> socket.socket:
+    sock = socket.socket(_family(host), socket.SOCK_DGRAM)
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
