@@ -82,7 +82,7 @@ def _slow(name: str) -> str:
     if len(name) > MAX_NAME:
         raise ValueError(f"name longer than {MAX_NAME} characters")
     if len(labels) == 1:
-        raise ValueError(f"single label {name!r} is too broad (a whole top-level domain)")
+        raise ValueError(f"single label {name!r}: too broad (like a whole top-level domain)")
     if labels[-1].isdigit():
         return _reject_numeric(name)
     return name

@@ -19,7 +19,8 @@ Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may nam
   comments. localhost-style names (localhost, broadcasthost, local, ip6-*, 0.0.0.0) are skipped.
   A line with a bare name and no address is accepted (lenient: many "hosts" feeds mix both).
 - domains: one name per line; `#`, `;`, `!` comments and inline ` #` comments; `*.x` -> x
-  (hagezi "wildcard" format, which means x and everything below it); URL lines (a `/` in
+  (hagezi "wildcard" format, which means x and everything below it), `.x` -> x (squid
+  dstdomain syntax, seen in UT1 lists); URL lines (a `/` in
   them, like UT1 `urls` files) are rejected with "URL, not a domain".
 - wildcard: the same parser as domains (hagezi "wildcard" syntax is `*.x` on each line).
 - adblock: `||x^` (block), `@@||x^` (exception), `|x^` (taken as `||x^`: the index has no
@@ -217,6 +218,8 @@ def _domain_slow(no: int, line: str, b: _Builder) -> None:
         return
     if text.startswith("*."):
         text = text[2:]
+    elif text.startswith(".") and len(text) > 1 and text[1] != ".":
+        text = text[1:]  # squid/UT1 ".example.com": the domain and everything below it
     b.name(no, line, text)
 
 
@@ -419,6 +422,12 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
         # hot path: "name CNAME ." in a zone without $ORIGIN (hagezi, malware-filter, ...)
         if not origin and not apex and not pending and raw.endswith(" CNAME ."):
             n = raw[:-8]
+            if n.startswith("*."):
+                # "*.x CNAME ." right after "x CNAME .": already covered by x
+                idx = seen.get(n[2:])
+                if idx is not None and not entries[idx].subdomains_only:
+                    b.result.duplicates += 1
+                    continue
             if (
                 fast_match(n) is not None
                 and len(n) <= MAX_NAME

@@ -97,7 +97,7 @@ def test_domains_comments_wildcards_urls_and_ips() -> None:
         7: "URL, not a domain",
         8: "URL, not a domain",
         9: "IP address, not a name",
-        10: "single label 'com' is too broad (a whole top-level domain)",
+        10: "single label 'com': too broad (like a whole top-level domain)",
         11: "more than one field (hosts line? use format 'hosts')",
     }
     assert r.duplicates == 1
