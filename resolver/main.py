@@ -123,13 +123,17 @@ def cache_settings(config: object) -> CacheSettings:
     )
 
 
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def block_settings(config: object) -> BlockSettings:
     p = _get(config, "policy", None)
     return BlockSettings(
         answer=_get(p, "block_answer", "null"),
         ttl=_get(p, "block_ttl", 10),
-        blockpage_ipv4=_get(p, "blockpage_ipv4", None),
-        blockpage_ipv6=_get(p, "blockpage_ipv6", None),
+        blockpage_ipv4=_str_or_none(_get(p, "blockpage_ipv4", None)),
+        blockpage_ipv6=_str_or_none(_get(p, "blockpage_ipv6", None)),
     )
 
 
