@@ -1,0 +1,509 @@
+"""What the UI does, shared by the HTML views and the JSON API.
+
+Each action validates (forms.py) before it writes, writes through the Store in a worker thread,
+writes an audit line and nudges the resolver. Failures are `FormError` (400 + field),
+`NotFound` (404), `Conflict` (409) or `Locked` (429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from blocklists.feed import Feed
+from policy.model import ADULTS, Child, Device, Grant, HouseholdException, Schedule
+from policy.store import AccessRequest, Account, ChildSettings, Conflict, NotFound, Rule
+from webui import auth, forms
+from webui.context import db, now, principal, record
+from webui.forms import FormError, Raw, fail
+from webui.keys import SERVICES, STATE
+
+log = logging.getLogger(__name__)
+
+PAUSE_FOREVER = datetime(9999, 12, 31)
+
+
+class Locked(Exception):
+    """Too many failed logins for this address or account (429)."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__("locked")
+        self.until = until
+
+
+# setup, login, sessions ----------------------------------------------------------------
+
+
+async def setup(request: web.Request, raw: Raw) -> Account:
+    """Create the first account (an admin). Only while there is none."""
+    svc, state = request.app[SERVICES], request.app[STATE]
+    creds, _ = forms.parse_new_account(raw)
+    async with state.setup_lock:
+        if state.has_accounts or await db(svc.store.account_count) > 0:
+            state.has_accounts = True
+            raise NotFound("setup is done")
+        pw_hash = await auth.hash_password(
+            creds.password, n=svc.scrypt_n, slots=state.hash_slots
+        )
+        account = await db(svc.store.add_account, creds.username, pw_hash, "admin")
+        state.has_accounts = True
+    await db(svc.store.audit, account.username, "setup", "first account created")
+    log.info("first account %s created", account.username)
+    return account
+
+
+async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
+    """Check the password (throttled per address and per account); a new session id."""
+    svc, state = request.app[SERVICES], request.app[STATE]
+    creds = forms.parse_login(raw)
+    ip = request.remote or "unknown"
+    keys = auth.throttle_keys(ip, creds.username)
+    at = svc.clock()
+    since = at - auth.LOCKOUT
+    for key in keys:
+        if await db(svc.store.login_failures, key, since) >= auth.MAX_FAILURES:
+            raise Locked(at + auth.LOCKOUT)
+    account = await db(svc.store.account, creds.username)
+    ok = await auth.verify_password(
+        creds.password,
+        account.password_hash if account else None,
+        n=svc.scrypt_n,
+        slots=state.hash_slots,
+    )
+    if not ok or account is None:
+        counts = [await db(svc.store.record_login_failure, key, at) for key in keys]
+        if max(counts) > auth.MAX_FAILURES:
+            raise Locked(at + auth.LOCKOUT)
+        if max(counts) == auth.MAX_FAILURES:
+            await db(svc.store.audit, creds.username[:32], "login.locked", f"from {ip}")
+        raise fail("password", "err.bad_login")
+    for key in keys:
+        await db(svc.store.clear_login_failures, key)
+    raw_id, session = auth.new_session(account, at)
+    # a fresh id at every login; an old cookie from this browser is dropped
+    old = request.cookies.get(auth.SESSION_COOKIE)
+    if old:
+        await db(svc.store.delete_session, auth.sha256_hex(old))
+    await db(svc.store.add_session, session)
+    await db(svc.store.audit, account.username, "login", f"from {ip}")
+    return raw_id, auth.Principal(account.id, account.username, account.role, session)
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, raw_id: str) -> None:
+    svc = request.app[SERVICES]
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        raw_id,
+        httponly=True,
+        samesite="Strict",
+        secure=svc.secure_cookies or request.secure,
+        path="/",
+        max_age=int(svc.session_absolute.total_seconds()),
+    )
+
+
+async def logout(request: web.Request, response: web.StreamResponse) -> None:
+    svc = request.app[SERVICES]
+    p = principal(request)
+    if p.session is not None:
+        await db(svc.store.delete_session, p.session.id_hash)
+    response.del_cookie(auth.SESSION_COOKIE, path="/")
+    await db(svc.store.audit, p.username, "logout", "")
+
+
+async def change_password(request: web.Request, raw: Raw) -> str:
+    """H5: every session of the account ends; returns a new session id for this browser."""
+    svc, state = request.app[SERVICES], request.app[STATE]
+    p = principal(request)
+    old, new = forms.parse_password_change(raw, p.username)
+    account = await db(svc.store.account_by_id, p.account_id)
+    if not await auth.verify_password(
+        old, account.password_hash, n=svc.scrypt_n, slots=state.hash_slots
+    ):
+        raise fail("old", "err.bad_old_password")
+    pw_hash = await auth.hash_password(new, n=svc.scrypt_n, slots=state.hash_slots)
+    await db(svc.store.set_password, account.id, pw_hash)  # also deletes every session
+    await db(svc.store.delete_sessions, account.id)
+    await db(svc.store.audit, p.username, "password.change", "all sessions ended")
+    account = await db(svc.store.account_by_id, p.account_id)
+    raw_id, session = auth.new_session(account, max(svc.clock(), account.password_changed))
+    await db(svc.store.add_session, session)
+    return raw_id
+
+
+async def add_account(request: web.Request, raw: Raw) -> Account:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    creds, role = forms.parse_new_account(raw, with_role=True)
+    if await db(svc.store.account, creds.username) is not None:
+        raise fail("username", "err.username_taken")
+    pw_hash = await auth.hash_password(creds.password, n=svc.scrypt_n, slots=state.hash_slots)
+    try:
+        account = await db(svc.store.add_account, creds.username, pw_hash, role)
+    except Conflict:
+        raise fail("username", "err.username_taken") from None
+    await record(request, "account.add", f"{account.username} ({role})")
+    return account
+
+
+async def delete_account(request: web.Request, account_id: int) -> None:
+    svc = request.app[SERVICES]
+    p = principal(request)
+    if account_id == p.account_id:
+        raise fail("account", "err.delete_self")
+    account = await db(svc.store.account_by_id, account_id)
+    await db(svc.store.delete_account, account_id)
+    await db(svc.store.delete_sessions, account_id)
+    await record(request, "account.delete", account.username)
+
+
+async def add_token(request: web.Request, raw: Raw) -> tuple[str, int]:
+    svc = request.app[SERVICES]
+    p = principal(request)
+    name = forms.parse_token_name(raw)
+    value = auth.new_token()
+    token = await db(svc.store.add_token, p.account_id, name, auth.sha256_hex(value))
+    await record(request, "token.add", name)
+    return value, token.id
+
+
+async def delete_token(request: web.Request, token_id: int) -> None:
+    svc = request.app[SERVICES]
+    p = principal(request)
+    mine = {t.id: t for t in await db(svc.store.tokens, None if p.is_admin else p.account_id)}
+    if token_id not in mine:
+        raise NotFound(f"token {token_id}")
+    await db(svc.store.delete_token, token_id)
+    await record(request, "token.delete", mine[token_id].name)
+
+
+# children --------------------------------------------------------------------------------
+
+
+async def add_child(request: web.Request, raw: Raw) -> Child:
+    svc = request.app[SERVICES]
+    form = forms.parse_child(raw, now(request).date())
+    existing = await db(svc.store.children)
+    if any(c.name.casefold() == form.name.casefold() for c in existing):
+        raise fail("name", "err.child_exists")
+    child = await db(svc.store.add_child, form.name, form.born, lang=form.lang)
+    await record(request, "child.add", f"{child.name} ({child.born.isoformat()})")
+    return child
+
+
+async def update_child(request: web.Request, child_id: int, raw: Raw) -> Child:
+    svc = request.app[SERVICES]
+    form = forms.parse_child(raw, now(request).date())
+    existing = await db(svc.store.children)
+    if not any(c.id == child_id for c in existing):
+        raise NotFound(f"child {child_id}")
+    if any(c.name.casefold() == form.name.casefold() and c.id != child_id for c in existing):
+        raise fail("name", "err.child_exists")
+    child = await db(
+        svc.store.update_child, child_id, name=form.name, born=form.born, lang=form.lang
+    )
+    await record(request, "child.edit", f"{child.name} ({child.born.isoformat()})")
+    return child
+
+
+async def delete_child(request: web.Request, child_id: int) -> None:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    await db(svc.store.delete_child, child_id)
+    await record(request, "child.delete", child.name)
+
+
+async def save_child_settings(request: web.Request, child_id: int, raw: Raw) -> ChildSettings:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    form = forms.parse_child_settings(
+        raw, svc.categories.keys(), (svc.services_catalogue or {}).keys()
+    )
+    current = await db(svc.store.settings, child_id)
+    new = replace(
+        current,
+        blocked=form.blocked,
+        allowed=form.allowed,
+        safe_search=form.safe_search,
+        youtube=form.youtube,
+        services=form.services,
+        mode=form.mode,
+    )
+    await db(svc.store.save_settings, child_id, new)
+    await record(request, "child.settings", f"{child.name}: {describe_settings(current, new)}")
+    return new
+
+
+def describe_settings(old: ChildSettings, new: ChildSettings) -> str:
+    parts = []
+    for name in ("blocked", "allowed", "services"):
+        a, b = getattr(old, name), getattr(new, name)
+        if a != b:
+            plus, minus = sorted(b - a), sorted(a - b)
+            parts.append(
+                f"{name}"
+                + (f" +{','.join(plus)}" if plus else "")
+                + (f" -{','.join(minus)}" if minus else "")
+            )
+    for name in ("safe_search", "youtube", "mode"):
+        if getattr(old, name) != getattr(new, name):
+            parts.append(f"{name}={getattr(new, name)}")
+    return "; ".join(parts) or "no change"
+
+
+async def pause(request: web.Request, child_id: int, minutes: int | None) -> datetime | None:
+    """minutes None: resume; 0: until resumed; else for that long."""
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    if minutes is None:
+        until = None
+    elif minutes == 0:
+        until = PAUSE_FOREVER.replace(tzinfo=now(request).tzinfo)
+    else:
+        until = now(request) + timedelta(minutes=minutes)
+    await db(svc.store.set_pause, child_id, until)
+    what = "resume" if until is None else "pause"
+    await record(request, f"child.{what}", child.name + (f" {minutes} min" if minutes else ""))
+    return until
+
+
+async def add_rule(request: web.Request, child_id: int, raw: Raw) -> Rule:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    domain, kind = forms.parse_rule(raw)
+    rules = await db(svc.store.rules, child_id)
+    if any(r.domain == domain and r.kind == kind for r in rules):
+        raise fail("domain", "err.rule_exists")
+    rule = await db(svc.store.add_rule, child_id, domain, kind)
+    await record(request, f"rule.{kind}", f"{child.name}: {domain}")
+    return rule
+
+
+async def remove_rule(request: web.Request, rule_id: int) -> None:
+    svc = request.app[SERVICES]
+    rules = {r.id: r for r in await db(svc.store.rules)}
+    if rule_id not in rules:
+        raise NotFound(f"rule {rule_id}")
+    rule = rules[rule_id]
+    await db(svc.store.remove_rule, rule_id)
+    await record(request, f"rule.{rule.kind}.remove", f"child {rule.child_id}: {rule.domain}")
+
+
+async def allow_site(request: web.Request, child_id: int, raw: Raw) -> str:
+    """'Allow this site for this child': for good (minutes 0) or for a time (a grant)."""
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    domain = forms.parse_domain(raw)
+    minutes = forms.parse_minutes(raw)
+    if minutes == 0:
+        rules = await db(svc.store.rules, child_id)
+        if not any(r.domain == domain and r.kind == "allow" for r in rules):
+            await db(svc.store.add_rule, child_id, domain, "allow")
+        await record(request, "site.allow", f"{child.name}: {domain} always")
+    else:
+        until = now(request) + timedelta(minutes=minutes)
+        await db(svc.store.add_grant, Grant(child_id=child_id, until=until, domain=domain))
+        await record(request, "site.allow", f"{child.name}: {domain} for {minutes} min")
+    return domain
+
+
+async def add_schedule(request: web.Request, child_id: int, raw: Raw) -> Schedule:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    form = forms.parse_schedule(raw, svc.categories.keys())
+    schedule = await db(
+        svc.store.add_schedule,
+        child_id,
+        Schedule(
+            name=form.name,
+            kind=form.kind,
+            weekdays=form.weekdays,
+            start=form.start,
+            end=form.end,
+            categories=form.categories,
+        ),
+    )
+    await record(
+        request,
+        "schedule.add",
+        f"{child.name}: {form.name} {form.start:%H:%M}-{form.end:%H:%M}",
+    )
+    return schedule
+
+
+async def remove_schedule(request: web.Request, child_id: int, schedule_id: int) -> None:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    mine = {s.id: s for s in await db(svc.store.schedules, child_id)}
+    if schedule_id not in mine:
+        raise NotFound(f"schedule {schedule_id}")
+    await db(svc.store.remove_schedule, schedule_id)
+    await record(request, "schedule.remove", f"{child.name}: {mine[schedule_id].name}")
+
+
+async def add_exception(request: web.Request, raw: Raw) -> HouseholdException:
+    svc = request.app[SERVICES]
+    ids = [c.id for c in await db(svc.store.children)]
+    form = forms.parse_exception(raw, ids)
+    exc = await db(
+        svc.store.add_exception,
+        HouseholdException(
+            name=form.name,
+            first_day=form.first_day,
+            last_day=form.last_day,
+            child_ids=form.child_ids,
+        ),
+    )
+    await record(request, "exception.add", f"{form.name} {form.first_day}..{form.last_day}")
+    return exc
+
+
+async def remove_exception(request: web.Request, exc_id: int) -> None:
+    svc = request.app[SERVICES]
+    known = {e.id: e for e in await db(svc.store.exceptions)}
+    if exc_id not in known:
+        raise NotFound(f"exception {exc_id}")
+    await db(svc.store.remove_exception, exc_id)
+    await record(request, "exception.remove", known[exc_id].name)
+
+
+# devices ---------------------------------------------------------------------------------
+
+
+async def device_by_address(request: web.Request, address: str) -> Device:
+    svc = request.app[SERVICES]
+    ident = forms.parse_address(address)
+    device = await db(svc.store.device_by_identifier, ident)
+    if device is None:
+        raise NotFound(f"device {ident}")
+    return device
+
+
+async def update_device(request: web.Request, device: Device, raw: Raw) -> Device:
+    """Assign (child / adults / nobody) and/or rename, validated together first."""
+    svc = request.app[SERVICES]
+    ids = [c.id for c in await db(svc.store.children)]
+    has_owner = any(k in raw for k in ("child", "owner", "adults"))
+    owner = forms.parse_owner(raw, ids) if has_owner else device.owner
+    name = forms.parse_device_name(raw) if "name" in raw else None
+    if has_owner:
+        device = await db(svc.store.set_owner, device.id, owner)
+        who = "adults" if owner == ADULTS else (f"child {owner}" if owner else "nobody")
+        await record(request, "device.assign", f"{device.name or device.identifiers[0]} -> {who}")
+    if name is not None and name != device.name:
+        device = await db(svc.store.rename_device, device.id, name)
+        await record(request, "device.rename", name)
+    return device
+
+
+async def merge_devices(request: web.Request, raw: Raw) -> Device:
+    svc = request.app[SERVICES]
+    keep, other = raw.get("keep"), raw.get("other")
+    known = {d.id: d for d in await db(svc.store.devices)}
+    ids: list[int] = []
+    for field, value in (("keep", keep), ("other", other)):
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value not in known:
+            raise fail(field, "err.no_device")
+        ids.append(value)
+    if ids[0] == ids[1]:
+        raise fail("other", "err.merge_same")
+    device = await db(svc.store.merge_devices, ids[0], ids[1])
+    await record(
+        request, "device.merge", f"{known[ids[1]].name or ids[1]} -> {device.name or ids[0]}"
+    )
+    return device
+
+
+# requests --------------------------------------------------------------------------------
+
+
+async def answer_request(
+    request: web.Request, request_id: int, *, approve: bool, raw: Raw
+) -> AccessRequest:
+    svc = request.app[SERVICES]
+    minutes = forms.parse_minutes(raw) if approve else 0
+    current = await db(svc.store.request, request_id)
+    if current.status != "pending":
+        raise Conflict(f"request {request_id} is already {current.status}")
+    answered = await db(
+        svc.store.answer_request,
+        request_id,
+        approve=approve,
+        minutes=minutes,
+        by=principal(request).username,
+        now=now(request),
+    )
+    how = ("always" if minutes == 0 else f"{minutes} min") if approve else "declined"
+    await record(request, "request.answer", f"{answered.domain}: {how}")
+    return answered
+
+
+# settings, feeds -------------------------------------------------------------------------
+
+
+async def save_household(request: web.Request, raw: Raw) -> None:
+    from webui.app import BLOCK_MODES
+
+    svc, state = request.app[SERVICES], request.app[STATE]
+    mode, days, lang = forms.parse_household(raw, BLOCK_MODES)
+    await db(svc.store.set_setting, "block_answer", mode)
+    await db(svc.store.set_setting, "retention_days", days)
+    await db(svc.store.set_setting, "ui_lang", lang)
+    state.block_answer, state.household_lang = mode, lang
+    await record(request, "settings", f"block answer {mode}, keep {days} days, language {lang}")
+
+
+def all_feeds(request: web.Request) -> list[Feed]:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    feeds = list(svc.feeds)
+    names = {f.name for f in feeds}
+    feeds += [f for f in state.added_feeds if f.name not in names]
+    return feeds
+
+
+async def add_feed(request: web.Request, raw: Raw) -> Feed:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    feed = forms.parse_feed(
+        raw,
+        categories=svc.categories.keys(),
+        existing={f.name for f in all_feeds(request)},
+        allow_http=svc.allow_http_feeds,
+        allow_loopback=svc.allow_loopback_feeds,
+    )
+    if svc.add_feed is None:
+        raise fail("url", "err.feeds_readonly")
+    try:
+        await svc.add_feed(feed)
+    except Exception as e:  # noqa: BLE001 - their FeedError or config error: shown to admin
+        log.warning("adding feed %s failed: %s", feed.name, e)
+        raise FormError({"url": ("err.feed_failed", {"reason": str(e)[:200]})}) from e
+    state.added_feeds.append(feed)
+    await record(request, "feed.add", f"{feed.name} {feed.url}")
+    return feed
+
+
+async def sync_now(request: web.Request) -> bool:
+    """Start a sync in the background; False when one is already running."""
+    svc, state = request.app[SERVICES], request.app[STATE]
+    if svc.feed_sync is None:
+        raise fail("sync", "err.feeds_readonly")
+    if state.sync_task is not None and not state.sync_task.done():
+        return False
+    sync = svc.feed_sync
+
+    async def run() -> None:
+        try:
+            await sync()
+            state.sync_error = ""
+        except Exception as e:  # noqa: BLE001 - shown on the lists page
+            log.warning("feed sync failed: %s", e)
+            state.sync_error = str(e)[:300]
+
+    state.sync_task = asyncio.create_task(run(), name="webui-sync-now")
+    await record(request, "feeds.sync", "")
+    return True

@@ -1,0 +1,185 @@
+"""The block page: what a child sees on a plain-HTTP visit to a blocked name.
+
+In block-page mode the resolver answers blocked names with the web UI's address, so the
+browser arrives here with the blocked name as its Host. Any Host that is not the UI's own
+gets this page and nothing else (no admin route is reachable under a foreign Host). HTTPS
+visits cannot show it (the browser refuses our certificate), so they just fail to connect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time as monotonic_time
+from datetime import datetime, timedelta, tzinfo
+
+from aiohttp import web
+
+from policy.model import Action, Child
+from policy.store import AccessRequest
+from webui import present, static
+from webui.context import db, render, translator
+from webui.forms import CONTROL_RE, canonical_domain
+from webui.i18n import LANGS, Translator
+from webui.keys import LANG, SERVICES, STATE
+from webui.middleware import host_name
+
+log = logging.getLogger(__name__)
+
+ASK_PATH = "/__nestguard/ask"
+STATUS_PATH = "/__nestguard/status"
+ASKS_PER_WINDOW = 5
+ASK_WINDOW = 600.0  # seconds
+MESSAGE_MAX = 300
+ANSWER_SHOWN_FOR = timedelta(days=1)
+
+
+def install(app: web.Application) -> None:
+    """Nothing to route: the hosts middleware sends foreign Hosts to `serve`."""
+    del app
+
+
+def _token(secret: bytes, client: str, domain: str) -> str:
+    return hmac.new(secret, f"{client}|{domain}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _domain(request: web.Request) -> str:
+    try:
+        return canonical_domain(host_name(request.headers.get("Host", "")))
+    except ValueError:
+        return ""
+
+
+def _latest(reqs: list[AccessRequest], client: str, domain: str, now: datetime
+            ) -> AccessRequest | None:
+    for r in sorted(reqs, key=lambda r: r.created, reverse=True):
+        if r.client == client and r.domain == domain and now - r.created < ANSWER_SHOWN_FOR:
+            return r
+    return None
+
+
+async def serve(request: web.Request) -> web.StreamResponse:
+    path = request.path
+    if path.startswith("/static/") and request.method in ("GET", "HEAD"):
+        return static.serve(path[len("/static/"):], request.headers.get("If-None-Match", ""))
+    if path == ASK_PATH and request.method == "POST":
+        return await _ask(request)
+    if path == STATUS_PATH and request.method == "GET":
+        return await _status(request)
+    if request.method not in ("GET", "HEAD"):
+        return web.Response(status=405, text="405\n")
+    return await _page(request)
+
+
+async def _who(request: web.Request) -> tuple[str, Child | None, int | None]:
+    svc = request.app[SERVICES]
+    client = request.remote or ""
+    device, profile = svc.live_policy.value.profile_for(client)
+    return client, profile.child, device.id if device else None
+
+
+async def _page(request: web.Request, *, status: int = 200, error: str = "") -> web.Response:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    domain = _domain(request)
+    client, child, _ = await _who(request)
+    lang = child.lang if child is not None and child.lang in LANGS else state.household_lang
+    request[LANG] = lang
+    t = Translator(lang, state.catalogues)
+    why, reason, allowed_now = "", "", False
+    if domain and svc.explain is not None:
+        try:
+            verdict = svc.explain(client, domain)
+        except Exception:  # the page must show whatever happens
+            log.exception("explain failed for the block page")
+        else:
+            reason = verdict.reason
+            allowed_now = verdict.action == Action.ALLOW
+            why = present.reason_text(verdict.reason, t, svc.categories)
+    reqs = await db(svc.store.requests) if domain else []
+    latest = _latest(reqs, client, domain, svc.clock()) if domain else None
+    return render(request, "blockpage.html", {
+        "domain": domain,
+        "child": child,
+        "why": why,
+        "reason": reason,
+        "allowed_now": allowed_now,
+        "latest": latest,
+        "until": _until_text(latest, t, svc.clock().tzinfo),
+        "token": _token(state.secret, client, domain),
+        "ask_path": ASK_PATH,
+        "status_path": STATUS_PATH,
+        "error": error,
+        "back": request.rel_url.path_qs if request.path != ASK_PATH else "/",
+        "message_max": MESSAGE_MAX,
+    }, status=status)
+
+
+def _until_text(req: AccessRequest | None, t: Translator, tz: tzinfo | None) -> str:
+    if req is None or req.status != "approved" or req.answered_at is None:
+        return ""
+    if not req.minutes:
+        return t("block.approved_always")
+    end = (req.answered_at + timedelta(minutes=req.minutes)).astimezone(tz)
+    return t("block.approved_until", time=end.strftime("%H:%M"))
+
+
+async def _ask(request: web.Request) -> web.StreamResponse:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    domain = _domain(request)
+    client, child, device_id = await _who(request)
+    form = await request.post()
+    token = form.get("token", "")
+    message = form.get("message", "")
+    back = form.get("back", "/")
+    if not isinstance(back, str) or not back.startswith("/") or back.startswith("//"):
+        back = "/"
+    if (
+        not domain
+        or not isinstance(token, str)
+        or not hmac.compare_digest(token.encode(), _token(state.secret, client, domain).encode())
+    ):
+        return web.Response(status=403, text="403\n")
+    if not isinstance(message, str):
+        message = ""
+    message = CONTROL_RE.sub(" ", message).strip()
+    if len(message) > MESSAGE_MAX:
+        tr = translator(request)
+        return await _page(request, status=400, error=tr("err.too_long", n=MESSAGE_MAX))
+    reqs = await db(svc.store.requests, status="pending")
+    if any(r.client == client and r.domain == domain for r in reqs):
+        raise web.HTTPSeeOther(back)
+    now_s = monotonic_time.monotonic()
+    times = [x for x in state.ask_times.get(client, []) if now_s - x < ASK_WINDOW]
+    if len(times) >= ASKS_PER_WINDOW:
+        return web.Response(status=429, text="429\n")
+    times.append(now_s)
+    state.ask_times[client] = times
+    if len(state.ask_times) > 10_000:  # bounded: forget the oldest clients
+        state.ask_times.pop(next(iter(state.ask_times)))
+    reason = ""
+    if svc.explain is not None:
+        try:
+            reason = svc.explain(client, domain).reason
+        except Exception:
+            log.exception("explain failed for an access request")
+    await db(
+        svc.store.add_request,
+        child_id=child.id if child else None,
+        device_id=device_id,
+        client=client,
+        domain=domain,
+        reason=reason,
+        message=message,
+    )
+    who = child.name if child else client
+    await db(svc.store.audit, who, "request.ask", domain)
+    raise web.HTTPSeeOther(back)
+
+
+async def _status(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    domain = _domain(request)
+    client, _, _ = await _who(request)
+    latest = _latest(await db(svc.store.requests), client, domain, svc.clock()) if domain else None
+    return web.json_response({"status": latest.status if latest else "none"})

@@ -1,0 +1,704 @@
+"""HTML pages. Thin: forms.py validates (via actions.py), the store writes, then
+POST-redirect-GET. A failed form is re-rendered with a message next to each bad field."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import prometheus_client
+from aiohttp import web
+
+from policy.model import ADULTS, Child, Device
+from policy.store import Conflict, NotFound, StoreError
+from webui import actions, auth, present, static
+from webui.context import admin_only, category_name, db, page, principal, render, see_other
+from webui.forms import FormError, form_fields
+from webui.i18n import LANGS
+from webui.keys import SERVICES, STATE
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+Ctx = dict[str, Any]
+
+
+def form_state(request: web.Request, form_id: str, raw: Mapping[str, object],
+               err: FormError | None) -> Ctx:
+    """What a template needs to show a failed form again: the values and the messages."""
+    from webui.context import translator
+
+    t = translator(request)
+    errors = {}
+    if err is not None:
+        errors = {f: t(key, **params) for f, (key, params) in err.errors.items()}
+    secret = ("password", "confirm", "old", "new", "csrf")
+    values = {k: v for k, v in raw.items() if k not in secret}
+    return {"id": form_id, "errors": errors, "values": values}
+
+
+def safe_next(value: str) -> str:
+    """Only local paths after login (no open redirect)."""
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def day_start(now: datetime) -> datetime:
+    return datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+
+
+# public: setup, login, language, health, metrics, static -------------------------------
+
+
+@routes.get("/setup")
+async def setup_page(request: web.Request) -> web.Response:
+    if request.app[STATE].has_accounts:
+        raise web.HTTPNotFound()
+    return render(request, "setup.html", {"form": form_state(request, "setup", {}, None)})
+
+
+@routes.post("/setup")
+async def setup_submit(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.setup(request, raw)
+    except FormError as e:
+        return render(request, "setup.html", {"form": form_state(request, "setup", raw, e)},
+                      status=400)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    raise see_other("/login", "setup")
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.Response:
+    if not request.app[STATE].has_accounts:
+        raise web.HTTPSeeOther("/setup")
+    return render(request, "login.html", {
+        "form": form_state(request, "login", {}, None),
+        "next": safe_next(request.query.get("next", "/")),
+        "locked": None,
+    })
+
+
+@routes.post("/login")
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    nxt = safe_next(str(raw.get("next", "/")))
+    try:
+        raw_id, _ = await actions.login(request, raw)
+    except FormError as e:
+        return render(request, "login.html", {
+            "form": form_state(request, "login", raw, e), "next": nxt, "locked": None,
+        }, status=400)
+    except actions.Locked as e:
+        return render(request, "login.html", {
+            "form": form_state(request, "login", raw, None), "next": nxt,
+            "locked": e.until.strftime("%H:%M"),
+        }, status=429)
+    resp = web.HTTPSeeOther(nxt)
+    actions.set_session_cookie(request, resp, raw_id)
+    raise resp
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    resp = web.HTTPSeeOther("/login")
+    await actions.logout(request, resp)
+    raise resp
+
+
+@routes.get("/lang/{code}")
+async def set_lang(request: web.Request) -> web.StreamResponse:
+    code = request.match_info["code"]
+    if code not in LANGS:
+        raise web.HTTPNotFound()
+    resp = web.HTTPSeeOther(safe_next(request.query.get("next", "/")))
+    resp.set_cookie(auth.LANG_COOKIE, code, max_age=365 * 86400, samesite="Strict",
+                    httponly=True, path="/", secure=request.app[SERVICES].secure_cookies)
+    raise resp
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = prometheus_client.generate_latest()
+    return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+
+@routes.get("/static/{name}")
+async def static_file(request: web.Request) -> web.Response:
+    return static.serve(request.match_info["name"])
+
+
+# home -------------------------------------------------------------------------------
+
+
+@routes.get("/")
+async def home(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    from webui.context import translator
+
+    t = translator(request)
+    now = svc.clock()
+    children = await db(svc.store.children)
+    summary = await db(svc.store.summary, day_start(now))
+    devices = await db(svc.store.devices)
+    cards = []
+    for child in children:
+        s = summary.get(child.id, {})
+        settings = await db(svc.store.settings, child.id)
+        tops = s.get("top_categories", []) or []
+        cards.append({
+            "child": child,
+            "age": child.age_on(now.date()),
+            "queries": s.get("queries", 0),
+            "blocked": s.get("blocked", 0),
+            "bypass": s.get("bypass", 0),
+            "security": s.get("security", 0),
+            "top": [(category_name(svc.categories.get(str(c)), str(c), t.lang), n)
+                    for c, n in tops][:3],  # type: ignore[misc]
+            "paused": settings.paused_until is not None and settings.paused_until > now,
+            "paused_until": settings.paused_until,
+            "forever": settings.paused_until is not None
+            and settings.paused_until.year >= 9999,
+        })
+    new_devices = [d for d in devices if d.new]
+    others = summary.get(None, {})
+    return await page(request, "home.html", {
+        "cards": cards,
+        "new_devices": new_devices,
+        "others": others,
+        "today": now.date(),
+    })
+
+
+# children -------------------------------------------------------------------------------
+
+
+async def children_page(request: web.Request, form: Ctx | None = None, status: int = 200
+                        ) -> web.Response:
+    svc = request.app[SERVICES]
+    now = svc.clock()
+    children = await db(svc.store.children)
+    exceptions = await db(svc.store.exceptions)
+    return await page(request, "children.html", {
+        "children": [(c, c.age_on(now.date())) for c in children],
+        "names": {c.id: c.name for c in children},
+        "exceptions": exceptions,
+        "form": form or form_state(request, "", {}, None),
+        "today": now.date().isoformat(),
+    }, status=status)
+
+
+@routes.get("/children")
+async def children_list(request: web.Request) -> web.Response:
+    return await children_page(request)
+
+
+@routes.post("/children")
+async def children_add(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        child = await actions.add_child(request, raw)
+    except FormError as e:
+        return await children_page(request, form_state(request, "child-add", raw, e), 400)
+    raise see_other(f"/children/{child.id}", "child_added")
+
+
+@routes.post("/exceptions")
+async def exceptions_add(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.add_exception(request, raw)
+    except FormError as e:
+        return await children_page(request, form_state(request, "exception", raw, e), 400)
+    raise see_other("/children", "saved")
+
+
+@routes.post("/exceptions/{id:\\d+}/delete")
+async def exceptions_delete(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.remove_exception(request, int(request.match_info["id"])))
+    raise see_other("/children", "removed")
+
+
+async def _or_404(aw: Awaitable[object]) -> object:
+    try:
+        return await aw
+    except NotFound:
+        raise web.HTTPNotFound() from None
+
+
+async def child_page(request: web.Request, child_id: int, form: Ctx | None = None,
+                     status: int = 200) -> web.Response:
+    svc = request.app[SERVICES]
+    from webui.context import translator
+
+    t = translator(request)
+    try:
+        child = await db(svc.store.child, child_id)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    now = svc.clock()
+    settings = await db(svc.store.settings, child_id)
+    age = child.age_on(now.date())
+    rules = await db(svc.store.rules, child_id)
+    schedules = await db(svc.store.schedules, child_id)
+    grants = [g for g in await db(svc.store.grants, active_at=now) if g.child_id == child_id]
+    catalogue = svc.services_catalogue or {}
+    return await page(request, "child.html", {
+        "child": child,
+        "age": age,
+        "settings": settings,
+        "words": present.profile_words(child, settings, svc.categories, now.date(), t),
+        "categories": present.category_rows(svc.categories, settings, age, t.lang),
+        "category_names": {s: category_name(c, s, t.lang) for s, c in svc.categories.items()},
+        "rules": rules,
+        "schedules": schedules,
+        "grants": grants,
+        "services": [(k, service_name(v, k, t.lang)) for k, v in sorted(catalogue.items())],
+        "form": form or form_state(request, "", {}, None),
+        "weekdays": range(7),
+        "paused": settings.paused_until is not None and settings.paused_until > now,
+    }, status=status)
+
+
+def service_name(entry: object, key: str, lang: str) -> str:
+    names = getattr(entry, "names", None)
+    if isinstance(entry, Mapping):
+        names = entry.get("names", names)
+        if names is None and isinstance(entry.get("name"), str):
+            return str(entry["name"])
+    if isinstance(names, Mapping):
+        value = names.get(lang) or names.get("en")
+        if isinstance(value, str):
+            return value
+    name = getattr(entry, "name", None)
+    return name if isinstance(name, str) else key
+
+
+def _child_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+@routes.get("/children/{id:\\d+}")
+async def child_view(request: web.Request) -> web.Response:
+    return await child_page(request, _child_id(request))
+
+
+ChildAction = Callable[[web.Request, int, Mapping[str, object]], Awaitable[object]]
+
+
+async def _child_form(request: web.Request, form_id: str, action: ChildAction,
+                      done: str, anchor: str = "") -> web.StreamResponse:
+    child_id = _child_id(request)
+    raw = form_fields(await request.post())
+    try:
+        await action(request, child_id, raw)
+    except FormError as e:
+        return await child_page(request, child_id, form_state(request, form_id, raw, e), 400)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    raise see_other(f"/children/{child_id}", done + anchor)
+
+
+@routes.post("/children/{id:\\d+}")
+async def child_edit(request: web.Request) -> web.StreamResponse:
+    return await _child_form(request, "child-edit", actions.update_child, "saved")
+
+
+@routes.post("/children/{id:\\d+}/settings")
+async def child_settings(request: web.Request) -> web.StreamResponse:
+    return await _child_form(request, "settings", actions.save_child_settings, "saved")
+
+
+@routes.post("/children/{id:\\d+}/rules")
+async def child_rule_add(request: web.Request) -> web.StreamResponse:
+    return await _child_form(request, "rule", actions.add_rule, "saved")
+
+
+@routes.post("/children/{id:\\d+}/schedules")
+async def child_schedule_add(request: web.Request) -> web.StreamResponse:
+    return await _child_form(request, "schedule", actions.add_schedule, "saved")
+
+
+@routes.post("/children/{id:\\d+}/rules/{rule:\\d+}/delete")
+async def child_rule_delete(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.remove_rule(request, int(request.match_info["rule"])))
+    raise see_other(f"/children/{_child_id(request)}", "removed")
+
+
+@routes.post("/children/{id:\\d+}/schedules/{sid:\\d+}/delete")
+async def child_schedule_delete(request: web.Request) -> web.StreamResponse:
+    child_id = _child_id(request)
+    await _or_404(actions.remove_schedule(request, child_id, int(request.match_info["sid"])))
+    raise see_other(f"/children/{child_id}", "removed")
+
+
+@routes.post("/children/{id:\\d+}/delete")
+async def child_delete(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.delete_child(request, _child_id(request)))
+    raise see_other("/children", "removed")
+
+
+@routes.post("/children/{id:\\d+}/pause")
+async def child_pause(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    minutes = raw.get("minutes", "0")
+    mins = int(minutes) if isinstance(minutes, str) and minutes.isdigit() else 0
+    await _or_404(actions.pause(request, _child_id(request), min(mins, 7 * 24 * 60)))
+    raise see_other(_back(request, raw), "paused")
+
+
+@routes.post("/children/{id:\\d+}/resume")
+async def child_resume(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    await _or_404(actions.pause(request, _child_id(request), None))
+    raise see_other(_back(request, raw), "resumed")
+
+
+def _back(request: web.Request, raw: Mapping[str, object]) -> str:
+    back = raw.get("back", "/")
+    return safe_next(back if isinstance(back, str) else "/").split("?", 1)[0]
+
+
+@routes.post("/children/{id:\\d+}/allow")
+async def child_allow_site(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    child_id = _child_id(request)
+    back = _back(request, raw)
+    try:
+        await actions.allow_site(request, child_id, raw)
+    except FormError as e:
+        return await activity_page(request, form_state(request, "allow", raw, e), 400)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    raise see_other(back, "allowed")
+
+
+# devices ---------------------------------------------------------------------------------
+
+
+async def devices_page(request: web.Request, form: Ctx | None = None, status: int = 200
+                       ) -> web.Response:
+    svc = request.app[SERVICES]
+    now = svc.clock()
+    devices = await db(svc.store.devices)
+    children = await db(svc.store.children)
+    stats = await db(svc.store.device_stats, now.date())
+    devices.sort(key=lambda d: (not d.new, d.name.lower() if d.name else "~", d.id))
+    return await page(request, "devices.html", {
+        "devices": devices,
+        "children": children,
+        "names": {c.id: c.name for c in children},
+        "stats": stats,
+        "form": form or form_state(request, "", {}, None),
+        "adults": ADULTS,
+    }, status=status)
+
+
+@routes.get("/devices")
+async def devices_list(request: web.Request) -> web.Response:
+    return await devices_page(request)
+
+
+@routes.post("/devices/{id:\\d+}")
+async def device_update(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    raw = form_fields(await request.post())
+    try:
+        device: Device = await db(svc.store.device, int(request.match_info["id"]))
+        await actions.update_device(request, device, raw)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    except FormError as e:
+        return await devices_page(request, form_state(request, f"device-{device.id}", raw, e),
+                                  400)
+    raise see_other("/devices", "saved")
+
+
+@routes.post("/devices/merge")
+async def devices_merge(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.merge_devices(request, raw)
+    except FormError as e:
+        return await devices_page(request, form_state(request, "merge", raw, e), 400)
+    except StoreError as e:
+        log.info("merge refused: %s", e)
+        return await devices_page(request, form_state(
+            request, "merge", raw, FormError({"other": ("err.merge_failed", {})})), 400)
+    raise see_other("/devices", "merged")
+
+
+# activity ---------------------------------------------------------------------------------
+
+
+def _int_param(request: web.Request, name: str) -> int | None:
+    value = request.query.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+async def activity_page(request: web.Request, form: Ctx | None = None, status: int = 200
+                        ) -> web.Response:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    from webui.context import translator
+
+    t = translator(request)
+    child_id = _int_param(request, "child")
+    device_id = _int_param(request, "device")
+    blocked_only = request.query.get("blocked", "") in ("1", "on")
+    search = request.query.get("q", "").strip()[:100]
+    rows = await db(svc.store.activity, device_id=device_id, child_id=child_id,
+                    blocked_only=blocked_only, search=search, limit=500)
+    assert state.tld is not None
+    groups = present.group_by_site(rows, state.tld, t, svc.categories)
+    children = await db(svc.store.children)
+    devices = await db(svc.store.devices)
+    device_owner = {d.id: d.owner for d in devices}
+    if device_id is not None and child_id is None:
+        owner = device_owner.get(device_id)
+        child_id_for_allow = owner if isinstance(owner, int) else None
+    else:
+        child_id_for_allow = child_id
+    return await page(request, "activity.html", {
+        "groups": groups,
+        "children": children,
+        "devices": devices,
+        "names": {c.id: c.name for c in children},
+        "child_id": child_id,
+        "device_id": device_id,
+        "allow_child": child_id_for_allow,
+        "blocked_only": blocked_only,
+        "search": search,
+        "count": len(rows),
+        "form": form or form_state(request, "", {}, None),
+    }, status=status)
+
+
+@routes.get("/activity")
+async def activity(request: web.Request) -> web.Response:
+    return await activity_page(request)
+
+
+# requests --------------------------------------------------------------------------------
+
+
+@routes.get("/requests")
+async def requests_page(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    reqs = await db(svc.store.requests)
+    children = await db(svc.store.children)
+    devices = {d.id: d for d in await db(svc.store.devices)}
+    from webui.context import translator
+
+    t = translator(request)
+    pending = [r for r in reqs if r.status == "pending"]
+    answered = [r for r in reqs if r.status != "pending"][:30]
+    return await page(request, "requests.html", {
+        "pending_reqs": pending,
+        "answered": answered,
+        "names": {c.id: c.name for c in children},
+        "devices": devices,
+        "why": {r.id: present.reason_text(r.reason, t, svc.categories) for r in reqs},
+    })
+
+
+@routes.post("/requests/{id:\\d+}/approve")
+async def request_approve(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, approve=True)
+
+
+@routes.post("/requests/{id:\\d+}/decline")
+async def request_decline(request: web.Request) -> web.StreamResponse:
+    return await _answer(request, approve=False)
+
+
+async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.answer_request(request, int(request.match_info["id"]), approve=approve,
+                                     raw=raw)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    except (FormError, Conflict):
+        raise see_other("/requests", "already") from None
+    raise see_other("/requests", "approved" if approve else "declined")
+
+
+# lists (admin) ------------------------------------------------------------------------------
+
+
+async def lists_page(request: web.Request, form: Ctx | None = None, status: int = 200
+                     ) -> web.Response:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    from webui.context import translator
+
+    t = translator(request)
+    statuses = {s.name: s for s in await db(svc.store.feed_statuses)}
+    feeds = actions.all_feeds(request)
+    return await page(request, "lists.html", {
+        "feeds": feeds,
+        "statuses": statuses,
+        "category_names": {s: category_name(c, s, t.lang) for s, c in svc.categories.items()},
+        "syncing": state.sync_task is not None and not state.sync_task.done(),
+        "sync_error": state.sync_error,
+        "can_sync": svc.feed_sync is not None,
+        "can_add": svc.add_feed is not None,
+        "formats": __import__("blocklists.feed", fromlist=["FORMATS"]).FORMATS,
+        "form": form or form_state(request, "", {}, None),
+    }, status=status)
+
+
+@routes.get("/lists")
+@admin_only
+async def lists(request: web.Request) -> web.Response:
+    return await lists_page(request)
+
+
+@routes.post("/lists")
+@admin_only
+async def lists_add(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.add_feed(request, raw)
+    except FormError as e:
+        return await lists_page(request, form_state(request, "feed", raw, e), 400)
+    raise see_other("/lists", "feed_added")
+
+
+@routes.post("/lists/sync")
+@admin_only
+async def lists_sync(request: web.Request) -> web.StreamResponse:
+    try:
+        started = await actions.sync_now(request)
+    except FormError:
+        raise see_other("/lists", "") from None
+    raise see_other("/lists", "sync_started" if started else "sync_running")
+
+
+# settings -----------------------------------------------------------------------------------
+
+
+async def settings_page(request: web.Request, form: Ctx | None = None, status: int = 200,
+                        new_token: str = "") -> web.Response:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    p = principal(request)
+    now = svc.clock()
+    tokens = await db(svc.store.tokens, None if p.is_admin else p.account_id)
+    accounts = await db(svc.store.accounts)
+    retention = await db(svc.store.get_setting, "retention_days", svc.retention_days)
+    lockouts = await db(svc.store.lockouts, now - auth.LOCKOUT)
+    from webui.app import BLOCK_MODES
+
+    return await page(request, "settings.html", {
+        "block_answer": state.block_answer,
+        "modes": BLOCK_MODES,
+        "upstreams": list(svc.upstreams),
+        "retention": retention,
+        "household_lang": state.household_lang,
+        "tokens": tokens,
+        "accounts": accounts,
+        "account_names": {a.id: a.username for a in accounts},
+        "lockouts": lockouts,
+        "max_failures": auth.MAX_FAILURES,
+        "form": form or form_state(request, "", {}, None),
+        "new_token": new_token,
+    }, status=status)
+
+
+@routes.get("/settings")
+async def settings(request: web.Request) -> web.Response:
+    return await settings_page(request)
+
+
+@routes.post("/settings")
+@admin_only
+async def settings_save(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.save_household(request, raw)
+    except FormError as e:
+        return await settings_page(request, form_state(request, "household", raw, e), 400)
+    raise see_other("/settings", "saved")
+
+
+@routes.post("/settings/password")
+async def settings_password(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        raw_id = await actions.change_password(request, raw)
+    except FormError as e:
+        return await settings_page(request, form_state(request, "password", raw, e), 400)
+    resp = see_other("/settings", "password")
+    actions.set_session_cookie(request, resp, raw_id)
+    raise resp
+
+
+@routes.post("/settings/tokens")
+async def settings_token_add(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        value, _ = await actions.add_token(request, raw)
+    except FormError as e:
+        return await settings_page(request, form_state(request, "token", raw, e), 400)
+    # shown once, on this response only (not a redirect: the value must not sit in a URL)
+    return await settings_page(request, new_token=value)
+
+
+@routes.post("/settings/tokens/{id:\\d+}/delete")
+async def settings_token_delete(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.delete_token(request, int(request.match_info["id"])))
+    raise see_other("/settings", "removed")
+
+
+@routes.post("/settings/accounts")
+@admin_only
+async def settings_account_add(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.add_account(request, raw)
+    except FormError as e:
+        return await settings_page(request, form_state(request, "account", raw, e), 400)
+    raise see_other("/settings", "saved")
+
+
+@routes.post("/settings/accounts/{id:\\d+}/delete")
+@admin_only
+async def settings_account_delete(request: web.Request) -> web.StreamResponse:
+    try:
+        await actions.delete_account(request, int(request.match_info["id"]))
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    except FormError as e:
+        return await settings_page(request, form_state(request, "accounts", {}, e), 400)
+    raise see_other("/settings", "removed")
+
+
+# audit ---------------------------------------------------------------------------------------
+
+
+@routes.get("/audit")
+async def audit(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    entries = await db(svc.store.audit_log, limit=300)
+    return await page(request, "audit.html", {"entries": entries})
+
+
+def child_label(child: Child | None) -> str:
+    return child.name if child else ""
+
+
+_ = timedelta
