@@ -197,6 +197,9 @@ class Profile:
     paused_until: datetime | None = None
     grants: tuple[Grant, ...] = ()
     log_queries: bool = True
+    # The catalogue's default ages (category_ages before the parent's overrides): an
+    # override applies to list matches whose min_age is the category default (see decide).
+    catalogue_ages: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,9 +31,9 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ class ChildSettings:
     services: frozenset[str] = frozenset()
     mode: str = "auto"  # "auto" (allowlist under 6) | "normal" | "allowlist"
     paused_until: datetime | None = None  # datetime.max-like far future = paused until resumed
+    category_ages: Mapping[str, int] = field(default_factory=dict)  # slug -> age override
 
 
 @dataclass(frozen=True, slots=True)
@@ -1673,6 +1674,9 @@ def _check_settings(s: ChildSettings) -> None:
         raise StoreError(f"youtube mode {s.youtube!r} is not off/moderate/strict")
     if s.mode not in ("auto", "normal", "allowlist"):
         raise StoreError(f"mode {s.mode!r} is not auto/normal/allowlist")
+    for slug, age in s.category_ages.items():
+        if not isinstance(age, int) or isinstance(age, bool) or not 0 <= age <= 99:
+            raise StoreError(f"category age for {slug!r} must be a whole number 0-99")
 
 
 def _settings_to(s: ChildSettings) -> dict[str, object]:
@@ -1686,6 +1690,7 @@ def _settings_to(s: ChildSettings) -> dict[str, object]:
         "rater_off": sorted(s.rater_off),
         "services": sorted(s.services),
         "mode": s.mode,
+        "category_ages": dict(sorted(s.category_ages.items())),
     }
 
 
@@ -1696,6 +1701,10 @@ def _settings_from(d: dict[str, object], paused_until: datetime | None) -> Child
         v = d.get(key)
         return frozenset(str(x) for x in v) if isinstance(v, list) else default
 
+    raw_ages = d.get("category_ages")
+    ages = (
+        {str(k): int(v) for k, v in raw_ages.items()} if isinstance(raw_ages, dict) else {}
+    )
     return ChildSettings(
         blocked=strs("blocked", base.blocked),
         allowed=strs("allowed", base.allowed),
@@ -1707,6 +1716,7 @@ def _settings_from(d: dict[str, object], paused_until: datetime | None) -> Child
         services=strs("services", base.services),
         mode=str(d.get("mode", base.mode)),
         paused_until=paused_until,
+        category_ages=ages,
     )
 
 

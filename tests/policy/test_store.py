@@ -167,6 +167,7 @@ def test_settings_round_trip(store: Store) -> None:
         blocked=frozenset({"social"}), allowed=frozenset({"games"}), safe_search=False,
         youtube="strict", bypass_defence=False, rater=False, rater_off=frozenset({"adult"}),
         services=frozenset({"tiktok", "roblox"}), mode="allowlist", paused_until=until,
+        category_ages={"games": 10},
     )
     r0 = store.revision()
     store.save_settings(kid.id, s)
