@@ -1,0 +1,402 @@
+"""Stages through the running server: ACL, rate limit, local names, Identify, Enforce, Observe."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from datetime import date, datetime
+
+import dns.edns
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from policy.live import Live
+from policy.model import (
+    ALLOW,
+    Action,
+    BlockStyle,
+    Child,
+    Device,
+    Policy,
+    Profile,
+    QueryEvent,
+    Verdict,
+)
+from resolver.identify import Neighbours, parse_arp
+from resolver.main import Services
+from resolver.observe import Sighting
+from tests.resolver.dnsclient import ask, dig
+from tests.support.upstream import FakeUpstream
+
+
+def ede_of(msg: dns.message.Message) -> list[tuple[int, str]]:
+    return [(o.code, o.text or "") for o in msg.options if o.otype == 15]
+
+
+# ---------------------------------------------------------------- ACL and rate limit
+
+
+async def test_acl_refuses_outside_allow_networks(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("www.example", "A", "192.0.2.1")
+    config = make_config(fake_upstream, allow_networks=(ipaddress.ip_network("127.0.0.2/32"),))
+    addr = (await nestguard_server(config)).addresses[0]
+    out = await dig(addr, "-b", "127.0.0.1", "www.example", "+tries=1")
+    assert "status: REFUSED" in out
+    assert fake_upstream.count() == 0
+    out = await dig(addr, "-b", "127.0.0.2", "www.example", "+tries=1")
+    assert "192.0.2.1" in out
+    r = await ask(addr, "www.example", source="127.0.0.1", edns=None)
+    assert r.rcode() == dns.rcode.REFUSED and r.edns == -1  # W8 on REFUSED too
+
+
+async def test_rate_limit_refuses_one_client_only(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("*.example", "A", "192.0.2.1")
+    config = make_config(fake_upstream, rate_limit={"queries": 20, "per_seconds": 60})
+    addr = (await nestguard_server(config)).addresses[0]
+    codes = [(await ask(addr, f"n{i}.example", source="127.0.0.1")).rcode() for i in range(30)]
+    assert codes[:20] == [dns.rcode.NOERROR] * 20
+    assert codes[20:] == [dns.rcode.REFUSED] * 10
+    assert fake_upstream.count() == 20  # no upstream work for the refused ones
+    r = await ask(addr, "n0.example", source="127.0.0.2")
+    assert r.rcode() == dns.rcode.NOERROR
+
+
+# ---------------------------------------------------------------- local names (R2)
+
+
+@pytest.fixture
+async def plain(nestguard_server, fake_upstream: FakeUpstream, make_config):
+    fake_upstream.add("www.example", "A", "192.0.2.1")
+    return (await nestguard_server(make_config(fake_upstream))).addresses[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-x", "192.168.1.10"],
+        ["-x", "10.1.2.3"],
+        ["-x", "172.16.5.4"],
+        ["-x", "172.31.255.1"],
+        ["-x", "169.254.1.1"],
+        ["-x", "127.0.0.1"],
+        ["-x", "100.64.0.1"],
+        ["-x", "fd00::1"],
+        ["-x", "fe80::1"],
+        ["-x", "::1"],
+        ["printer"],
+        ["wpad"],
+        ["nas.home.arpa"],
+        ["tv.local"],
+        ["x.test"],
+        ["x.invalid", "AAAA"],
+    ],
+)
+async def test_local_names_answered_here(plain, fake_upstream, args):
+    out = await dig(plain, *args, "+tries=1", "+time=2")
+    assert "status: NXDOMAIN" in out
+    assert fake_upstream.count() == 0
+
+
+@pytest.mark.parametrize(("qtype", "address"), [("A", "127.0.0.1"), ("AAAA", "::1")])
+async def test_localhost(plain, fake_upstream, qtype, address):
+    r = await ask(plain, "app.localhost", qtype)
+    assert r.answer[0][0].address == address
+    assert fake_upstream.count() == 0
+
+
+async def test_public_reverse_is_forwarded(plain, fake_upstream):
+    await dig(plain, "-x", "8.8.8.8", "+tries=1", "+time=2")
+    await dig(plain, "-x", "172.32.0.1", "+tries=1", "+time=2")
+    assert fake_upstream.count() == 2
+
+
+# ---------------------------------------------------------------- Enforce
+
+
+class TableDecider:
+    """A test decider: suffix rules -> verdicts (mutable, to change policy at run time)."""
+
+    def __init__(self, rules: dict[str, Verdict]) -> None:
+        self.rules = rules
+        self.calls: list[tuple[Profile, str, int]] = []
+
+    def __call__(self, profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
+        self.calls.append((profile, qname, qtype))
+        assert now.tzinfo is not None
+        name = qname
+        while True:
+            if name in self.rules:
+                return self.rules[name]
+            if "." not in name:
+                return ALLOW
+            name = name.split(".", 1)[1]
+
+
+RULES = {
+    "blocked.example": Verdict(Action.BLOCK, "category:ads:18+", source="test-list:1"),
+    "bed.example": Verdict(Action.BLOCK, "schedule:bedtime"),
+    "use-application-dns.net": Verdict(Action.BLOCK, "bypass:canary", style=BlockStyle.NXDOMAIN),
+    "_dns.resolver.arpa": Verdict(Action.BLOCK, "bypass:ddr", style=BlockStyle.NODATA),
+    "www.google.example": Verdict(Action.REWRITE, "safe-search", "forcesafesearch.example"),
+}
+
+
+@pytest.fixture
+async def enforced(nestguard_server, fake_upstream: FakeUpstream, make_config):
+    fake_upstream.add("blocked.example", "A", "192.0.2.66")
+    fake_upstream.add("site.example", "A", "192.0.2.1")
+    fake_upstream.add("forcesafesearch.example", "A", "192.0.2.50")
+    fake_upstream.add("forcesafesearch.example", "AAAA", "2001:db8::50")
+    fake_upstream.add("t.ok.example", "CNAME", "ads.blocked.example.")
+    fake_upstream.add("ads.blocked.example", "A", "192.0.2.5")
+    fake_upstream.add_zone("svc.example. 300 IN HTTPS 1 tgt.blocked.example. alpn=h2")
+    decider = TableDecider(dict(RULES))
+
+    async def start(**policy: object) -> tuple[tuple[str, int], TableDecider]:
+        running = await nestguard_server(
+            make_config(fake_upstream, policy=policy or None),
+            Services(arp_path=None, decider=decider),
+        )
+        return running.addresses[0], decider
+
+    return start
+
+
+@pytest.mark.parametrize(
+    ("qtype", "expected"),
+    [("A", "0.0.0.0"), ("AAAA", "::"), ("HTTPS", None), ("TXT", None)],
+)
+async def test_block_answers_per_type_with_ede(enforced, fake_upstream, qtype, expected):
+    addr, _ = await enforced()
+    r = await ask(addr, "www.blocked.example", qtype)
+    assert r.rcode() == dns.rcode.NOERROR
+    if expected is None:
+        assert not r.answer
+    else:
+        assert r.answer[0][0].address == expected
+        assert r.answer[0].ttl == 10
+    assert ede_of(r) == [(15, "category:ads:18+")]
+    assert fake_upstream.count() == 0
+
+
+async def test_block_for_schedule_is_ede_filtered(enforced):
+    addr, _ = await enforced()
+    r = await ask(addr, "bed.example")
+    assert ede_of(r) == [(17, "schedule:bedtime")]
+
+
+async def test_block_without_edns_has_no_opt(enforced):
+    addr, _ = await enforced()
+    r = await ask(addr, "blocked.example", edns=None)
+    assert r.edns == -1 and r.answer[0][0].address == "0.0.0.0"
+
+
+async def test_block_badvers(enforced, fake_upstream):
+    addr, _ = await enforced()
+    out = await dig(addr, "+edns=1", "+noednsneg", "blocked.example", "+tries=1")
+    assert "status: BADVERS" in out
+
+
+async def test_block_echoes_id_and_case(enforced):
+    addr, _ = await enforced()
+    out = await dig(addr, "+qid=7", "BlOcKeD.ExAmPle", "+tries=1")
+    assert "id: 7\n" in out and ";BlOcKeD.ExAmPle.\t" in out and "0.0.0.0" in out
+
+
+@pytest.mark.parametrize("qtype", ["A", "AAAA", "HTTPS"])
+async def test_canary_nxdomain_and_ddr_nodata(enforced, fake_upstream, qtype):
+    addr, _ = await enforced()
+    r = await ask(addr, "use-application-dns.net", qtype)
+    assert r.rcode() == dns.rcode.NXDOMAIN
+    r = await ask(addr, "_dns.resolver.arpa", "SVCB")
+    assert r.rcode() == dns.rcode.NOERROR and not r.answer
+    assert fake_upstream.count() == 0
+
+
+async def test_block_mode_nxdomain(enforced):
+    addr, _ = await enforced(block_answer="nxdomain")
+    r = await ask(addr, "blocked.example")
+    assert r.rcode() == dns.rcode.NXDOMAIN
+    assert ede_of(r) == [(15, "category:ads:18+")]
+
+
+async def test_block_mode_blockpage(enforced):
+    addr, _ = await enforced(
+        block_answer="blockpage", blockpage_ipv4=ipaddress.IPv4Address("192.0.2.80")
+    )
+    r = await ask(addr, "blocked.example")
+    assert r.answer[0][0].address == "192.0.2.80"
+    r = await ask(addr, "blocked.example", "AAAA")
+    assert not r.answer and r.rcode() == dns.rcode.NOERROR
+
+
+@pytest.mark.parametrize("round_", [1, 2])  # upstream answer, then from the cache
+async def test_cname_cloaking_blocked(enforced, round_):
+    addr, _ = await enforced()
+    for _ in range(round_):
+        r = await ask(addr, "t.ok.example")
+    assert r.answer[0][0].address == "0.0.0.0"
+    assert ede_of(r) == [(15, "category:ads:18+")]
+
+
+async def test_https_target_name_checked(enforced):
+    addr, _ = await enforced()
+    r = await ask(addr, "svc.example", "HTTPS")
+    assert not r.answer
+    assert ede_of(r) == [(15, "category:ads:18+")]
+
+
+async def test_policy_applies_after_cache(enforced, fake_upstream):
+    addr, decider = await enforced()
+    assert (await ask(addr, "site.example")).answer[0][0].address == "192.0.2.1"
+    decider.rules["site.example"] = Verdict(Action.BLOCK, "parent:deny")
+    r = await ask(addr, "site.example")
+    assert r.answer[0][0].address == "0.0.0.0"
+    assert ede_of(r) == [(17, "parent:deny")]
+    assert fake_upstream.count("site.example") == 1
+
+
+@pytest.mark.parametrize(("qtype", "address"), [("A", "192.0.2.50"), ("AAAA", "2001:db8::50")])
+async def test_safe_search_rewrite(enforced, fake_upstream, qtype, address):
+    addr, _ = await enforced()
+    for _ in range(2):  # upstream, then cache
+        out = await dig(addr, "WWW.google.example", qtype, "+tries=1")
+        assert "status: NOERROR" in out
+        assert ";WWW.google.example.\t" in out
+        assert "CNAME\tforcesafesearch.example." in out
+        assert address in out
+    assert fake_upstream.count("www.google.example") == 0
+    assert fake_upstream.count("forcesafesearch.example") == 1
+
+
+# ---------------------------------------------------------------- Identify and Observe
+
+
+KID = Child(1, "Lan", date(2015, 5, 1))
+
+
+def household() -> tuple[Policy, Profile, Profile]:
+    kid = Profile(KID)
+    default = Profile(None, mode="normal")
+    tablet = Device(10, "tablet", ("127.0.0.2",), owner=1)
+    phone = Device(11, "phone", ("aa:bb:cc:dd:ee:ff",), owner=1)
+    policy = Policy(
+        revision=1,
+        devices=(tablet, phone),
+        profiles={1: kid},
+        adults_profile=Profile(None, mode="adults"),
+        default_profile=default,
+        by_address={"127.0.0.2": tablet},
+        by_mac={"aa:bb:cc:dd:ee:ff": phone},
+    )
+    return policy, kid, default
+
+
+async def test_identify_by_address_and_mac(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("games.example", "A", "192.0.2.1")
+    policy, kid, default = household()
+
+    def decider(profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
+        if profile is kid and qname == "games.example":
+            return Verdict(Action.BLOCK, "category:games:16+")
+        return ALLOW
+
+    running = await nestguard_server(
+        make_config(fake_upstream),
+        Services(arp_path=None, decider=decider, live_policy=Live(policy)),
+    )
+    addr = running.addresses[0]
+    r = await ask(addr, "games.example", source="127.0.0.2")
+    assert r.answer[0][0].address == "0.0.0.0"
+    r = await ask(addr, "games.example", source="127.0.0.3")
+    assert r.answer[0][0].address == "192.0.2.1"
+    mac = dns.edns.GenericOption(65001, bytes.fromhex("aabbccddeeff"))
+    r = await ask(addr, "games.example", source="127.0.0.3", options=[mac])
+    assert r.answer[0][0].address == "0.0.0.0"
+    # a policy swap takes effect at once
+    running.live_policy.value = Policy(1, (), {}, default, default)
+    r = await ask(addr, "games.example", source="127.0.0.2")
+    assert r.answer[0][0].address == "192.0.2.1"
+
+
+async def test_activity_and_sightings_reach_their_sinks(
+    nestguard_server, fake_upstream, make_config
+):
+    fake_upstream.add("site.example", "A", "192.0.2.1")
+    policy, _, _ = household()
+    events: list[QueryEvent] = []
+    sightings: list[Sighting] = []
+
+    async def activity_sink(batch: list[QueryEvent]) -> None:
+        events.extend(batch)
+
+    async def sightings_sink(batch: list[Sighting]) -> None:
+        sightings.extend(batch)
+
+    decider = TableDecider(dict(RULES))
+    running = await nestguard_server(
+        make_config(fake_upstream),
+        Services(
+            arp_path=None,
+            decider=decider,
+            live_policy=Live(policy),
+            activity_sink=activity_sink,
+            sightings_sink=sightings_sink,
+        ),
+    )
+    addr = running.addresses[0]
+    await ask(addr, "Site.Example", source="127.0.0.2")
+    await ask(addr, "blocked.example", "AAAA", source="127.0.0.2")
+    await ask(addr, "printer", source="127.0.0.3")
+    for _ in range(30):  # flushed in batches about once a second
+        if len(events) >= 3 and len(sightings) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    by_name = {e.qname: e for e in events}
+    assert set(by_name) == {"site.example", "blocked.example", "printer"}
+    site = by_name["site.example"]
+    assert (site.client, site.device_id, site.child_id, site.qtype, site.action) == (
+        "127.0.0.2",
+        10,
+        1,
+        "A",
+        "allow",
+    )
+    blocked = by_name["blocked.example"]
+    assert (blocked.action, blocked.reason, blocked.source, blocked.qtype) == (
+        "block",
+        "category:ads:18+",
+        "test-list:1",
+        "AAAA",
+    )
+    assert blocked.at.tzinfo is not None
+    assert by_name["printer"].device_id is None
+    assert {(s.ip, s.mac) for s in sightings} == {("127.0.0.2", None), ("127.0.0.3", None)}
+
+
+def test_parse_arp_keeps_complete_entries():
+    text = (
+        "IP address       HW type     Flags       HW address            Mask     Device\n"
+        "192.168.1.20     0x1         0x2         AA:BB:CC:00:11:22     *        eth0\n"
+        "192.168.1.21     0x1         0x0         00:00:00:00:00:00     *        eth0\n"
+        "192.168.1.22     0x1         0x2         00:00:00:00:00:00     *        eth0\n"
+    )
+    assert parse_arp(text) == {"192.168.1.20": "aa:bb:cc:00:11:22"}
+
+
+def test_neighbours_reread_at_most_every_few_seconds(tmp_path):
+    from tests.conftest import FakeClock
+
+    arp = tmp_path / "arp"
+    head = "IP address HW type Flags HW address Mask Device\n"
+    arp.write_text(head + "192.168.1.20 0x1 0x2 aa:bb:cc:00:11:22 * eth0\n")
+    clock = FakeClock()
+    table = Neighbours(arp, every=5.0, clock=clock)
+    assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:22"
+    arp.write_text(head + "192.168.1.20 0x1 0x2 aa:bb:cc:00:11:33 * eth0\n")
+    clock.advance(1)
+    assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:22"
+    clock.advance(5)
+    assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:33"
+    assert Neighbours(tmp_path / "missing").mac_of("192.168.1.20") is None
