@@ -1,0 +1,131 @@
+"""W1: random and mutated packets never crash or hang the listeners (bounded Hypothesis runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import dns.message
+import dns.rcode
+from dnslib import DNSRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from resolver import wire
+from resolver.cache import Cache
+from resolver.metrics import Metrics
+from resolver.pipeline import Query, Reply, chain
+from resolver.server import DnsServer
+from tests.resolver.dnsclient import ask
+
+SEED = bytes(DNSRecord.question("www.example", "A").pack())
+SEED_EDNS = bytes.fromhex(
+    "abcd01200001000000000001037777770765786d706c650000010001"
+    "0000291000000080000010000a00080102030405060708fde90006aabbccddeeff"
+)
+
+mutations = st.lists(st.tuples(st.integers(0, 80), st.integers(0, 255)), min_size=1, max_size=6)
+
+
+def mutate(seed: bytes, edits: list[tuple[int, int]], cut: int | None) -> bytes:
+    data = bytearray(seed)
+    for pos, value in edits:
+        if pos < len(data):
+            data[pos] = value
+        else:
+            data.append(value)
+    return bytes(data[:cut] if cut is not None else data)
+
+
+packets = st.one_of(
+    st.binary(max_size=600),
+    st.builds(
+        mutate, st.sampled_from([SEED, SEED_EDNS]), mutations, st.none() | st.integers(0, 80)
+    ),
+)
+
+FUZZ = settings(
+    max_examples=250,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+async def _never_called(query: Query) -> Reply:
+    raise AssertionError("no upstream in this test")
+
+
+def _well_formed(reply: bytes) -> None:
+    if len(reply) == 12:  # FORMERR / SERVFAIL from the header alone
+        assert reply[2] & 0x80
+        return
+    dns.message.from_wire(reply, ignore_trailing=False)
+
+
+def test_process_never_raises():
+    server = DnsServer(chain([Cache()], last=_never_called), metrics=Metrics())
+
+    @settings(FUZZ, max_examples=2000)
+    @given(packets)
+    def check(data: bytes) -> None:
+        out = server.process(data, "127.0.0.1", "udp")
+        assert out is None or isinstance(out, bytes | Query)
+        if isinstance(out, bytes):
+            assert out[:2] == data[:2]
+            _well_formed(out)
+
+    check()
+
+
+async def test_live_listeners_survive_fuzzing(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("*.example", "A", "192.0.2.1")
+    running = await nestguard_server(make_config(fake_upstream, timeout=0.3))
+    host, port = running.addresses[0]
+
+    def blast() -> None:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.settimeout(2.0)
+        udp.connect((host, port))
+        probe = dns.message.make_query("probe.example", "A")
+
+        @FUZZ
+        @given(packets)
+        def one(data: bytes) -> None:
+            udp.send(data)
+            probe.id = (probe.id + 1) & 0xFFFF
+            udp.send(probe.to_wire())
+            while True:  # replies to the fuzz packet (if any) must be well formed
+                reply = udp.recv(65535)
+                if reply[:2] == struct.pack(">H", probe.id) and len(reply) > 12:
+                    msg = dns.message.from_wire(reply)
+                    if msg.question and msg.question[0].name.to_text() == "probe.example.":
+                        return
+                _well_formed(reply)
+
+        @settings(FUZZ, max_examples=60)
+        @given(packets, st.booleans())
+        def one_tcp(data: bytes, framed: bool) -> None:
+            with socket.create_connection((host, port), timeout=2.0) as s:
+                s.sendall((struct.pack(">H", len(data)) if framed else b"") + data)
+
+        try:
+            one()
+            one_tcp()
+        finally:
+            udp.close()
+
+    await asyncio.wait_for(asyncio.to_thread(blast), 120)
+    r = await ask((host, port), "after.example")
+    assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.1"
+    r = await ask((host, port), "after.example", tcp=True)
+    assert r.answer[0][0].address == "192.0.2.1"
+
+
+def test_formerr_is_header_only_with_same_id():
+    assert wire.formerr(b"\x12\x34\x01\x00" + b"\x00" * 8) == bytes.fromhex(
+        "123481810000000000000000"
+    )
+    assert wire.formerr(b"\x12\x34\x81\x00" + b"\x00" * 8) is None
+    assert wire.formerr(b"\x12") is None
