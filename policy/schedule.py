@@ -7,7 +7,8 @@
 - A window runs from `start` (inclusive) to `end` (exclusive) on each of its weekdays. If
   `end <= start` it runs overnight and ends on the next day: a Friday 21:00-07:00 window is
   active on Saturday at 03:00 (it belongs to Friday), and a Sunday window spills into Monday.
-  `start == end` means 24 hours.
+  `start == end` means 24 hours. Windows switch on whole minutes: the time of day is taken
+  to the minute (seconds dropped) before comparing, so a result holds for the whole minute.
 - Household exceptions are looked up by the date the window STARTS on, for the children they
   list (an empty list means every child): a "replace" exception swaps in its own windows for
   those dates; otherwise a "suspend" exception removes every window on those dates. When both
@@ -57,7 +58,7 @@ def active_windows(profile: Profile, now: datetime) -> list[Schedule]:
     if not profile.schedules and not profile.exceptions:
         return []
     today = now.date()
-    t = now.time()
+    t = time(now.hour, now.minute)
     out: list[Schedule] = []
     weekday = today.weekday()
     for w in windows_for(profile, today):

@@ -53,8 +53,8 @@ def v(action: Action, reason: str = "", source: str = "", **kw: object) -> Verdi
 
 
 def test_suffixes() -> None:
-    assert suffixes("a.b.example") == ["a.b.example", "b.example", "example"]
-    assert suffixes("example") == ["example"]
+    assert suffixes("a.b.example") == ("a.b.example", "b.example", "example")
+    assert suffixes("example") == ("example",)
 
 
 # -- 1. canaries -------------------------------------------------------------------------------
