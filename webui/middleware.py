@@ -127,8 +127,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400:
-            return web.Response(status=exc.status, headers=exc.headers)
+        if exc.status < 400:  # redirects (raised by handlers after POST), with their cookies
+            resp = web.Response(status=exc.status, headers=exc.headers)
+            for morsel in exc.cookies.values():
+                resp.cookies[morsel.key] = morsel
+            return resp
         return error_response(request, exc.status)
     except asyncio.CancelledError:
         raise
@@ -235,7 +238,10 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.warning("cross-origin %s %s refused", request.method, request.path)
         return error_response(request, 403)
     principal = request[PRINCIPAL]
-    if principal is not None and principal.session is not None:
+    resource = request.match_info.route.resource
+    public = resource is not None and resource.canonical in PUBLIC_ROUTES
+    # login and setup carry no token (there is no session yet); the Origin check applies
+    if principal is not None and principal.session is not None and not public:
         sent = request.headers.get("X-CSRF-Token", "")
         if not sent and request.content_type in (
             "application/x-www-form-urlencoded",

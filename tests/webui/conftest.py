@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -32,6 +33,10 @@ class Harness:
     nudges: list[int] = field(default_factory=list)
     explained: list[tuple[str, str]] = field(default_factory=list)
     verdict: Verdict = Verdict(Action.BLOCK, "category:gambling:18+")
+    offset: timedelta = timedelta(0)  # moves the app's clock (session expiry tests)
+
+    def now(self) -> datetime:
+        return datetime.now(HOUSEHOLD_TZ) + self.offset
 
     def rebuild_policy(self) -> None:
         """A small stand-in for policy/reload.py: devices by address, one profile each."""
@@ -84,7 +89,7 @@ def harness(store: Store) -> Harness:
         live_policy=Live(empty_policy()),
         categories=load_catalogue(),
         nudge=nudge,
-        clock=lambda: datetime.now(HOUSEHOLD_TZ),
+        clock=lambda: h.now(),
         explain=explain,
         allowed_hosts=("127.0.0.1", "localhost", "nestguard.home.arpa"),
         scrypt_n=FAST_SCRYPT_N,
@@ -115,6 +120,17 @@ async def client(
     aiohttp_client: Callable[..., Any], app: web.Application
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     yield await aiohttp_client(app)
+
+
+def other_session(client: TestClient[web.Request, web.Application], *,
+                  local_ip: str | None = None) -> aiohttp.ClientSession:
+    """A second browser (own cookie jar), optionally from another loopback address."""
+    connector = aiohttp.TCPConnector(local_addr=(local_ip, 0)) if local_ip else None
+    return aiohttp.ClientSession(
+        base_url=str(client.make_url("/")).rstrip("/"),
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        connector=connector,
+    )
 
 
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
