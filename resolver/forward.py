@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 import secrets
 import socket
@@ -39,7 +41,7 @@ from types import TracebackType
 from dnslib import EDNS0, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError
-from dnslib.label import DNSLabelError
+from dnslib.label import DNSBuffer, DNSLabelError
 from prometheus_client import Counter, Histogram
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ _DNSLIB_ERRORS: tuple[type[Exception], ...] = (
     UnicodeError,
 )
 
+_NAME_ATTRS = ("label", "mname", "rname", "target", "mbox", "txt", "replacement")
 _RCODE_SERVFAIL = 2
 _RCODE_REFUSED = 5
 _OK_RCODES = (0, 3)  # NOERROR, NXDOMAIN
@@ -111,6 +114,7 @@ class _Upstream:
     port: int
     label: str
     rank: int
+    family: socket.AddressFamily
     dead_until: float = 0.0  # loop time; 0 = healthy
     backoff: float = 0.0
     probing: bool = False
@@ -121,6 +125,10 @@ class _Question:
     labels: tuple[bytes, ...]  # lower-cased
     qtype: int
     qclass: int
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _label(host: str, port: int) -> str:
@@ -140,9 +148,10 @@ def _validate(data: bytes, qid: int, question: _Question) -> DNSRecord:
         raise _Spoof("opcode")
     try:
         record = DNSRecord.parse(data)
-        record.pack()  # dnslib parses over-long labels and fails only when packing
     except _DNSLIB_ERRORS as e:
         raise _TryFailed("garbage", f"unparsable reply ({e})") from e
+    if not _names_fit(record):
+        raise _TryFailed("garbage", "a name in the reply is too long")
     if len(record.questions) != 1:
         raise _Spoof("qdcount")
     q = record.questions[0]
@@ -155,49 +164,34 @@ def _validate(data: bytes, qid: int, question: _Question) -> DNSRecord:
     return record
 
 
-class _UdpExchange(asyncio.DatagramProtocol):
-    """One try over a connected UDP socket: waits for the first datagram that validates."""
+@functools.lru_cache(maxsize=128)
+def _template(qtype: int, qclass: int, do: bool) -> tuple[bytes, bytes]:
+    """(header, bytes after the qname) of a query for the root name, built by dnslib."""
+    record = DNSRecord(DNSHeader(id=0, rd=1), q=DNSQuestion(DNSLabel(()), qtype, qclass))
+    record.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, flags="do" if do else ""))
+    packed = bytes(record.pack())
+    return packed[:12], packed[13:]  # the root name is the single byte at offset 12
 
-    def __init__(
-        self, owner: Forwarder, upstream: _Upstream, qid: int, question: _Question
-    ) -> None:
-        self._owner = owner
-        self._upstream = upstream
-        self._qid = qid
-        self._question = question
-        self._peer = (upstream.host, upstream.port)
-        self.result: asyncio.Future[tuple[bytes, DNSRecord | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        if self.result.done():
-            return
-        if (addr[0], addr[1]) != self._peer and not _same_peer(addr, self._peer):
-            self._owner._count_error(self._upstream, "spoof")
-            return
-        if len(data) >= 12 and struct.unpack_from("!H", data)[0] == self._qid:
-            flags = struct.unpack_from("!H", data, 2)[0]
-            if flags & 0x8000 and flags & 0x0200 and (flags >> 11) & 0xF == 0:
-                self.result.set_result((data, None))  # TC=1: caller retries over TCP
-                return
-        try:
-            record = _validate(data, self._qid, self._question)
-        except _Spoof:
-            self._owner._count_error(self._upstream, "spoof")
-            return
-        except _TryFailed as e:
-            self.result.set_exception(e)
-            return
-        self.result.set_result((data, record))
+def _names_fit(record: DNSRecord) -> bool:
+    """Whether every name in the record packs again (labels <= 63, names <= 255 octets).
 
-    def error_received(self, exc: Exception) -> None:
-        if not self.result.done():
-            self.result.set_exception(_TryFailed("network", str(exc)))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.result.done():
-            self.result.set_exception(_TryFailed("network", str(exc or "socket closed")))
+    dnslib parses over-long labels from the wire and fails only when packing; this walks the
+    names instead of packing the whole record (which cost as much as parsing it)."""
+    names: list[DNSLabel] = [q.qname for q in record.questions]
+    for rr in itertools.chain(record.rr, record.auth, record.ar):
+        names.append(rr.rname)
+        for attr in _NAME_ATTRS:
+            value = getattr(rr.rdata, attr, None)
+            if isinstance(value, DNSLabel):
+                names.append(value)
+    for name in names:
+        labels = name.label
+        if sum(len(label) + 1 for label in labels) + 1 > 255:
+            return False
+        if any(len(label) > 63 for label in labels):
+            return False
+    return True
 
 
 def _same_peer(addr: tuple[str | int, ...], peer: tuple[str, int]) -> bool:
@@ -229,7 +223,7 @@ class Forwarder:
         if timeout <= 0 or max_inflight < 1:
             raise ValueError("timeout must be > 0 and max_inflight >= 1")
         self._upstreams = [
-            _Upstream(host, port, _label(host, port), rank)
+            _Upstream(host, port, _label(host, port), rank, _family(host))
             for rank, (host, port) in enumerate(upstreams)
         ]
         self._timeout = timeout
@@ -314,15 +308,16 @@ class Forwarder:
 
     @staticmethod
     def _build(labels: tuple[bytes, ...], qtype: int, qclass: int, do: bool) -> bytes:
+        """The query with ID 0: dnslib encodes the name; header, question tail and OPT come
+        from a template dnslib built once per (qtype, qclass, DO) -- a full DNSRecord.pack()
+        per miss cost ~10x more."""
         try:
-            record = DNSRecord(
-                DNSHeader(id=0, rd=1),
-                q=DNSQuestion(DNSLabel(labels), qtype, qclass),
-            )
-            record.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, flags="do" if do else ""))
-            return bytes(record.pack())
+            header, tail = _template(qtype, qclass, do)
+            buffer = DNSBuffer()
+            buffer.encode_name_nocompress(DNSLabel(labels))
         except _DNSLIB_ERRORS as e:
             raise UpstreamError(f"cannot build a query for {labels!r}: {e}") from e
+        return header + bytes(buffer.data) + tail
 
     def _order(self) -> list[_Upstream]:
         """Healthy upstreams in configured order, then failed ones, the longest-dead last."""
@@ -426,26 +421,74 @@ class Forwarder:
     async def _udp(
         self, upstream: _Upstream, wire: bytes, question: _Question, timeout: float
     ) -> _Reply | None:
-        """The validated reply, or None when it was truncated."""
+        """The validated reply, or None when it was truncated.
+
+        A plain non-blocking socket with add_reader: a fresh socket per try is the point (U1),
+        and an asyncio datagram transport per try cost 3-5x more CPU than this.
+        """
         loop = asyncio.get_running_loop()
         qid, packet = self._with_id(wire)
         UPSTREAM_QUERIES.labels(upstream.label).inc()
+        result: asyncio.Future[tuple[bytes, DNSRecord | None]] = loop.create_future()
+        fd = -1
         try:
-            transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpExchange(self, upstream, qid, question),
-                remote_addr=(upstream.host, upstream.port),
-            )
+            sock = socket.socket(upstream.family, socket.SOCK_DGRAM)
         except OSError as e:
             raise _TryFailed("network", str(e)) from e
         try:
-            transport.sendto(packet)
+            sock.setblocking(False)
+            sock.connect((upstream.host, upstream.port))  # the kernel picks a random port
+            sock.send(packet)
+            fd = sock.fileno()
+            loop.add_reader(fd, self._readable, sock, result, upstream, qid, question)
             try:
-                data, record = await asyncio.wait_for(protocol.result, timeout)
+                async with asyncio.timeout(timeout):
+                    data, record = await result
             except TimeoutError as e:
                 raise _TryFailed("timeout", f"no reply in {timeout:.2f} s") from e
             return None if record is None else (data, record)
+        except OSError as e:
+            raise _TryFailed("network", str(e)) from e
         finally:
-            transport.close()
+            if fd >= 0:
+                loop.remove_reader(fd)
+            sock.close()
+
+    def _readable(
+        self,
+        sock: socket.socket,
+        result: asyncio.Future[tuple[bytes, DNSRecord | None]],
+        upstream: _Upstream,
+        qid: int,
+        question: _Question,
+    ) -> None:
+        """Read every queued datagram; settle ``result`` on the first that answers (U2)."""
+        while not result.done():
+            try:
+                data, addr = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. ECONNREFUSED from an ICMP port unreachable
+                result.set_exception(_TryFailed("network", str(e)))
+                return
+            peer = (upstream.host, upstream.port)
+            if (addr[0], addr[1]) != peer and not _same_peer(addr, peer):
+                self._count_error(upstream, "spoof")  # the connected socket should prevent it
+                continue
+            if len(data) >= 12 and struct.unpack_from("!H", data)[0] == qid:
+                flags = struct.unpack_from("!H", data, 2)[0]
+                if flags & 0x8000 and flags & 0x0200 and (flags >> 11) & 0xF == 0:
+                    result.set_result((data, None))  # TC=1: the caller retries over TCP
+                    return
+            try:
+                record = _validate(data, qid, question)
+            except _Spoof:
+                self._count_error(upstream, "spoof")
+                continue
+            except _TryFailed as e:
+                result.set_exception(e)
+                return
+            result.set_result((data, record))
 
     async def _tcp(
         self, upstream: _Upstream, wire: bytes, question: _Question, timeout: float

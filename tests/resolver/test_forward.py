@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from resolver import forward
@@ -332,3 +334,43 @@ async def test_fake_upstream_logs_and_nodata(up: FakeUpstream) -> None:
     assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA]
     (received,) = up.queries
     assert received.transport == "udp" and received.qtype == QTYPE.MX and received.port > 0
+
+
+def crafted_reply(qname: bytes, payload: bytes, ancount: int = 1) -> bytes:
+    """ID placeholder, QR=1 RD RA, the question for qname/A/IN, then ``payload`` as answers."""
+    header = b"\x00\x00\x81\x80\x00\x01" + ancount.to_bytes(2, "big") + b"\x00\x00\x00\x00"
+    name = b"".join(bytes([len(p)]) + p for p in qname.split(b".")) + b"\x00"
+    return header + name + b"\x00\x01\x00\x01" + payload
+
+
+async def test_reply_with_an_unpackable_name_counts_as_garbage(
+    up: FakeUpstream, up2: FakeUpstream
+) -> None:
+    """W1 for upstream replies: a 64-octet label parses in dnslib but would fail later."""
+    cname = b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x42" + b"\x40" + b"a" * 64 + b"\x00"
+    up.garbage_bytes = crafted_reply(b"www.example", cname)
+    up.set_mode(Mode.GARBAGE)
+    before = errors(up, "garbage")
+    async with Forwarder([up.address, up2.address]) as fwd:
+        reply = await fwd.query(labels("www.example"), QTYPE.A)
+    assert addresses(reply) == ["192.0.2.99"]
+    assert errors(up, "garbage") == before + 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300), ancount=st.integers(0, 3), framed=st.booleans())
+def test_any_reply_bytes_are_accepted_dropped_or_garbage(
+    body: bytes, ancount: int, framed: bool
+) -> None:
+    """W1: whatever an upstream sends, validation ends in one of three outcomes, never a crash."""
+    question = forward._Question((b"www", b"example"), QTYPE.A, 1)
+    if framed:  # a right header and question, then random records
+        data = b"\x12\x34" + crafted_reply(b"www.example", body, ancount)[2:]
+    else:
+        data = b"\x12\x34\x81\x80" + body
+    try:
+        record = forward._validate(data, 0x1234, question)
+    except (forward._Spoof, forward._TryFailed):
+        return
+    assert forward._names_fit(record)
+    record.pack()

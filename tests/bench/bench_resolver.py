@@ -1,0 +1,563 @@
+#!/usr/bin/env python3
+"""Benchmark nestguard against dnsmasq and unbound as forwarders to one fast loopback upstream.
+
+Run from the repo root (not collected by pytest)::
+
+    .venv/bin/python tests/bench/bench_resolver.py                 # all servers, 10 s per run
+    .venv/bin/python tests/bench/bench_resolver.py --only nestguard --duration 5
+    .venv/bin/python tests/bench/bench_resolver.py --blocked       # add the 100%-blocked workload
+
+Layout (2 cores): each server under test is pinned to core 0 (``taskset -c 0``); dnsperf and the
+upstream run on core 1. The upstream is **unbound serving local data** (``local-zone: "."
+redirect``, so every name answers ``A 192.0.2.1`` with TTL 3600, and ``nx.bench.example`` is a
+static zone answering NXDOMAIN with a SOA). It answers from memory in C, without recursion, so
+it is not the bottleneck: only cache misses reach it (at most ~20% of queries here). A Python
+fake upstream would cap misses at a few thousand per second.
+
+Workloads (each runs ``--duration`` seconds with ``-c 10`` clients; extend ``WORKLOADS``):
+
+- ``hits``: 100% cache hits over ``--hit-names`` names (warmed first).
+- ``mixed``: 80% hits, 15% names never asked before, 5% new names answered NXDOMAIN.
+- ``blocked`` (``--blocked``): 100% names blocked for the querying client. dnsmasq and unbound
+  block them with ``address=/…/0.0.0.0`` and ``local-zone: … always_null``; nestguard gets a
+  ``domains`` feed in category ``adult`` (unknown devices get the strictest profile). The run
+  checks one answer first and reports whether nestguard actually blocked.
+
+For each server and workload: max qps (dnsperf unthrottled) and then p50/p99 latency at a fixed
+``--rate`` (default 2000 qps, from ``dnsperf -v`` per-query latencies), plus the server's RSS
+(VmRSS, and peak VmHWM) from /proc after all its runs. New-name lines are unique per run, so a
+later run never finds them cached. Prints a table and nestguard's ratio to each peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SERVERS = ("nestguard", "dnsmasq", "unbound")
+ZONE = "bench.example"
+BLOCKED_ZONE = "blocked.bench.example"
+CLIENTS = 10
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+
+
+# -- workloads ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A query mix. ``lines(tag, count, hits)`` returns dnsperf input lines ("name TYPE")."""
+
+    name: str
+    description: str
+    lines: Callable[[str, int, list[str]], list[str]]
+    warm: bool = True  # warm the hit names first
+    expect: str = ""  # a check before the run: "blocked" -> first answer must be 0.0.0.0
+
+
+def _hits(tag: str, count: int, hits: list[str]) -> list[str]:
+    return [f"{hits[i % len(hits)]} A" for i in range(count)]
+
+
+def _mixed(tag: str, count: int, hits: list[str]) -> list[str]:
+    rng = random.Random(f"mixed-{tag}")
+    out = []
+    for i in range(count):
+        r = rng.random()
+        if r < 0.80:
+            out.append(f"{rng.choice(hits)} A")
+        elif r < 0.95:
+            out.append(f"n{i}-{tag}.{ZONE} A")
+        else:
+            out.append(f"x{i}-{tag}.nx.{ZONE} A")
+    return out
+
+
+def _blocked(tag: str, count: int, hits: list[str]) -> list[str]:
+    return [f"b{i % 5000}.{BLOCKED_ZONE} A" for i in range(count)]
+
+
+WORKLOADS: dict[str, Workload] = {
+    "hits": Workload("hits", "100% cache hits", _hits),
+    "mixed": Workload("mixed", "80% hits / 15% new / 5% NXDOMAIN", _mixed),
+    "blocked": Workload("blocked", "100% blocked", _blocked, warm=False, expect="blocked"),
+}
+DEFAULT_WORKLOADS = ("hits", "mixed")
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (racy, but fine for a benchmark)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def dns_query(port: int, name: str, timeout: float = 0.5) -> tuple[int, list[str]] | None:
+    """(rcode, A addresses) for ``name`` from 127.0.0.1:port, or None on timeout. Stdlib only."""
+    qid = random.randrange(1, 65536)
+    packet = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for label in name.rstrip(".").split("."):
+        packet += bytes([len(label)]) + label.encode()
+    packet += b"\x00\x00\x01\x00\x01"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(packet, ("127.0.0.1", port))
+        try:
+            data = s.recv(4096)
+        except TimeoutError:
+            return None
+    if len(data) < 12 or data[:2] != packet[:2]:
+        return None
+    rcode = data[3] & 0xF
+    ancount = int.from_bytes(data[6:8], "big")
+    pos = len(packet)  # our question is echoed
+    addresses = []
+    for _ in range(ancount):
+        while data[pos] != 0 and data[pos] < 0xC0:  # skip owner name
+            pos += data[pos] + 1
+        pos += 2 if data[pos] >= 0xC0 else 1
+        rtype = int.from_bytes(data[pos : pos + 2], "big")
+        rdlen = int.from_bytes(data[pos + 8 : pos + 10], "big")
+        rdata = data[pos + 10 : pos + 10 + rdlen]
+        if rtype == 1 and rdlen == 4:
+            addresses.append(".".join(str(b) for b in rdata))
+        pos += 10 + rdlen
+    return rcode, addresses
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}); see {log}:\n{tail(log)}")
+        with contextlib.suppress(OSError):
+            if dns_query(port, f"ready.{ZONE}", 0.3) is not None:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer on port {port} within 20 s; see {log}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in KiB."""
+    values = {"VmRSS": 0, "VmHWM": 0}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in values:
+                values[key] = int(rest.split()[0])
+    return values["VmRSS"], values["VmHWM"]
+
+
+@contextlib.contextmanager
+def running(
+    cmd: list[str], *, core: str, log: Path, port: int, what: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["taskset", "-c", core, *cmd],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+            env={**os.environ, "PYTHONPATH": str(REPO)},  # nestguard when not pip-installed
+        )
+    try:
+        wait_ready(port, proc, what, log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+
+def upstream_command(tmp: Path, port: int) -> list[str]:
+    conf = tmp / "upstream.conf"
+    conf.write_text(
+        f"""server:
+  interface: 127.0.0.1
+  port: {port}
+  num-threads: 1
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{tmp}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  do-ip6: no
+  access-control: 127.0.0.0/8 allow
+  so-rcvbuf: 4m
+  local-zone: "." redirect
+  local-data: ". 3600 IN A 192.0.2.1"
+  local-zone: "nx.{ZONE}." static
+  local-data: "nx.{ZONE}. 3600 IN SOA ns.{ZONE}. h.{ZONE}. 1 3600 600 86400 300"
+remote-control:
+  control-enable: no
+"""
+    )
+    return ["unbound", "-d", "-c", str(conf)]
+
+
+def nestguard_command(tmp: Path, port: int, upstream: int, args: argparse.Namespace) -> list[str]:
+    blocked = tmp / "blocked.txt"
+    blocked.write_text(f"{BLOCKED_ZONE}\n")
+    conf = tmp / "nestguard.yaml"
+    conf.write_text(
+        f"""data_dir: {tmp / "nestguard-data"}
+log_level: warning
+dns:
+  listen: ["127.0.0.1:{port}"]
+  upstreams: ["127.0.0.1:{upstream}"]
+  rate_limit: {{queries: 1000000000, per_seconds: 1}}
+  cache: {{max_entries: 100000}}
+policy:
+  log_queries: {"false" if args.no_log_queries else "true"}
+web:
+  listen: "127.0.0.1:{free_port()}"
+feeds:
+  - name: bench-blocked
+    url: {blocked}
+    format: domains
+    category: adult
+"""
+    )
+    exe = REPO / ".venv" / "bin" / "nestguard"
+    if exe.exists():
+        base = [str(exe)]
+    else:  # not pip-installed (no console script): same entry point
+        base = [
+            str(REPO / ".venv" / "bin" / "python"),
+            "-c",
+            "import sys; from resolver.main import main; sys.exit(main())",
+        ]
+    return [*base, "serve", "--config", str(conf)]
+
+
+def dnsmasq_command(tmp: Path, port: int, upstream: int, args: argparse.Namespace) -> list[str]:
+    return [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-poll",
+        f"--server=127.0.0.1#{upstream}",
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        f"--port={port}",
+        "--cache-size=100000",
+        "--dns-forward-max=150",
+        f"--address=/{BLOCKED_ZONE}/0.0.0.0",
+        f"--pid-file={tmp / 'dnsmasq.pid'}",
+        "--log-facility=-",
+    ]
+
+
+def unbound_command(tmp: Path, port: int, upstream: int, args: argparse.Namespace) -> list[str]:
+    conf = tmp / "unbound.conf"
+    conf.write_text(
+        f"""server:
+  interface: 127.0.0.1
+  port: {port}
+  num-threads: 1
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{tmp}"
+  pidfile: ""
+  use-syslog: no
+  logfile: ""
+  verbosity: 0
+  do-ip6: no
+  do-not-query-localhost: no
+  module-config: "iterator"
+  qname-minimisation: no
+  msg-cache-size: 64m
+  rrset-cache-size: 128m
+  access-control: 127.0.0.0/8 allow
+  local-zone: "{BLOCKED_ZONE}." always_null
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@{upstream}
+remote-control:
+  control-enable: no
+"""
+    )
+    return ["unbound", "-d", "-c", str(conf)]
+
+
+COMMANDS = {"nestguard": nestguard_command, "dnsmasq": dnsmasq_command, "unbound": unbound_command}
+
+
+# -- dnsperf ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    qps: float = 0.0
+    lost_pct: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    rcodes: str = ""
+
+
+def dnsperf(
+    port: int,
+    lines: list[str],
+    path: Path,
+    args: argparse.Namespace,
+    *,
+    rate: int | None = None,
+    verbose: bool = False,
+    once: bool = True,
+) -> Run:
+    path.write_text("\n".join(lines) + "\n")
+    cmd = [
+        "taskset", "-c", LOAD_CORE, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+        "-d", str(path), "-c", str(CLIENTS), "-l", str(args.duration), "-t", "2",
+    ]  # fmt: skip
+    if once:
+        cmd += ["-n", "1"]
+    if rate:
+        cmd += ["-Q", str(rate)]
+    if verbose:
+        cmd += ["-v"]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=args.duration + 30, check=False
+    )
+    out = result.stdout
+    run = Run()
+    if m := re.search(r"Queries per second:\s+([\d.]+)", out):
+        run.qps = float(m.group(1))
+    if m := re.search(r"Queries lost:\s+\d+ \(([\d.]+)%\)", out):
+        run.lost_pct = float(m.group(1))
+    if m := re.search(r"Response codes:\s+(.*)", out):
+        run.rcodes = m.group(1).strip()
+    if verbose:
+        run.latencies = [
+            float(m.group(1)) for m in re.finditer(r"^> \S+ \S+ \S+ ([\d.]+)$", out, re.M)
+        ]
+    if not run.qps:
+        raise RuntimeError(f"dnsperf failed ({result.returncode}): {result.stderr[-500:]}")
+    path.unlink()
+    return run
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass
+class Row:
+    server: str
+    workload: str
+    qps: float
+    p50_ms: float
+    p99_ms: float
+    lost_pct: float
+    rss_mb: float = 0.0
+    hwm_mb: float = 0.0
+    note: str = ""
+
+
+def bench_server(
+    name: str, tmp: Path, upstream: int, hits: list[str], args: argparse.Namespace
+) -> list[Row]:
+    port = free_port()
+    work = tmp / name
+    work.mkdir()
+    cmd = COMMANDS[name](work, port, upstream, args)
+    rows: list[Row] = []
+    print(f"# {name}: {' '.join(cmd)}", file=sys.stderr)
+    with running(cmd, core=SERVER_CORE, log=work / "server.log", port=port, what=name) as proc:
+        warmed = False
+        for wname in args.workloads:
+            workload = WORKLOADS[wname]
+            note = ""
+            if workload.warm and not warmed:
+                dnsperf(port, [f"{h} A" for h in hits], work / "warm.txt", args)
+                warmed = True
+            if workload.expect == "blocked":
+                answer = dns_query(port, f"b0.{BLOCKED_ZONE}", 2.0)
+                if answer is None or answer[1] != ["0.0.0.0"]:
+                    note = f"NOT blocked (answer {answer})"
+            big = max(200_000, 80_000 * args.duration)
+            top = dnsperf(port, workload.lines(f"{name}-max", big, hits), work / "q.txt", args)
+            paced = dnsperf(
+                port,
+                workload.lines(f"{name}-paced", args.rate * args.duration + 1000, hits),
+                work / "q.txt",
+                args,
+                rate=args.rate,
+                verbose=True,
+            )
+            rows.append(
+                Row(
+                    name,
+                    wname,
+                    top.qps,
+                    percentile(paced.latencies, 0.50) * 1000,
+                    percentile(paced.latencies, 0.99) * 1000,
+                    max(top.lost_pct, paced.lost_pct),
+                    note=note,
+                )
+            )
+            print(f"#   {wname}: {top.qps:.0f} qps; paced {paced.rcodes}", file=sys.stderr)
+        rss, hwm = memory(proc.pid)
+        for row in rows:
+            row.rss_mb, row.hwm_mb = rss / 1024, hwm / 1024
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (
+        f"{'server':<10} {'workload':<8} {'max qps':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'lost%':>6} {'RSS MB':>7} {'peak MB':>8}  note"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.server:<10} {r.workload:<8} {r.qps:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} "
+            f"{r.lost_pct:>6.2f} {r.rss_mb:>7.1f} {r.hwm_mb:>8.1f}  {r.note}"
+        )
+    ours = {r.workload: r for r in rows if r.server == "nestguard"}
+    peers = [r for r in rows if r.server != "nestguard" and r.workload in ours]
+    if ours and peers:
+        print()
+        print("nestguard / peer   (qps: >1 is better; p99 and RSS: <1 is better)")
+        for peer in peers:
+            mine = ours[peer.workload]
+            p50 = _ratio(mine.p50_ms, peer.p50_ms)
+            p99 = _ratio(mine.p99_ms, peer.p99_ms)
+            print(
+                f"  vs {peer.server:<8} {peer.workload:<8} qps x{_ratio(mine.qps, peer.qps)}"
+                f"  p50 x{p50}  p99 x{p99}  RSS x{_ratio(mine.rss_mb, peer.rss_mb)}"
+            )
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def load_names(path: Path, count: int) -> list[str]:
+    """Names from a file: one per line, or CSV whose last field is the name (``rank,domain``)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    names: list[str] = []
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            field_ = line.strip().split(",")[-1].strip().strip(".")
+            if not field_ or field_.startswith("#") or " " in field_ or "." not in field_:
+                continue
+            if field_.lower() in ("domain", "name"):
+                continue
+            names.append(field_.lower())
+            if len(names) >= count:
+                break
+    if not names:
+        raise SystemExit(f"{path}: no names found")
+    return names
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per dnsperf run")
+    parser.add_argument("--only", choices=SERVERS, action="append", help="server(s) to run")
+    parser.add_argument("--names-file", type=Path, help="hit names (one per line, or CSV)")
+    parser.add_argument("--hit-names", type=int, default=1000, help="size of the hit set")
+    parser.add_argument("--rate", type=int, default=2000, help="qps for the latency runs")
+    parser.add_argument("--blocked", action="store_true", help="add the 100%%-blocked workload")
+    parser.add_argument(
+        "--workload", action="append", choices=sorted(WORKLOADS), help="run only these"
+    )
+    parser.add_argument("--no-log-queries", action="store_true", help="nestguard: no activity")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs)")
+    args = parser.parse_args()
+    args.workloads = args.workload or [*DEFAULT_WORKLOADS, *(["blocked"] if args.blocked else [])]
+    for tool in (
+        "dnsperf",
+        "taskset",
+        "unbound",
+        *(["dnsmasq"] if not args.only or "dnsmasq" in args.only else []),
+    ):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs 2 cores (server on 0, load on 1)")
+    hits = (
+        load_names(args.names_file, args.hit_names)
+        if args.names_file
+        else [f"h{i}.{ZONE}" for i in range(args.hit_names)]
+    )
+    servers = args.only or list(SERVERS)
+    tmp = Path(tempfile.mkdtemp(prefix="nestguard-bench-"))
+    rows: list[Row] = []
+    try:
+        up_port = free_port()
+        up_cmd = upstream_command(tmp, up_port)
+        with running(
+            up_cmd, core=LOAD_CORE, log=tmp / "upstream.log", port=up_port, what="upstream unbound"
+        ):
+            for name in servers:
+                try:
+                    rows += bench_server(name, tmp, up_port, hits, args)
+                except RuntimeError as e:
+                    print(f"# {name} failed: {e}", file=sys.stderr)
+    finally:
+        if args.keep:
+            print(f"# logs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"\n{CLIENTS} clients, {args.duration} s per run, latency at {args.rate} qps; "
+        f"servers on core {SERVER_CORE}, dnsperf + upstream (unbound local-data) on core "
+        f"{LOAD_CORE}; hit set {len(hits)} names"
+    )
+    print_table(rows)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
