@@ -1552,13 +1552,21 @@ def _utc(dt: datetime) -> datetime:
     """Naive datetimes are taken as UTC; everything comes back as aware UTC."""
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _ts_req(dt: datetime) -> int:
-    """Microseconds since the epoch (exact, ordered)."""
-    delta = _utc(dt) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """Microseconds since the epoch (exact, ordered). Far-future values ("paused until
+    resumed" as 9999-12-31 in a zone west of UTC) are clamped to datetime.max UTC."""
+    if not isinstance(dt, datetime):
+        raise StoreError(f"{dt!r} is not a datetime")
+    delta = (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)) - _EPOCH
+    return min(
+        (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds, _MAX_TS
+    )
 
 
 def _ts(dt: datetime | None) -> int | None:
@@ -1574,6 +1582,7 @@ def _dt(value: int | None) -> datetime | None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

@@ -182,6 +182,18 @@ def test_settings_round_trip(store: Store) -> None:
         store.save_settings(kid.id, ChildSettings(youtube="max"))
 
 
+@pytest.mark.parametrize("hours", [7, 0, -5, -12])
+def test_pause_forever_in_any_zone(store: Store, hours: int) -> None:
+    kid = store.add_child("An", date(2015, 3, 1))
+    forever = datetime(9999, 12, 31, tzinfo=timezone(timedelta(hours=hours)))
+    store.set_pause(kid.id, forever)
+    got = store.settings(kid.id).paused_until
+    assert got is not None and got > datetime(9999, 1, 1, tzinfo=UTC)
+    naive = datetime(9999, 12, 31)  # naive values are taken as UTC
+    store.set_pause(kid.id, naive)
+    assert store.settings(kid.id).paused_until == naive.replace(tzinfo=UTC)
+
+
 def test_delete_child_cascades(store: Store) -> None:
     a = store.add_child("An", date(2015, 3, 1))
     b = store.add_child("Bình", date(2012, 3, 1))
