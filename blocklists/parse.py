@@ -53,10 +53,12 @@ lines; a hosts line `0.0.0.0 a b bad..name` gives two entries and one rejection.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import ipaddress
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -470,6 +472,9 @@ def _rpz_record(
     no: int, line: str, raw: str, b: _Builder, last_owner: str, origin: str, apex: str | None
 ) -> tuple[str, str, str | None]:
     fields = line.split()
+    if not fields:
+        b.skip("blank")
+        return last_owner, origin, apex
     head = fields[0]
     if head[0] == "$":
         d = head.upper()
@@ -771,11 +776,25 @@ def parse(
     b = _Builder(fmt, keep_rejected)
     lines = _split(text)
     b.result.lines = len(lines)
-    if fmt == "rating":
-        _parse_rating(lines, b, categories)
-    else:
-        PARSERS[fmt](lines, b)
+    with _gc_paused():
+        if fmt == "rating":
+            _parse_rating(lines, b, categories)
+        else:
+            PARSERS[fmt](lines, b)
     return b.result
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building: the entries make no cycles, and with ~1M new
+    objects the collector's passes cost about a third of the parse time (measured)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_file(

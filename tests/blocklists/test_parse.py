@@ -386,8 +386,12 @@ def test_parse_never_raises_and_accounts_for_every_line(lines: list[str], fmt: s
         assert rej.reason and len(rej.text) <= 200
     assert r.rejected_count == len(r.rejected)
     # every line is accounted for: accepted (maybe as a duplicate), skipped or rejected
-    lines_with_entries = {e.line for e in r.entries}
-    assert r.skipped + r.rejected_count + len(lines_with_entries) + r.duplicates >= r.lines
+    outcomes = len(r.entries) + r.duplicates + r.rejected_count + r.skipped
+    if fmt in ("domains", "wildcard", "rating", "unbound"):
+        assert outcomes == r.lines  # one name per line: exactly one outcome each
+    else:
+        assert outcomes >= r.lines  # hosts/adblock/dnsmasq lines may hold several names
+    assert sum(r.skipped_by.values()) == r.skipped
 
 
 # --------------------------------------------------------------------------- detection
@@ -412,3 +416,53 @@ def test_parse_never_raises_and_accounts_for_every_line(lines: list[str], fmt: s
 def test_detect_format(sample: str, fmt: str) -> None:
     assert detect_format(sample) == fmt
     assert fmt in PARSERS or fmt == "rating"
+
+
+# --------------------------------------------------------------------------- real extracts
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "lists"
+
+
+@pytest.mark.parametrize(
+    ("file", "fmt", "accepted", "rejected", "skipped", "duplicates"),
+    [
+        ("hagezi-bypass-rpz-head.txt", "rpz", 8, 0, 15, 7),
+        ("hagezi-bypass-unbound-head.txt", "unbound", 8, 0, 12, 0),
+        ("hagezi-bypass-wildcard-head.txt", "wildcard", 9, 0, 11, 0),
+        ("malware-filter-phishing-rpz-head.txt", "rpz", 9, 0, 11, 0),
+        ("blocklistproject-drugs-ags-head.txt", "adblock", 7, 0, 13, 0),
+        ("blocklistproject-drugs-dnsmasq-head.txt", "dnsmasq", 7, 0, 13, 0),
+        ("sinfonietta-pornography-quirks.txt", "hosts", 9, 2, 0, 0),
+        ("sinfonietta-social-lines-3225-3230.txt", "hosts", 5, 1, 0, 0),
+        ("ut1-dynamic-dns-head.txt", "domains", 10, 0, 0, 0),
+        ("ut1-adult-urls-head.txt", "domains", 0, 10, 0, 0),
+        ("ut1-redirector-lines-458-468.txt", "domains", 8, 3, 0, 0),
+    ],
+)
+def test_real_extracts(
+    file: str, fmt: str, accepted: int, rejected: int, skipped: int, duplicates: int
+) -> None:
+    r = parse_file(FIXTURES / file, fmt)
+    assert (len(r.entries), r.rejected_count, r.skipped, r.duplicates) == (
+        accepted,
+        rejected,
+        skipped,
+        duplicates,
+    )
+    assert detect_format((FIXTURES / file).read_text(encoding="utf-8")) == fmt
+
+
+def test_real_extract_reasons() -> None:
+    porn = parse_file(FIXTURES / "sinfonietta-pornography-quirks.txt", "hosts")
+    assert [(x.line, x.reason) for x in porn.rejected] == [
+        (4, "'85.17.187.83': IP address, not a name"),
+        (8, "'en': single label 'en': too broad (like a whole top-level domain)"),
+    ]
+    assert "xxxhindi.to" in names(porn)  # the good name on the line with 'en' is kept
+    dyn = parse_file(FIXTURES / "ut1-dynamic-dns-head.txt", "domains")
+    assert names(dyn)[:2] == ["afshin.ir", "giswebservice.com"]  # squid ".x" syntax
+    urls = parse_file(FIXTURES / "ut1-adult-urls-head.txt", "domains")
+    assert {x.reason for x in urls.rejected} == {"URL, not a domain"}
+    rpz = parse_file(FIXTURES / "hagezi-bypass-rpz-head.txt", "rpz")
+    assert names(rpz)[:2] == ["vpn.ac", "123proxy.app"]
+    assert not any(e.subdomains_only for e in rpz.entries)
