@@ -129,12 +129,18 @@ _WINDOWS_MAX = 256
 def _active_windows(profile: Profile, now: datetime) -> list[Schedule]:
     minute = now.toordinal() * 1440 + now.hour * 60 + now.minute
     hit = _WINDOWS.get(id(profile))
-    if hit is not None and hit[0] is profile and hit[1] == minute and hit[2] is now.tzinfo:
+    tz = now.tzinfo
+    if (
+        hit is not None
+        and hit[0] is profile
+        and hit[1] == minute
+        and (hit[2] is tz or hit[2] == tz)
+    ):
         return hit[3]
     windows = active_windows(profile, now)
     if len(_WINDOWS) >= _WINDOWS_MAX:
         _WINDOWS.clear()
-    _WINDOWS[id(profile)] = (profile, minute, now.tzinfo, windows)
+    _WINDOWS[id(profile)] = (profile, minute, tz, windows)
     return windows
 
 

@@ -788,11 +788,12 @@ class Store:
     def seen(self, sightings: Iterable[tuple[str, str | None, datetime]]) -> None:
         """Record (ip, mac, at) sightings (DNS clients, DHCP leases, neighbour table).
 
-        Updates last_seen. An unknown address becomes a new device. With a MAC, the IP
-        follows the MAC: if another device held that IP through a lease (it has a MAC
-        itself), the IP moves to this MAC's device; an IP the parent pinned to a device
-        without any MAC stays put. Bad addresses are skipped (logged at debug).
-        Bumps the revision only when identifiers or devices changed.
+        Updates last_seen. An unknown MAC or IPv4 address becomes a new device (IPv6
+        addresses are never learnt, see _seen_one). With a MAC, the IP follows the MAC: if
+        another device held that IP through a lease (it has a MAC itself), the IP moves to
+        this MAC's device; an IP the parent pinned to a device without any MAC stays put.
+        Bad addresses are skipped (logged at debug). Bumps the revision only when
+        identifiers or devices changed.
         """
         items = list(sightings)
         if not items:
@@ -824,6 +825,16 @@ class Store:
         changed = False
         by_mac, by_ip = holder(mac), holder(ip)
         device_id = by_mac if by_mac is not None else by_ip
+        if ip is not None and ":" in ip:
+            # IPv6 addresses are not learnt: privacy addresses rotate daily and would pile
+            # up as identifiers and "new devices". IPv6 clients are known by MAC (from the
+            # neighbour table) or by an address/prefix the parent added; others get the
+            # default profile (P5).
+            if device_id is None and mac is None:
+                return False
+            ip = None if by_ip is None else ip
+            if ip is None:
+                by_ip = None
         if mac is not None and by_mac is None and by_ip is not None and self._has_mac(c, by_ip):
             # a new MAC got an address another device had by lease: a new device
             c.execute("DELETE FROM identifiers WHERE identifier = ?", (ip,))

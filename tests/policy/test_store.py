@@ -392,6 +392,14 @@ def test_seen_creates_devices_and_follows_macs(store: Store) -> None:
     pinned = store.upsert_device("192.168.1.60", name="TV", owner=ADULTS)
     store.seen([("192.168.1.60", "aa:bb:cc:00:00:01", T0)])
     assert store.device_by_identifier("192.168.1.60") == store.device(pinned.id)
+    # IPv6 privacy addresses are not learnt: unknown ones make no device, known MACs get
+    # last_seen but not the address
+    n = len(store.devices())
+    store.seen([("2001:db8::1234:5678", None, T0)])
+    store.seen([("2001:db8::abcd", "aa:bb:cc:00:00:02", T0 + timedelta(hours=2))])
+    assert len(store.devices()) == n
+    assert store.device_by_identifier("2001:db8::abcd") is None
+    assert store.device_stats(T0.date())[other.id][0] == T0 + timedelta(hours=2)
     # bad addresses are skipped, not fatal
     store.seen([("not-an-ip", None, T0), ("192.168.1.70", None, T0)])
     assert store.device_by_identifier("192.168.1.70") is not None
