@@ -56,6 +56,7 @@ import csv
 import gc
 import io
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
@@ -175,7 +176,7 @@ class _Builder:
         r.skipped_by[why] = r.skipped_by.get(why, 0) + 1
 
 
-Lines = list[str]  # the file's lines, without line ends; line number = index + 1
+Lines = Iterable[tuple[int, str]]  # (1-based line number, line text, maybe with its line end)
 LineParser = Callable[[Lines, _Builder], None]
 
 
@@ -185,7 +186,7 @@ LineParser = Callable[[Lines, _Builder], None]
 def _parse_domains(lines: Lines, b: _Builder) -> None:
     seen = b.seen
     entries = b.result.entries
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
         line = raw.strip()
         # hot path: a plain lower-case name seen for the first time
         if fast_match(line) is not None and len(line) <= MAX_NAME:
@@ -246,7 +247,7 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
     add = b.add
     seen = b.seen
     entries = b.result.entries
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
         line = raw.strip()
         # hot path: "0.0.0.0 name" with a plain lower-case name seen for the first time
         if line.startswith("0.0.0.0 "):
@@ -311,7 +312,7 @@ _ADB_OK_MODIFIERS = frozenset({"important", "all", "document", "doc"})
 def _parse_adblock(lines: Lines, b: _Builder) -> None:
     seen = b.seen
     entries = b.result.entries
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
         line = raw.strip()
         # hot path: "||name^" with a plain lower-case name seen for the first time
         if line.startswith("||") and line.endswith("^"):
@@ -420,7 +421,8 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
     pending_no = 0
     seen = b.seen
     entries = b.result.entries
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
+        raw = raw.rstrip()  # trailing blanks and the line end mean nothing here
         # hot path: "name CNAME ." in a zone without $ORIGIN (hagezi, malware-filter, ...)
         if not origin and not apex and not pending and raw.endswith(" CNAME ."):
             n = raw[:-8]
@@ -583,7 +585,7 @@ def _parse_rating(lines: Lines, b: _Builder, categories: Collection[str] | None)
     header_seen = False
     has_note = False
     wanted = None if categories is None else frozenset(c.lower() for c in categories)
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
         line = raw.strip()
         if no == 1 and line.startswith("\ufeff"):
             line = line[1:].strip()
@@ -645,7 +647,7 @@ _DNSMASQ = re.compile(r"(address|local|server)=/(.*)/([^/]*)")
 
 
 def _parse_dnsmasq(lines: Lines, b: _Builder) -> None:
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
         line = raw.strip()
         if not line:
             b.skip("blank")
@@ -693,7 +695,7 @@ _UNBOUND_DATA = re.compile(r'local-data:\s*"([^"]+)"')
 
 
 def _parse_unbound(lines: Lines, b: _Builder) -> None:
-    for no, raw in enumerate(lines, 1):
+    for no, raw in lines:
         line = raw.strip()
         if not line:
             b.skip("blank")
@@ -745,17 +747,23 @@ PARSERS: dict[str, LineParser] = {
 FORMAT_NAMES: tuple[str, ...] = (*PARSERS, "rating")
 
 
-def _split(text: str | Iterable[str]) -> list[str]:
-    """The lines of a text (split on \\n only, so line numbers match `wc -l`), BOM removed."""
+def _lines(text: str | Iterable[str]) -> Iterator[str]:
+    """The lines of a text (split on \\n only, so numbers match `wc -l`), BOM removed.
+
+    A str is split at once; any other iterable (an open file) is streamed line by line."""
     if isinstance(text, str):
-        lines = text.split("\n")
-        if lines[-1] == "":
-            lines.pop()  # the final line end terminates the last line
+        parts = text.split("\n")
+        if parts[-1] == "":
+            parts.pop()  # the final line end terminates the last line
+        it: Iterator[str] = iter(parts)
     else:
-        lines = [ln[:-1] if ln.endswith("\n") else ln for ln in text]
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
-    return lines
+        it = iter(text)
+    first = next(it, None)
+    if first is None:
+        return iter(())
+    if first.startswith("\ufeff"):
+        first = first[1:]
+    return itertools.chain((first,), it)
 
 
 def parse(
@@ -774,13 +782,15 @@ def parse(
     if fmt not in FORMAT_NAMES:
         raise ValueError(f"unknown list format {fmt!r} (known: {', '.join(FORMAT_NAMES)})")
     b = _Builder(fmt, keep_rejected)
-    lines = _split(text)
-    b.result.lines = len(lines)
+    counter = itertools.count(1)
+    # zip is C-level like enumerate; the counter runs one past the last line
+    numbered = zip(counter, _lines(text), strict=False)
     with _gc_paused():
         if fmt == "rating":
-            _parse_rating(lines, b, categories)
+            _parse_rating(numbered, b, categories)
         else:
-            PARSERS[fmt](lines, b)
+            PARSERS[fmt](numbered, b)
+    b.result.lines = next(counter) - 2
     return b.result
 
 
@@ -808,8 +818,8 @@ def parse_file(
 
     OSError (missing/unreadable file) propagates: the caller (sync) keeps the last good list.
     """
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    return parse(text, fmt, categories=categories, keep_rejected=keep_rejected)
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+        return parse(f, fmt, categories=categories, keep_rejected=keep_rejected)
 
 
 # --------------------------------------------------------------------------- detection
