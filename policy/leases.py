@@ -9,13 +9,15 @@ names are dropped (None), and the UI escapes what is left.
     leases, bad = parse_leases(text)       # [Lease(mac, ip, hostname)], bad line count
     leases, bad = read_leases(path)         # a missing/unreadable file -> ([], 0), logged
     apply_leases(store, leases, now)        # sightings + names for still-unnamed new devices
+    await leases_loop(store, path, stop=stop, clock=clock, nudge=reload_nudge)
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -97,3 +99,37 @@ def apply_leases(store: Store, leases: Sequence[Lease], now: datetime) -> int:
             store.rename_device(device.id, lease.hostname)
             renamed += 1
     return renamed
+
+
+async def leases_loop(
+    store: Store,
+    path: Path,
+    *,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime],
+    interval: float = 60.0,
+    nudge: asyncio.Event | None = None,
+) -> None:
+    """Re-read the leases file when its mtime changes (checked every `interval` s) and apply
+    it; set `nudge` (the reload Event) when devices were renamed or added. Errors are
+    logged, never raised: naming devices is a convenience."""
+    last: tuple[float, int] | None = None
+    while not stop.is_set():
+        try:
+            st = Path(path).stat()
+            key = (st.st_mtime, st.st_size)
+            if key != last:
+                last = key
+                leases, _ = await asyncio.to_thread(read_leases, path)
+                before = await asyncio.to_thread(store.revision)
+                await asyncio.to_thread(apply_leases, store, leases, clock())
+                if nudge is not None and await asyncio.to_thread(store.revision) != before:
+                    nudge.set()
+        except FileNotFoundError:
+            last = None
+        except (OSError, StoreError) as e:
+            log.warning("leases %s: %s", path, e)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass

@@ -1,7 +1,7 @@
 """Build the `Policy` snapshot from the store, and keep `Live[Policy]` up to date.
 
-    policy = build_policy(store, categories, now=now)          # at start (sync)
-    live = Live(policy)
+    store, policy, status = open_policy(path, categories, now=now)   # at start (sync)
+    live = Live(policy)                      # store None: corrupt file, strict fallback
     task = asyncio.create_task(reload_loop(store, live, categories, nudge=nudge, stop=stop,
                                            clock=clock, status=status))
 
@@ -39,6 +39,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from policy.live import Live
@@ -53,7 +54,7 @@ from policy.model import (
     Profile,
     Schedule,
 )
-from policy.store import ChildSettings, Rule, Store
+from policy.store import ChildSettings, Rule, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,35 @@ def _default_profile(
         return strict_default(now, bypass_defence=bypass_defence)
     youngest = max(children, key=lambda c: (c.born, -c.id))
     return replace(profiles[youngest.id], grants=())
+
+
+def open_policy(
+    path: Path,
+    categories: Mapping[str, Category],
+    *,
+    now: datetime,
+    **build_kwargs: Any,
+) -> tuple[Store | None, Policy, ReloadStatus]:
+    """Start-up (RELIABILITY P6): open the store and build the first Policy; when the file
+    is corrupt or unreadable, return (None, fallback_policy(...), status with degraded=True)
+    so the resolver still filters. A store that opens but fails to build also falls back
+    (the store is returned: the loop retries and recovers once the cause is fixed)."""
+    status = ReloadStatus()
+    bypass = bool(build_kwargs.get("bypass_defence", True))
+    try:
+        store = Store.open(path)
+    except StoreError as e:
+        log.error("policy store unusable, filtering with the strict default: %s", e)
+        status.degraded, status.last_error, status.failures = True, str(e), 1
+        return None, fallback_policy(now, bypass_defence=bypass), status
+    try:
+        policy = build_policy(store, categories, now=now, **build_kwargs)
+    except Exception as e:  # P6: a bad row must not stop filtering
+        log.exception("building the policy failed, filtering with the strict default")
+        status.degraded, status.last_error, status.failures = True, f"{e}", 1
+        return store, fallback_policy(now, bypass_defence=bypass), status
+    status.revision = policy.revision
+    return store, policy, status
 
 
 def next_expiry(policy: Policy, now: datetime) -> datetime | None:

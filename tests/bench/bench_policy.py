@@ -132,14 +132,12 @@ def real_index(n: int, names: Sequence[str]) -> Index:
     rnd = random.Random(11)
     cats = ["adult", "gambling", "games", "social", "malware"]
 
-    def entries() -> list[Entry]:
-        out = [Entry(name, line=i) for i, name in enumerate(names) if rnd.random() < 0.3]
-        out += [Entry(f"x{i}.filler{i % 997}.example", line=i) for i in range(n - len(out))]
-        return out
+    entries = [Entry(name, line=i) for i, name in enumerate(names) if rnd.random() < 0.3]
+    entries += [Entry(f"x{i}.filler{i % 997}.example", line=i) for i in range(n - len(entries))]
 
     t0 = time.perf_counter()
     idx = build_index(
-        [(SourceInfo(f"list-{c}", category=c), entries()[i::5]) for i, c in enumerate(cats)],
+        [(SourceInfo(f"list-{c}", category=c), entries[i::5]) for i, c in enumerate(cats)],
         category_ages={"adult": 18, "gambling": 18, "games": 13, "social": 13, "malware": 99},
     )
     print(f"built a {len(idx)}-entry CategoryIndex in {time.perf_counter() - t0:.1f} s")

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.leases import Lease, apply_leases, parse_leases, read_leases
+from policy.leases import Lease, apply_leases, leases_loop, parse_leases, read_leases
 from policy.model import ADULTS
 from policy.store import Store
 
@@ -67,3 +67,24 @@ def test_apply_leases_names_new_devices_only(tmp_path: Path) -> None:
         unnamed = store.device_by_identifier("aa:bb:cc:dd:ee:05")
         assert unnamed is not None and unnamed.name == "aa:bb:cc:dd:ee:05"
         assert store.device_stats(T0.date())[ipad.id][0] == T0
+
+
+async def test_leases_loop_applies_changes_and_nudges(tmp_path: Path) -> None:
+    import asyncio
+
+    f = tmp_path / "dnsmasq.leases"
+    with Store.open(tmp_path / "db.sqlite") as store:
+        stop, nudge = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(
+            leases_loop(store, f, stop=stop, clock=lambda: T0, interval=0.02, nudge=nudge)
+        )
+        try:
+            await asyncio.sleep(0.05)  # no file yet: nothing happens, no error
+            assert store.devices() == []
+            f.write_text("1764345600 aa:bb:cc:dd:ee:01 192.168.1.20 tablet *\n")
+            await asyncio.wait_for(nudge.wait(), 2)
+            dev = store.device_by_identifier("aa:bb:cc:dd:ee:01")
+            assert dev is not None and dev.name == "tablet"
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 2)

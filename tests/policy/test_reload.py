@@ -19,6 +19,7 @@ from policy.reload import (
     ReloadStatus,
     build_policy,
     fallback_policy,
+    open_policy,
     reload_loop,
 )
 from policy.store import ChildSettings, Store
@@ -224,3 +225,28 @@ async def test_stop_ends_the_loop_promptly(store: Store) -> None:
     await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, 0.5)
+
+
+def test_open_policy_falls_back_on_a_truncated_db(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with Store.open(path) as s:
+        kid = s.add_child("An", date(2013, 12, 2))
+        for i in range(300):
+            s.add_rule(kid.id, f"allowed{i}.example", "allow")
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    store, policy, status = open_policy(path, CATS, now=NOW)
+    assert store is None and status.degraded and "corrupt" in status.last_error
+    index = DictIndex([("casino.example", m("gambling", 18))])
+    _, prof = policy.profile_for("192.168.1.20")
+    assert decide(prof, "casino.example", NOW, index).action is Action.BLOCK
+    assert decide(prof, "allowed1.example", NOW, index).action is Action.ALLOW
+
+
+def test_open_policy_healthy(tmp_path: Path) -> None:
+    store, policy, status = open_policy(tmp_path / "db.sqlite", CATS, now=NOW)
+    assert store is not None and not status.degraded and policy.revision == store.revision()
+    store.close()
