@@ -16,8 +16,9 @@ Precedence (first rule that applies wins):
  4. The parent's allowed domains -> ALLOW "parent:allow"; an active domain grant -> ALLOW
     "grant" (source "parent"). A safe-search front end stays rewritten (step 8's REWRITE)
     even when allowed: safe search is its own switch, not a block to lift.
- 5. Security categories (malware, phishing, scam; non-exception matches) -> BLOCK
-    "security:<cat>", at every age, adults too.
+ 5. Security categories (malware, phishing, scam) -> BLOCK "security:<cat>", at every age,
+    adults too. Only a list's own exception lifts its security match (see 9); the education
+    set or another list's exception never does.
  6. An active school window: matches of its categories -> BLOCK "schedule:<name>:<cat>",
     names of its services -> BLOCK "schedule:<name>:<service>". An active category grant
     lifts the window for that category.
@@ -214,22 +215,10 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
                 return rewrite
         return allowed
 
-    # 5. security
     matches: Sequence[Match] = index.lookup(qname)
-    for m in matches:
-        if m.category in SECURITY_CATEGORIES and not m.exception and _usable(m, profile):
-            return _verdict(BLOCK, f"security:{m.category}", _source(m))
-    if adults:
-        return ALLOW
-
-    # services of the name (6, 7)
-    services: tuple[str, ...] = ()
-    for n in names:
-        hit = _SERVICES.get(n)
-        if hit is not None:
-            services += hit
-
-    # 9 (prepared): an exception cancels its own list's blocking matches
+    # an exception cancels its own list's blocking matches (for every step below, security
+    # included: the list itself says the name is fine); afterwards `matches` holds only
+    # the blocking matches that stand
     exception: Match | None = None  # the exception to report
     allow_set: Match | None = None  # an education/kids allow-set exception
     cancelled = False
@@ -249,6 +238,21 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
             blocking = [m for m in matches if not m.exception]
             matches = [m for m in blocking if m.source not in exc_sources]
             cancelled = len(matches) != len(blocking)
+
+    # 5. security
+    for m in matches:
+        if m.category in SECURITY_CATEGORIES and _usable(m, profile):
+            return _verdict(BLOCK, f"security:{m.category}", _source(m))
+    if adults:
+        return ALLOW
+
+    # services of the name (6, 7)
+    services: tuple[str, ...] = ()
+    if windows or profile.services:
+        for n in names:
+            hit = _SERVICES.get(n)
+            if hit is not None:
+                services += hit
 
     # 6. school windows
     if windows:
