@@ -1054,14 +1054,31 @@ class Store:
         " answered_by, answered_at, minutes FROM requests"
     )
 
-    def requests(self, *, status: str | None = None) -> list[AccessRequest]:
-        sql, params = self._REQUEST_COLUMNS, ()  # type: tuple[str, tuple[object, ...]]
+    def requests(
+        self, *, status: str | None = None, limit: int | None = None
+    ) -> list[AccessRequest]:
+        """Newest first; `limit` caps the rows (None: all)."""
+        sql = self._REQUEST_COLUMNS
+        params: list[object] = []
         if status is not None:
             sql += " WHERE status = ?"
-            params = (status,)
+            params.append(status)
+        sql += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, int(limit)))
         with self._read() as c:
-            rows = c.execute(sql + " ORDER BY created DESC, id DESC", params).fetchall()
+            rows = c.execute(sql, params).fetchall()
         return [_request(r) for r in rows]
+
+    def purge_requests(self, older_than: datetime) -> int:
+        """Delete answered requests created before the time (pending ones stay)."""
+        with self._write() as c:
+            cur = c.execute(
+                "DELETE FROM requests WHERE status != 'pending' AND created < ?",
+                (_ts_req(older_than),),
+            )
+            return int(cur.rowcount)
 
     def _request(self, c: sqlite3.Connection, request_id: int) -> AccessRequest:
         row = c.execute(self._REQUEST_COLUMNS + " WHERE id = ?", (request_id,)).fetchone()

@@ -540,6 +540,12 @@ def test_decline_request_changes_no_policy(store: Store) -> None:
     assert store.revision() == r0
     assert store.grants() == [] and store.rules() == []
     assert store.request(req.id) == done
+    pending = store.add_request(
+        child_id=kid.id, device_id=None, client="c", domain="b.example", reason="r", message="",
+    )
+    assert store.requests(limit=1) == [pending]
+    assert store.purge_requests(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert store.requests() == [pending]
 
 
 # -- accounts, sessions, tokens, audit, throttling -------------------------------------------
