@@ -51,7 +51,7 @@ async def setup(request: web.Request, raw: Raw) -> Account:
         )
         account = await db(svc.store.add_account, creds.username, pw_hash, "admin")
         state.has_accounts = True
-    await db(svc.store.audit, account.username, "setup", "first account created")
+    await db(svc.store.audit, account.username, "setup", "")
     log.info("first account %s created", account.username)
     return account
 
@@ -79,7 +79,7 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
         if max(counts) > auth.MAX_FAILURES:
             raise Locked(at + auth.LOCKOUT)
         if max(counts) == auth.MAX_FAILURES:
-            await db(svc.store.audit, creds.username[:32], "login.locked", f"from {ip}")
+            await db(svc.store.audit, creds.username[:32], "login.locked", ip)
         raise fail("password", "err.bad_login")
     for key in keys:
         await db(svc.store.clear_login_failures, key)
@@ -89,7 +89,7 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     if old:
         await db(svc.store.delete_session, auth.sha256_hex(old))
     await db(svc.store.add_session, session)
-    await db(svc.store.audit, account.username, "login", f"from {ip}")
+    await db(svc.store.audit, account.username, "login", ip)
     return raw_id, auth.Principal(account.id, account.username, account.role, session)
 
 
@@ -128,7 +128,7 @@ async def change_password(request: web.Request, raw: Raw) -> str:
     pw_hash = await auth.hash_password(new, n=svc.scrypt_n, slots=state.hash_slots)
     await db(svc.store.set_password, account.id, pw_hash)  # also deletes every session
     await db(svc.store.delete_sessions, account.id)
-    await db(svc.store.audit, p.username, "password.change", "all sessions ended")
+    await db(svc.store.audit, p.username, "password.change", "")
     account = await db(svc.store.account_by_id, p.account_id)
     raw_id, session = auth.new_session(account, max(svc.clock(), account.password_changed))
     await db(svc.store.add_session, session)
@@ -251,7 +251,7 @@ def describe_settings(old: ChildSettings, new: ChildSettings) -> str:
     for name in ("safe_search", "youtube", "mode"):
         if getattr(old, name) != getattr(new, name):
             parts.append(f"{name}={getattr(new, name)}")
-    return "; ".join(parts) or "no change"
+    return "; ".join(parts) or "–"
 
 
 async def pause(request: web.Request, child_id: int, minutes: int | None) -> datetime | None:
@@ -266,7 +266,7 @@ async def pause(request: web.Request, child_id: int, minutes: int | None) -> dat
         until = now(request) + timedelta(minutes=minutes)
     await db(svc.store.set_pause, child_id, until)
     what = "resume" if until is None else "pause"
-    await record(request, f"child.{what}", child.name + (f" {minutes} min" if minutes else ""))
+    await record(request, f"child.{what}", child.name + (f" · {minutes}′" if minutes else ""))
     return until
 
 
@@ -289,7 +289,7 @@ async def remove_rule(request: web.Request, rule_id: int) -> None:
         raise NotFound(f"rule {rule_id}")
     rule = rules[rule_id]
     await db(svc.store.remove_rule, rule_id)
-    await record(request, f"rule.{rule.kind}.remove", f"child {rule.child_id}: {rule.domain}")
+    await record(request, f"rule.{rule.kind}.remove", f"#{rule.child_id}: {rule.domain}")
 
 
 async def allow_site(request: web.Request, child_id: int, raw: Raw) -> str:
@@ -302,11 +302,11 @@ async def allow_site(request: web.Request, child_id: int, raw: Raw) -> str:
         rules = await db(svc.store.rules, child_id)
         if not any(r.domain == domain and r.kind == "allow" for r in rules):
             await db(svc.store.add_rule, child_id, domain, "allow")
-        await record(request, "site.allow", f"{child.name}: {domain} always")
+        await record(request, "site.allow", f"{child.name}: {domain} · ∞")
     else:
         until = now(request) + timedelta(minutes=minutes)
         await db(svc.store.add_grant, Grant(child_id=child_id, until=until, domain=domain))
-        await record(request, "site.allow", f"{child.name}: {domain} for {minutes} min")
+        await record(request, "site.allow", f"{child.name}: {domain} · {minutes}′")
     return domain
 
 
@@ -391,8 +391,9 @@ async def update_device(request: web.Request, device: Device, raw: Raw) -> Devic
     name = forms.parse_device_name(raw) if "name" in raw else None
     if has_owner:
         device = await db(svc.store.set_owner, device.id, owner)
-        who = "adults" if owner == ADULTS else (f"child {owner}" if owner else "nobody")
-        await record(request, "device.assign", f"{device.name or device.identifiers[0]} -> {who}")
+        names = {c.id: c.name for c in await db(svc.store.children)}
+        who = "18+" if owner == ADULTS else (names.get(owner, "?") if owner else "–")
+        await record(request, "device.assign", f"{device.name or device.identifiers[0]} → {who}")
     if name is not None and name != device.name:
         device = await db(svc.store.rename_device, device.id, name)
         await record(request, "device.rename", name)
@@ -414,7 +415,7 @@ async def merge_devices(request: web.Request, raw: Raw) -> Device:
         raise fail("other", "err.merge_same")
     device = await db(svc.store.merge_devices, ids[0], ids[1])
     await record(
-        request, "device.merge", f"{known[ids[1]].name or ids[1]} -> {device.name or ids[0]}"
+        request, "device.merge", f"{known[ids[1]].name or ids[1]} → {device.name or ids[0]}"
     )
     return device
 
@@ -438,8 +439,8 @@ async def answer_request(
         by=principal(request).username,
         now=now(request),
     )
-    how = ("always" if minutes == 0 else f"{minutes} min") if approve else "declined"
-    await record(request, "request.answer", f"{answered.domain}: {how}")
+    how = ("∞" if minutes == 0 else f"{minutes}′") if approve else "✗"
+    await record(request, "request.answer", f"{answered.domain} · {how}")
     return answered
 
 
@@ -455,7 +456,7 @@ async def save_household(request: web.Request, raw: Raw) -> None:
     await db(svc.store.set_setting, "retention_days", days)
     await db(svc.store.set_setting, "ui_lang", lang)
     state.block_answer, state.household_lang = mode, lang
-    await record(request, "settings", f"block answer {mode}, keep {days} days, language {lang}")
+    await record(request, "settings", f"{mode} · {days} · {lang}")
 
 
 def all_feeds(request: web.Request) -> list[Feed]:

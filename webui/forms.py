@@ -166,11 +166,19 @@ def parse_login(raw: Raw) -> Credentials:
 
 
 def parse_password_change(raw: Raw, username: str) -> tuple[str, str]:
+    errors: dict[str, Msg] = {}
     old = raw.get("old")
     if not isinstance(old, str) or not old:
-        raise fail("old", "err.required")
-    creds, _ = parse_new_account({"username": username, "password": raw.get("new"),
-                                  "confirm": raw.get("confirm")})
+        errors["old"] = ("err.required", {})
+    try:
+        creds, _ = parse_new_account({"username": username, "password": raw.get("new"),
+                                      "confirm": raw.get("confirm")})
+    except FormError as e:
+        for f, msg in e.errors.items():
+            errors.setdefault("new" if f == "password" else f, msg)
+    if errors:
+        raise FormError(errors)
+    assert isinstance(old, str)
     return old, creds.password
 
 
@@ -407,17 +415,18 @@ def parse_owner(raw: Raw, child_ids: Collection[int]) -> int | str | None:
     """'adults', a child id, or '' (not assigned). JSON may send {child: id} or {adults: true}."""
     if _flag(raw, "adults"):
         return "adults"
-    value = raw.get("child", raw.get("owner"))
+    field = "owner" if "owner" in raw else "child"
+    value = raw.get(field)
     if value is None or value == "":
         return None
     if value == "adults":
         return "adults"
     if isinstance(value, bool):
-        raise fail("child", "err.choice")
+        raise fail(field, "err.choice")
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or value not in child_ids:
-        raise fail("child", "err.no_child")
+        raise fail(field, "err.no_child")
     return value
 
 
