@@ -39,7 +39,8 @@ Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may nam
 - rating (national feeds, native): UTF-8 CSV, header `domain,category,min_age[,note]`
   (BOM tolerated, quoted fields, `#` comment lines). Without the header every line is
   rejected (line 1 says why). With `categories=` an unknown category is rejected by name.
-  min_age is an integer 0-99, or empty for the category's default (None).
+  min_age is an integer 0-99, or empty for the category's default (None). A domain written
+  `@@x` is an exception (an allow rule for that category), `*.x` is read as x.
 - dnsmasq: `address=/x/[y/]0.0.0.0|#|::|`, `local=/x/`, `server=/x/` (no upstream = local,
   i.e. blocked); `server=/x/1.2.3.4` forwards and is rejected as "forwarding rule".
 - unbound: `local-zone: "x." always_nxdomain|refuse|static|deny|always_null|...` -> block,
@@ -115,6 +116,11 @@ LOCAL_NAMES = frozenset(
         "0.0.0.0",
     }
 )
+
+
+def _is_local(name: str) -> bool:
+    """localhost-style hosts-file names (never list entries): localhost, ip6-*, ..."""
+    return name in LOCAL_NAMES or name.startswith("ip6-")
 
 
 class _Builder:
@@ -249,14 +255,14 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
     entries = b.result.entries
     for no, raw in lines:
         line = raw.strip()
-        # hot path: "0.0.0.0 name" with a plain lower-case name seen for the first time
-        if line.startswith("0.0.0.0 "):
-            n = line[8:]
+        # hot path: "0.0.0.0 name" / "127.0.0.1 name", a plain name seen for the first time
+        if line.startswith("0.0.0.0 ") or line.startswith("127.0.0.1 "):
+            n = line[line.index(" ") + 1 :]
             if (
                 fast_match(n) is not None
                 and len(n) <= MAX_NAME
                 and n not in seen
-                and n not in LOCAL_NAMES
+                and not _is_local(n)
             ):
                 seen[n] = len(entries)
                 entries.append(Entry(n, line=no))
@@ -287,7 +293,7 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
             continue
         if len(names) == 1:
             n = names[0]
-            if n in LOCAL_NAMES:
+            if _is_local(n):
                 b.skip("localhost")
                 continue
             try:
@@ -295,7 +301,7 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
             except ValueError as e:
                 b.reject(no, line, str(e) if len(fields) == 1 else f"{n[:60]!r}: {e}")
             continue
-        real = [n for n in names if n not in LOCAL_NAMES]
+        real = [n for n in names if not _is_local(n)]
         if not real:
             b.skip("localhost")
             continue
@@ -372,13 +378,14 @@ def _adblock_rule(no: int, line: str, b: _Builder) -> None:
         rule = rule[1:]
     if rule.endswith("|"):
         rule = rule[:-1]
-    if rule.endswith("^"):
+    caret = rule.endswith("^")
+    if caret:
         rule = rule[:-1]
     elif not anchored:
         # hosts syntax or a bare domain (AdGuard DNS accepts both)
         fields = rule.split()
         if len(fields) >= 2 and _is_address(fields[0]):
-            real = [n for n in fields[1:] if n not in LOCAL_NAMES]
+            real = [n for n in fields[1:] if not _is_local(n)]
             if not real:
                 b.skip("localhost")
             for n in real:
@@ -400,8 +407,15 @@ def _adblock_rule(no: int, line: str, b: _Builder) -> None:
     if not rule:
         b.reject(no, line, "empty rule")
         return
-    if not anchored and "." not in rule:
-        b.reject(no, line, "not a domain rule")
+    if not anchored and not caret:
+        # a bare "example.com" line is a domain (AdGuard DNS reads it so); anything else
+        # unanchored without ^ ("-ad-banner.", "&ad_type=") matches inside URLs only
+        try:
+            name = canonical_name(rule)
+        except ValueError:
+            b.skip("URL rule")
+            return
+        b.add(Entry(name, exception=exception, subdomains_only=subdomains_only, line=no))
         return
     b.name(no, line, rule, exception=exception, subdomains_only=subdomains_only)
 
@@ -410,7 +424,7 @@ def _adblock_rule(no: int, line: str, b: _Builder) -> None:
 
 _CLASSES = frozenset({"in", "ch", "hs", "cs"})
 _RPZ_TRIGGERS = ("rpz-ip", "rpz-nsdname", "rpz-nsip", "rpz-client-ip")
-_BLOCK_TARGETS = {".": "", "*.": "nodata", "rpz-drop.": "drop"}
+_BLOCK_TARGETS = {"": "", "*": "nodata", "rpz-drop": "drop"}  # targets without the final dot
 
 
 def _parse_rpz(lines: Lines, b: _Builder) -> None:
@@ -531,11 +545,12 @@ def _rpz_record(
             b.reject(no, raw, "CNAME without a target")
             return owner, origin, apex
         target = rdata[0].lower()
-        if target in _BLOCK_TARGETS:
-            note = _BLOCK_TARGETS[target]
-        elif target == "rpz-passthru.":
+        bare = target[:-1] if target.endswith(".") else target  # rpz-passthru, relative or not
+        if bare in _BLOCK_TARGETS:
+            note = _BLOCK_TARGETS[bare]
+        elif bare == "rpz-passthru":
             exception = True
-        elif target == "rpz-tcp-only.":
+        elif bare == "rpz-tcp-only":
             b.reject(no, raw, "rpz-tcp-only is not a filtering action")
             return owner, origin, apex
         else:
@@ -670,7 +685,7 @@ def _parse_dnsmasq(lines: Lines, b: _Builder) -> None:
             if d in ("", "#"):
                 b.reject(no, line, "matches every domain: too broad")
                 continue
-            b.name(no, line, d[2:] if d.startswith("*.") else d)
+            b.name(no, line, d[2:] if d.startswith("*.") else d[1:] if d[0] == "." else d)
 
 
 # --------------------------------------------------------------------------- unbound

@@ -466,3 +466,33 @@ def test_real_extract_reasons() -> None:
     rpz = parse_file(FIXTURES / "hagezi-bypass-rpz-head.txt", "rpz")
     assert names(rpz)[:2] == ["vpn.ac", "123proxy.app"]
     assert not any(e.subdomains_only for e in rpz.entries)
+
+
+# --------------------------------------------------------------------------- corner cases
+
+
+def test_hosts_skips_every_ip6_alias() -> None:
+    r = parse("ff02::3 ip6-allhosts\nff02::4 ip6-whatever\n127.0.0.1 x.example\n", "hosts")
+    assert names(r) == ["x.example"]
+    assert r.skipped_by == {"localhost": 2}
+
+
+def test_adblock_url_substring_rules_are_skipped_not_rejected() -> None:
+    r = parse("-ad-banner.\n&ad_type=\n.com/ads/\nplain.example\n", "adblock")
+    assert names(r) == ["plain.example"]
+    assert r.rejected == []
+    assert r.skipped_by == {"URL rule": 3}
+
+
+def test_rpz_relative_action_names_and_empty_parentheses() -> None:
+    r = parse("a.example CNAME rpz-passthru\n()\n(\n)\nb.example CNAME *\n", "rpz")
+    assert r.entries == [
+        Entry("a.example", exception=True, line=1),
+        Entry("b.example", line=5, note="nodata"),
+    ]
+    assert r.rejected == []
+
+
+def test_dnsmasq_leading_dot_and_wildcard() -> None:
+    r = parse("address=/.a.example/#\nlocal=/*.b.example/\n", "dnsmasq")
+    assert names(r) == ["a.example", "b.example"]
