@@ -44,6 +44,10 @@ def m(category: str, age: int, source: str = "list", line: int = 1, **kw: object
 
 @pytest.fixture
 def index() -> DictIndex:
+    return sample_index()
+
+
+def sample_index() -> DictIndex:
     return DictIndex(
         [
             ("casino.example", m("gambling", 18, "ut1-gambling", 120)),

@@ -6,6 +6,8 @@ from dataclasses import replace
 from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy.decide import decide, suffixes
 from policy.model import (
@@ -19,7 +21,7 @@ from policy.model import (
     Schedule,
     Verdict,
 )
-from tests.policy.conftest import DictIndex
+from tests.policy.conftest import DictIndex, sample_index
 
 HANOI = timezone(timedelta(hours=7))
 
@@ -289,3 +291,32 @@ def test_no_child_default_is_age_zero(index: DictIndex) -> None:
 def test_verdicts_are_shared_constants_where_possible(index: DictIndex) -> None:
     # cheap: no allocation for the common allow
     assert decide(KID, "wiki.example", TUE, index) is ALLOW
+
+
+LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=12)
+NAME = st.lists(LABEL, min_size=1, max_size=6).map(".".join)
+PROFILES = [KID, NIGHTS, SCHOOLDAY, PARENT, GRANTS, SERVICES, ALLOWLIST, CHOICES, AGES, ADULTS]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=NAME,
+    sub=st.sampled_from(["", "x.", "a.b."]),
+    known=st.sampled_from(["evil.example", "phish.example", "casino.example", "wiki.example"]),
+    which=st.integers(0, len(PROFILES) - 1),
+    minutes=st.integers(0, 7 * 24 * 60),
+)
+def test_decide_total_and_security_always_blocks(
+    name: str, sub: str, known: str, which: int, minutes: int
+) -> None:
+    index = sample_index()
+    now = TUE + timedelta(minutes=minutes)
+    profile = PROFILES[which]
+    verdict = decide(profile, name, now, index)
+    assert verdict.action in (Action.ALLOW, Action.BLOCK, Action.REWRITE)
+    v2 = decide(profile, sub + known, now, index)
+    if known in ("evil.example", "phish.example") and not profile.allow:
+        assert v2.action is BLOCK
+    parent_lifts = profile.allow or profile.grants or profile is CHOICES
+    if known == "casino.example" and profile.mode != "adults" and not parent_lifts:
+        assert v2.action is BLOCK  # 18+ for a 12/13-year-old, unless the parent allowed it
