@@ -92,10 +92,13 @@ class Entry:
     tick: int = -1  # elapsed seconds `patched` was made for
     patched: bytes = b""
     size: int = field(default=0)
+    # request bytes after the ID -> reply bytes after the ID, for the current tick
+    memo: dict[bytes, bytes] = field(default_factory=dict)
 
     def body_at(self, elapsed: int) -> bytes:
         if elapsed == self.tick:
             return self.patched
+        self.memo.clear()
         buf = bytearray(self.body)
         for off, ttl in zip(self.ttl_offsets, self.ttls, strict=True):
             _TTL.pack_into(buf, off, ttl - elapsed if ttl > elapsed else 0)
@@ -150,13 +153,10 @@ class Cache:
 
     def enter(self, query: Query) -> Reply | None:
         q = query.question
-        edns = q.edns
-        key = (
-            query.resolve_name if query.resolve_name is not None else q.name,
-            q.qtype,
-            q.qclass,
-            edns is not None and edns.do,
-        )
+        if query.resolve_name is None:
+            key = q.key
+        else:
+            key = (query.resolve_name, q.qtype, q.qclass, q.key[3])
         entry = self._entries.get(key)
         if entry is None:
             sf = self._servfail.get(key)
@@ -168,13 +168,19 @@ class Cache:
         if now < entry.expires:
             entry.hot = True
             self.hits += 1
-            return Reply(
-                self._wire(query, entry, entry.body_at(int(now - entry.stored))),
-                "cache",
-                "cached",
-                entry.targets,
-                rcode=entry.rcode,
-            )
+            body = entry.body_at(int(now - entry.stored))
+            req = query.request
+            if query.resolve_labels is None:
+                rest = req[2:]
+                tail = entry.memo.get(rest)
+                if tail is None:
+                    tail = self._wire(query, entry, body)[2:]
+                    if len(entry.memo) < 8:
+                        entry.memo[rest] = tail
+                data = req[:2] + tail
+            else:
+                data = self._wire(query, entry, body)
+            return Reply(data, "cache", "cached", entry.targets, rcode=entry.rcode)
         if now < entry.expires + self.settings.stale_window:
             sf = self._servfail.get(key)
             if sf is not None and sf[0] > now:

@@ -165,7 +165,13 @@ class Enforce:
         try:
             got = DNSRecord.parse(reply.wire)
             out = DNSRecord(
-                DNSHeader(id=q.id, qr=1, ra=1, rd=(q.flags >> 8) & 1, rcode=got.header.rcode),
+                DNSHeader(
+                    id=int.from_bytes(query.request[:2], "big"),
+                    qr=1,
+                    ra=1,
+                    rd=(q.flags >> 8) & 1,
+                    rcode=got.header.rcode,
+                ),
                 q=DNSQuestion(DNSLabel(list(q.labels)), q.qtype, q.qclass),
             )
             out.add_answer(

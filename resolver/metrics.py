@@ -85,7 +85,7 @@ class Metrics:
     """The resolver's counters. One per process (`METRICS`); tests read deltas."""
 
     def __init__(self) -> None:
-        self.queries: dict[tuple[str, str], int] = {}
+        self.queries: dict[tuple[str, int], int] = {}  # (outcome, qtype number) -> count
         self.durations: dict[str, list[int]] = {}  # source -> bucket counts (+Inf last)
         self.duration_sums: dict[str, float] = {}
         self.activity_dropped = 0
@@ -94,8 +94,16 @@ class Metrics:
         self._degraded: set[str] = set()
 
     def count(self, outcome: str, qtype: int) -> None:
-        key = (outcome, QTYPE_LABELS.get(qtype, "OTHER"))
+        key = (outcome, qtype)
         self.queries[key] = self.queries.get(key, 0) + 1
+
+    def by_label(self) -> dict[tuple[str, str], int]:
+        """Query counts keyed (outcome, qtype label), types outside QTYPE_LABELS as OTHER."""
+        out: dict[tuple[str, str], int] = {}
+        for (outcome, qtype), n in list(self.queries.items()):
+            key = (outcome, QTYPE_LABELS.get(qtype, "OTHER"))
+            out[key] = out.get(key, 0) + n
+        return out
 
     def observe(self, source: str, seconds: float) -> None:
         counts = self.durations.get(source)
@@ -107,7 +115,9 @@ class Metrics:
 
     def total(self, outcome: str, qtype: str | None = None) -> int:
         """Sum of nestguard_queries_total for an outcome (and qtype label); for tests."""
-        return sum(n for (o, t), n in self.queries.items() if o == outcome and qtype in (None, t))
+        return sum(
+            n for (o, t), n in self.by_label().items() if o == outcome and qtype in (None, t)
+        )
 
     def set_degraded(self, reason: str, on: bool = True) -> None:
         """nestguard_degraded is 1 while any reason is set (policy/lists fell back, P6)."""
@@ -133,7 +143,7 @@ class ResolverCollector(Collector):
         q = CounterMetricFamily(
             "nestguard_queries", "DNS queries by outcome and type", labels=["outcome", "qtype"]
         )
-        for (outcome, qtype), n in sorted(m.queries.items()):
+        for (outcome, qtype), n in sorted(m.by_label().items()):
             q.add_metric([outcome, qtype], n)
         yield q
         h = HistogramMetricFamily(
@@ -141,7 +151,7 @@ class ResolverCollector(Collector):
             "Time from reading a query to its reply, by answer source",
             labels=["source"],
         )
-        for source, counts in sorted(m.durations.items()):
+        for source, counts in sorted(list(m.durations.items())):
             cumulative = []
             acc = 0
             for bound, n in zip((*BUCKETS, float("inf")), counts, strict=True):

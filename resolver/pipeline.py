@@ -14,7 +14,7 @@ at all (`Pipeline.answer_now`); the server awaits `Pipeline.finish` only on the 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from policy.model import Device, Profile, Verdict
@@ -58,7 +58,6 @@ class Reply:
     targets: tuple[str, ...] = ()
     record: DNSRecord | None = None
     rcode: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage(Protocol):
@@ -77,15 +76,23 @@ Leave = Callable[[Query, Reply], Reply]
 class Pipeline:
     """The composed stages. Build with `chain`."""
 
-    __slots__ = ("stages", "_enters", "_leaves", "_last")
+    __slots__ = ("stages", "_plan", "_leaves", "_last")
 
     def __init__(self, stages: Sequence[object], last: Last) -> None:
         self.stages = tuple(stages)
-        self._enters: list[tuple[Enter | None, Leave | None]] = [
+        hooks: list[tuple[Enter | None, Leave | None]] = [
             (getattr(s, "enter", None), getattr(s, "leave", None)) for s in self.stages
         ]
+        # for each stage with an enter hook: the leave hooks to run if it answers (outer ones,
+        # innermost first)
+        plan: list[tuple[Enter, tuple[Leave, ...]]] = []
+        for i, (enter, _) in enumerate(hooks):
+            if enter is not None:
+                outer = tuple(leave for _, leave in reversed(hooks[:i]) if leave is not None)
+                plan.append((enter, outer))
+        self._plan = tuple(plan)
         self._leaves: tuple[Leave, ...] = tuple(
-            leave for _, leave in reversed(self._enters) if leave is not None
+            leave for _, leave in reversed(hooks) if leave is not None
         )
         self._last = last
 
@@ -94,15 +101,11 @@ class Pipeline:
 
         None means every stage passed: call `finish` (the upstream path).
         """
-        for i, (enter, _) in enumerate(self._enters):
-            if enter is None:
-                continue
+        for enter, outer in self._plan:
             reply = enter(query)
             if reply is not None:
-                for j in range(i - 1, -1, -1):
-                    leave = self._enters[j][1]
-                    if leave is not None:
-                        reply = leave(query, reply)
+                for leave in outer:
+                    reply = leave(query, reply)
                 return reply
         return None
 

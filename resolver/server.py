@@ -309,7 +309,7 @@ def _from_record(query: Query, reply: Reply) -> bytes:
     if record is None:
         return wire.build_reply(query.question, query.request, rcode=wire.SERVFAIL)
     q = query.question
-    record.header.id = q.id
+    record.header.id = int.from_bytes(query.request[:2], "big")
     record.ar = [rr for rr in record.ar if rr.rtype != wire.T_OPT]
     packed = bytes(record.pack())
     opt = wire.opt_for(q)

@@ -53,6 +53,7 @@ EDNS_SIZE = 1232  # advertised and the cap for UDP replies (as Unbound, dnsmasq 
 MAC_OPTION = 65001  # dnsmasq --add-mac
 
 _HEADER = struct.Struct(">HHHHHH")
+_FLAGS_COUNTS = struct.Struct(">HHHHH")
 _U16 = struct.Struct(">H")
 _RR_FIXED = struct.Struct(">HHIH")  # type, class, ttl, rdlength
 
@@ -79,9 +80,12 @@ class Edns:
 
 @dataclass(slots=True)
 class Question:
-    """What the hot path needs from a query, read from the packet without dnslib."""
+    """What the hot path needs from a query, read from the packet without dnslib.
 
-    id: int
+    Treat as immutable: `parse_query` memoises it by the packet bytes after the ID, so several
+    queries may share one. The ID is always taken from the request bytes (`request[:2]`).
+    """
+
     flags: int
     opcode: int
     labels: tuple[bytes, ...]  # lower-cased wire labels (for forwarding)
@@ -91,6 +95,7 @@ class Question:
     end: int  # offset just after the question (qname + qtype + qclass)
     edns: Edns | None = None
     edns_count: int = 0
+    key: tuple[str, int, int, bool] = ("", 0, 0, False)  # the cache key (C6)
 
     @property
     def do(self) -> bool:
@@ -144,12 +149,31 @@ def labels_of(name: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+_MEMO: dict[bytes, Question] = {}
+_MEMO_MAX = 20_000
+
+
 def parse_query(data: bytes) -> Question:
-    """Read a query's header, question and EDNS. Raises Drop or Malformed."""
+    """Read a query's header, question and EDNS. Raises Drop or Malformed.
+
+    Memoised by the bytes after the ID (clients repeat queries byte for byte); bounded.
+    """
+    q = _MEMO.get(data[2:])
+    if q is not None:
+        return q
+    q = _parse(data)
+    if len(data) <= 512:
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[data[2:]] = q
+    return q
+
+
+def _parse(data: bytes) -> Question:
     n = len(data)
     if n < 12:
         raise Drop("short")
-    qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data, 0)
+    _qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data, 0)
     if flags & 0x8000:
         raise Drop("response")
     if qdcount != 1:
@@ -189,7 +213,6 @@ def parse_query(data: bytes) -> Question:
         labels_t = ()
         name = ""
     q = Question(
-        id=qid,
         flags=flags,
         opcode=(flags >> 11) & 0xF,
         labels=labels_t,
@@ -201,6 +224,7 @@ def parse_query(data: bytes) -> Question:
     rest = ancount + nscount + arcount
     if rest:
         _read_records(data, qend, ancount + nscount, arcount, q)
+    q.key = (name, qtype, qclass, q.edns is not None and q.edns.do)
     return q
 
 
@@ -364,7 +388,8 @@ def build_reply(
     opt = opt_for(q, rcode=rcode, ede=ede)
     return b"".join(
         (
-            _HEADER.pack(q.id, reply_flags(q, rcode, tc=tc), 1, ancount, nscount, 1 if opt else 0),
+            request[:2],
+            _FLAGS_COUNTS.pack(reply_flags(q, rcode, tc=tc), 1, ancount, nscount, 1 if opt else 0),
             request[12 : q.end],
             answer,
             authority,

@@ -58,8 +58,12 @@ async def _never_called(query: Query) -> Reply:
 
 
 def _well_formed(reply: bytes) -> None:
+    assert reply[2] & 0x80  # QR
     if len(reply) == 12:  # FORMERR / SERVFAIL from the header alone
-        assert reply[2] & 0x80
+        return
+    if (reply[2] >> 3) & 0xF:
+        # NOTIMP to another opcode: dnspython parses e.g. UPDATE strictly (zone must be SOA)
+        assert reply[3] & 0xF == dns.rcode.NOTIMP
         return
     dns.message.from_wire(reply, ignore_trailing=False)
 

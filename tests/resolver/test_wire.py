@@ -18,7 +18,7 @@ def test_question_fields():
     q = wire.parse_query(packet(b"WwW", b"Example", qtype=28))
     assert q.labels == (b"www", b"example")
     assert q.name == "www.example"
-    assert (q.qtype, q.qclass, q.opcode, q.id) == (28, 1, 0, 0x1234)
+    assert (q.qtype, q.qclass, q.opcode, q.key) == (28, 1, 0, ("www.example", 28, 1, False))
     assert q.edns is None
 
 
