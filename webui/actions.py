@@ -392,7 +392,10 @@ async def update_device(request: web.Request, device: Device, raw: Raw) -> Devic
     if has_owner:
         device = await db(svc.store.set_owner, device.id, owner)
         names = {c.id: c.name for c in await db(svc.store.children)}
-        who = "18+" if owner == ADULTS else (names.get(owner, "?") if owner else "–")
+        if owner == ADULTS:
+            who = "18+"
+        else:
+            who = names.get(owner, "?") if isinstance(owner, int) else "–"
         await record(request, "device.assign", f"{device.name or device.identifiers[0]} → {who}")
     if name is not None and name != device.name:
         device = await db(svc.store.rename_device, device.id, name)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, time
+from typing import Any
 from urllib.parse import urlsplit
 
 from multidict import MultiDictProxy
@@ -51,7 +52,7 @@ def fail(field: str, key: str, **params: object) -> FormError:
     return FormError({field: (key, params)})
 
 
-def form_fields(post: MultiDictProxy[str | object]) -> dict[str, object]:
+def form_fields(post: MultiDictProxy[Any]) -> dict[str, object]:
     """A submitted form as a plain dict: repeated keys (checkboxes) become lists."""
     out: dict[str, object] = {}
     for key in post:
@@ -453,24 +454,34 @@ def parse_address(value: str) -> str:
 
 def check_feed_url(url: str, *, allow_http: bool, allow_loopback: bool) -> None:
     """S1: https only (http by opt-in); no file://, no loopback/link-local/private literals.
-    Raises ValueError with a message key. The sync itself re-checks redirects and targets."""
+    Raises ValueError with a message key. Our own check gives the parent a precise message;
+    blocklists.sync.validate_feed_url (the fetcher's rules) has the last word. The sync itself
+    re-checks resolved addresses and every redirect."""
+    _local_feed_url_check(url, allow_http=allow_http, allow_loopback=allow_loopback)
     try:
-        from blocklists.sync import validate_feed_url  # type: ignore[attr-defined]
-    except ImportError:
-        validate_feed_url = None
-    if validate_feed_url is not None:
-        try:
-            validate_feed_url(url, allow_http=allow_http, allow_loopback=allow_loopback)
-        except Exception as e:  # noqa: BLE001 - their FeedError: a bad URL either way
-            raise ValueError("err.feed_url") from e
+        from blocklists.sync import validate_feed_url
+    except ImportError:  # pragma: no cover - the sync module ships with nestguard
         return
-    parts = urlsplit(url)
+    try:
+        validate_feed_url(url, allow_http=allow_http, allow_loopback=allow_loopback)
+    except Exception as e:  # noqa: BLE001 - their FeedError: a bad URL either way
+        raise ValueError("err.feed_url") from e
+
+
+def _local_feed_url_check(url: str, *, allow_http: bool, allow_loopback: bool) -> None:
+    if CONTROL_RE.search(url) or " " in url:
+        raise ValueError("err.feed_url")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("err.feed_url") from None
     if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
         raise ValueError("err.feed_scheme")
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if not host or parts.username or parts.password:
         raise ValueError("err.feed_url")
-    if host in ("localhost",) or host.endswith((".localhost", ".local", ".home.arpa")):
+    if host == "localhost" or host.endswith((".localhost", ".local", ".home.arpa", ".lan")):
         if not allow_loopback:
             raise ValueError("err.feed_local")
     try:

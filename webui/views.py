@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, time, timedelta
-from typing import Any
+from datetime import datetime, time
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import prometheus_client
 from aiohttp import web
 
-from policy.model import ADULTS, Child, Device
+from policy.model import ADULTS, Device
 from policy.store import Conflict, NotFound, StoreError
 from webui import actions, auth, present, static
 from webui.context import admin_only, category_name, db, page, principal, render, see_other
@@ -160,7 +160,7 @@ async def home(request: web.Request) -> web.Response:
     for child in children:
         s = summary.get(child.id, {})
         settings = await db(svc.store.settings, child.id)
-        tops = s.get("top_categories", []) or []
+        tops = cast(list[tuple[str, int]], s.get("top_categories") or [])
         cards.append({
             "child": child,
             "age": child.age_on(now.date()),
@@ -169,7 +169,7 @@ async def home(request: web.Request) -> web.Response:
             "bypass": s.get("bypass", 0),
             "security": s.get("security", 0),
             "top": [(category_name(svc.categories.get(str(c)), str(c), t.lang), n)
-                    for c, n in tops][:3],  # type: ignore[misc]
+                    for c, n in tops][:3],
             "paused": settings.paused_until is not None and settings.paused_until > now,
             "paused_until": settings.paused_until,
             "forever": settings.paused_until is not None
@@ -696,9 +696,3 @@ async def audit(request: web.Request) -> web.Response:
     entries = await db(svc.store.audit_log, limit=300)
     return await page(request, "audit.html", {"entries": entries})
 
-
-def child_label(child: Child | None) -> str:
-    return child.name if child else ""
-
-
-_ = timedelta
