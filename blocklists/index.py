@@ -71,11 +71,15 @@ for _code in ("I", "H"):  # the layout needs these sizes (true on every CPython 
 
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
-    """A list's feed-level defaults: an entry's own category/min_age win over these."""
+    """A list's feed-level defaults: an entry's own category/min_age win over these.
+
+    exception=True makes every entry of the source an allow rule (the education allow set).
+    """
 
     name: str
     category: str | None = None
     min_age: int | None = None
+    exception: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ class IndexStats:
 
 
 _EMPTY: tuple[Match, ...] = ()
-MATCH_CACHE = 4096
+MATCH_CACHE = 16384
 _SET_MATCH = tuple(
     Match.__dict__[f].__set__
     for f in ("category", "min_age", "source", "exception", "rule", "line", "confidence")
@@ -192,68 +196,61 @@ class CategoryIndex:
     def lookup(self, qname: str) -> tuple[Match, ...]:
         """Every entry matching the name or one of its parent domains, most specific first.
 
-        Single-label suffixes ("com") are not probed: list parsers never accept them.
+        Single-label suffixes ("com") are not probed: the builder never stores them.
         """
         b = qname.lower().encode("utf-8", "surrogatepass")
         if b[-1:] == b".":
             b = b[:-1]
         rest = b.partition(b".")[2]
-        if not rest:
-            return _EMPTY
         dir_ = self._dir
         shift = self._shift
         found: list[Match] | None = None
         s = b
         while rest:
             h = crc32(s)
-            i = dir_[h >> shift]
-            if i != dir_[(h >> shift) + 1]:
-                found = self._scan(i, h, s, s is b, found)
+            x = h >> shift
+            i = dir_[x]
+            if i != dir_[x + 1]:
+                found = self._scan(i, dir_[x + 1], h, s, s is b, found)
             s = rest
             rest = s.partition(b".")[2]
         return tuple(found) if found else _EMPTY
 
     def _scan(
-        self, i: int, h: int, s: bytes, whole: bool, found: list[Match] | None
+        self, i: int, end: int, h: int, s: bytes, whole: bool, found: list[Match] | None
     ) -> list[Match] | None:
-        """Check the entries of a non-empty bucket (sorted by key) against suffix s."""
+        """Check the entries of a non-empty bucket (ascending keys) against suffix s."""
         keys = self._keys
-        end = self._dir[(h >> self._shift) + 1]
         while i < end:
             k = keys[i]
             if k == h:
-                m = self._hit(i, s, whole)
-                if m is not None:
-                    if found is None:
-                        found = []
-                    found.append(m)
+                if self._nlen[i] == len(s):  # else a crc32 collision with another name
+                    start = self._names_at + self._nstart[i]
+                    if self._buf[start : start + len(s)] == s:
+                        flags = self._flags[i]
+                        if not (flags & SUBDOMAINS_ONLY and whole):
+                            m = self._matches.get(i) or self._match(i, s, flags)
+                            if found is None:
+                                found = [m]
+                            else:
+                                found.append(m)
             elif k > h:
                 break
             i += 1
         return found
 
-    def _hit(self, i: int, s: bytes, whole: bool) -> Match | None:
-        if self._nlen[i] != len(s):
-            return None  # a crc32 collision with another name
-        start = self._names_at + self._nstart[i]
-        if self._buf[start : start + len(s)] != s:
-            return None
-        flags = self._flags[i]
-        if flags & SUBDOMAINS_ONLY and whole:
-            return None
+    def _match(self, i: int, s: bytes, flags: int) -> Match:
         cache = self._matches
-        m = cache.get(i)
-        if m is None:
-            if len(cache) >= MATCH_CACHE:
-                cache.clear()
-            m = cache[i] = _new_match(
-                self._categories[self._cat[i]],
-                self._age[i],
-                self._sources[self._src[i]],
-                bool(flags & EXCEPTION),
-                s.decode("utf-8", "surrogateescape"),
-                self._line[i],
-            )
+        if len(cache) >= MATCH_CACHE:
+            cache.clear()
+        m = cache[i] = _new_match(
+            self._categories[self._cat[i]],
+            self._age[i],
+            self._sources[self._src[i]],
+            bool(flags & EXCEPTION),
+            s.decode("utf-8", "surrogateescape"),
+            self._line[i],
+        )
         return m
 
     def __len__(self) -> int:
@@ -327,6 +324,7 @@ class _Builder:
         src, cat, age, flags, line = self.src, self.cat, self.age, self.flags, self.line
         # per-source memo: category -> (id, default age) or None when unknown
         memo: dict[str | None, tuple[int, int] | None] = {}
+        all_exceptions = info.exception
         added = 0
         for e in entries:
             c = e.category or info.category
@@ -350,7 +348,7 @@ class _Builder:
             src.append(sid)
             cat.append(cid)
             age.append(a if 0 <= a <= NEVER else NEVER)
-            flags.append((EXCEPTION if e.exception else 0)
+            flags.append((EXCEPTION if e.exception or all_exceptions else 0)
                          | (SUBDOMAINS_ONLY if e.subdomains_only else 0))
             line.append(e.line if 0 <= e.line < 2**32 else 0)
             added += 1
@@ -512,12 +510,12 @@ def _atomic_write(path: Path, pieces: Sequence[bytes | bytearray | memoryview]) 
 def _build(
     sources: Iterable[tuple[SourceInfo, Iterable[Entry]]],
     category_ages: Mapping[str, int],
-    fingerprint: str,
+    fingerprint: str | Callable[[], str],
 ) -> _Built:
     b = _Builder()
     for info, entries in sources:
         b.add_source(info, entries, category_ages)
-    return b.finish(fingerprint=fingerprint)
+    return b.finish(fingerprint=fingerprint if isinstance(fingerprint, str) else fingerprint())
 
 
 def build_index(
@@ -540,16 +538,19 @@ def build_index_file(
     path: Path,
     *,
     category_ages: Mapping[str, int],
-    fingerprint: str = "",
+    fingerprint: str | Callable[[], str] = "",
 ) -> IndexStats:
-    """Compile entries straight into an index file (atomic replace); returns its stats."""
+    """Compile entries straight into an index file (atomic replace); returns its stats.
+
+    fingerprint may be a function, called once every source has been read.
+    """
     built = _build(sources, category_ages, fingerprint)
     _atomic_write(path, _layout(built))
     h = built.header
     return IndexStats(
         entries=h["n"], by_source=h["by_source"], by_category=h["by_category"],
         skipped=h["skipped"], file_bytes=Path(path).stat().st_size,
-        build_seconds=h["build_seconds"], built_at=h["built_at"], fingerprint=fingerprint)
+        build_seconds=h["build_seconds"], built_at=h["built_at"], fingerprint=h["fingerprint"])
 
 
 # -- building from list files, in another process ---------------------------------------------

@@ -85,6 +85,17 @@ def test_exceptions_are_reported_with_the_blocks() -> None:
     ]
 
 
+def test_a_whole_source_can_be_an_allow_set() -> None:
+    idx = index_of(
+        (SourceInfo("education", "education", exception=True), [Entry("khanacademy.org")]),
+        (SourceInfo("social", "social"), [Entry("khanacademy.org")]),
+    )
+    assert rules(idx, "www.khanacademy.org") == [
+        ("khanacademy.org", "education", 0, True),
+        ("khanacademy.org", "social", 13, False),
+    ]
+
+
 def test_every_source_listing_a_name_is_reported() -> None:
     idx = index_of(
         (SourceInfo("ut1-gambling", "gambling"), [Entry("casino.example", line=7)]),
@@ -190,9 +201,17 @@ async def test_rebuild_in_a_process_does_not_stall_the_event_loop(tmp_path: Path
         while not done.is_set():
             await asyncio.sleep(0.01)
             now = time.perf_counter()
-            gaps.append(now - last)
+            gaps.append(now - last - 0.01)
             last = now
 
+    # the machine's own scheduling noise (CI boxes are shared): measured with no rebuild
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(1.0)
+    done.set()
+    await task
+    noise = max(gaps)
+    gaps.clear()
+    done.clear()
     task = asyncio.create_task(ticker())
     started = time.perf_counter()
     idx = await rebuild([(SourceInfo("big", "adult"), names, "domains")],
@@ -203,4 +222,7 @@ async def test_rebuild_in_a_process_does_not_stall_the_event_loop(tmp_path: Path
     assert len(idx) == 400_000
     assert idx.lookup("a.host123.site123.example")[0].line == 124
     assert took > 0.5, "the build was too small to tell anything"
-    assert max(gaps) < 0.05, f"event loop stalled {max(gaps) * 1000:.0f} ms during a rebuild"
+    # a build on the event loop's thread would stall it for seconds
+    assert max(gaps) < 0.05 + noise, (
+        f"event loop stalled {max(gaps) * 1000:.0f} ms during a rebuild"
+        f" (idle noise {noise * 1000:.0f} ms)")
