@@ -496,3 +496,12 @@ def test_rpz_relative_action_names_and_empty_parentheses() -> None:
 def test_dnsmasq_leading_dot_and_wildcard() -> None:
     r = parse("address=/.a.example/#\nlocal=/*.b.example/\n", "dnsmasq")
     assert names(r) == ["a.example", "b.example"]
+
+
+def test_fast_entry_factory_builds_the_same_entry() -> None:
+    from blocklists.parse import _plain_entry
+
+    e = _plain_entry("a.example", 7)
+    assert e == Entry("a.example", line=7)
+    assert repr(e) == repr(Entry("a.example", line=7))
+    assert hash(e) == hash(Entry("a.example", line=7))
