@@ -25,8 +25,10 @@ Workloads (each runs ``--duration`` seconds with ``-c 10`` clients; extend ``WOR
 
 For each server and workload: max qps (dnsperf unthrottled) and then p50/p99 latency at a fixed
 ``--rate`` (default 2000 qps, from ``dnsperf -v`` per-query latencies), plus the server's RSS
-(VmRSS, and peak VmHWM) from /proc after all its runs. New-name lines are unique per run, so a
-later run never finds them cached. Prints a table and nestguard's ratio to each peer.
+(VmRSS, and peak VmHWM) from /proc after all its runs, and the CPU share the server got during
+the max-qps run (utime+stime / wall): on a shared machine qps per core is the fairer figure.
+New-name lines are unique per run, so a later run never finds them cached. Prints a table and
+nestguard's ratio to each peer.
 """
 
 from __future__ import annotations
@@ -168,6 +170,15 @@ def tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -399,7 +410,13 @@ class Row:
     lost_pct: float
     rss_mb: float = 0.0
     hwm_mb: float = 0.0
+    cpu_share: float = 0.0  # of one core, during the max-qps run
     note: str = ""
+
+    @property
+    def qps_per_core(self) -> float:
+        """Max qps divided by the CPU share the server got: fairer on a shared machine."""
+        return self.qps / self.cpu_share if self.cpu_share > 0.05 else float("nan")
 
 
 def bench_server(
@@ -424,7 +441,10 @@ def bench_server(
                 if answer is None or answer[1] != ["0.0.0.0"]:
                     note = f"NOT blocked (answer {answer})"
             big = max(200_000, 80_000 * args.duration)
-            top = dnsperf(port, workload.lines(f"{name}-max", big, hits), work / "q.txt", args)
+            lines = workload.lines(f"{name}-max", big, hits)
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            top = dnsperf(port, lines, work / "q.txt", args)
+            cpu_share = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - wall0)
             paced = dnsperf(
                 port,
                 workload.lines(f"{name}-paced", args.rate * args.duration + 1000, hits),
@@ -441,6 +461,7 @@ def bench_server(
                     percentile(paced.latencies, 0.50) * 1000,
                     percentile(paced.latencies, 0.99) * 1000,
                     max(top.lost_pct, paced.lost_pct),
+                    cpu_share=cpu_share,
                     note=note,
                 )
             )
@@ -453,27 +474,29 @@ def bench_server(
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        f"{'server':<10} {'workload':<8} {'max qps':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'lost%':>6} {'RSS MB':>7} {'peak MB':>8}  note"
+        f"{'server':<10} {'workload':<8} {'max qps':>9} {'cpu%':>5} {'qps/core':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'lost%':>6} {'RSS MB':>7} {'peak MB':>8}  note"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r.server:<10} {r.workload:<8} {r.qps:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} "
+            f"{r.server:<10} {r.workload:<8} {r.qps:>9.0f} {r.cpu_share * 100:>5.0f} "
+            f"{r.qps_per_core:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} "
             f"{r.lost_pct:>6.2f} {r.rss_mb:>7.1f} {r.hwm_mb:>8.1f}  {r.note}"
         )
     ours = {r.workload: r for r in rows if r.server == "nestguard"}
     peers = [r for r in rows if r.server != "nestguard" and r.workload in ours]
     if ours and peers:
         print()
-        print("nestguard / peer   (qps: >1 is better; p99 and RSS: <1 is better)")
+        print("nestguard / peer   (qps: >1 is better; latency and RSS: <1 is better)")
         for peer in peers:
             mine = ours[peer.workload]
             p50 = _ratio(mine.p50_ms, peer.p50_ms)
             p99 = _ratio(mine.p99_ms, peer.p99_ms)
             print(
                 f"  vs {peer.server:<8} {peer.workload:<8} qps x{_ratio(mine.qps, peer.qps)}"
+                f"  qps/core x{_ratio(mine.qps_per_core, peer.qps_per_core)}"
                 f"  p50 x{p50}  p99 x{p99}  RSS x{_ratio(mine.rss_mb, peer.rss_mb)}"
             )
 
