@@ -1,0 +1,341 @@
+"""Everything behind the DNS path, opened once: store, policy, lists, rater and web UI.
+
+`open_household(config)` is used by `nestguard serve` and by the CLI commands that must decide
+exactly as the running server would (`explain`, `lists check`). It yields a `Household` whose
+`resolver_services()` plugs into `resolver.main.open_resolver`/`run`.
+
+Start-up never runs unfiltered (RELIABILITY P6): a corrupt store gives the strict default
+profile and sets the degraded gauge; lists load from the last good copies on disk before any
+network is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from blocklists.catalogue import load_catalogue
+from blocklists.feed import Feed
+from blocklists.index import CategoryIndex, SourceInfo
+from blocklists.names import canonical_name
+from blocklists.rater import NameRater, RatedIndex, load_popular
+from blocklists.sync import FeedSync
+from policy.decide import decide
+from policy.live import Live
+from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
+from policy.reload import ReloadStatus, open_policy, reload_loop
+from policy.store import FeedStatus, Store
+from resolver.config import Config
+from resolver.metrics import METRICS
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "nestguard.sqlite"
+PURGE_EVERY = 3600.0
+ADDED_FEEDS_KEY = "added_feeds"
+
+
+class MemoryStatus:
+    """Feed status when the store is unusable (P6): kept in memory for this run."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, FeedStatus] = {}
+
+    def save_feed_status(self, status: FeedStatus) -> None:
+        self._by_name[status.name] = status
+
+    def feed_status(self, name: str) -> FeedStatus | None:
+        return self._by_name.get(name)
+
+    def feed_statuses(self) -> list[FeedStatus]:
+        return list(self._by_name.values())
+
+
+def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
+    """Always-on sources shipped with nestguard: encrypted-DNS bootstrap names (category
+    bypass, RELIABILITY X5) and the education and kids allow set (issue 6)."""
+    data = Path(__file__).resolve().parent.parent / "blocklists" / "data"
+    sources = [(SourceInfo("builtin-bypass", "bypass"), data / "bypass-builtin.txt", "domains")]
+    if config.lists.education_set:
+        sources.append(
+            (SourceInfo("education", "education", 0, exception=True),
+             data / "education.txt", "domains")
+        )
+    return sources
+
+
+def feed_from_dict(raw: Mapping[str, object]) -> Feed:
+    """A feed the web UI added (stored as JSON in the store's settings)."""
+    refresh = raw.get("refresh_seconds", 6 * 3600)
+    return Feed(
+        name=str(raw["name"]),
+        url=str(raw["url"]),
+        format=str(raw["format"]),  # type: ignore[arg-type]
+        category=(str(raw["category"]) if raw.get("category") else None),
+        min_age=(int(str(raw["min_age"])) if raw.get("min_age") is not None else None),
+        refresh=timedelta(seconds=float(str(refresh))),
+        sha256=(str(raw["sha256"]) if raw.get("sha256") else None),
+        signature=(str(raw["signature"]) if raw.get("signature") else None),
+    )
+
+
+def feed_to_dict(feed: Feed) -> dict[str, object]:
+    return {
+        "name": feed.name, "url": feed.url, "format": feed.format, "category": feed.category,
+        "min_age": feed.min_age, "refresh_seconds": feed.refresh.total_seconds(),
+        "sha256": feed.sha256, "signature": feed.signature,
+    }
+
+
+@dataclass
+class Household:
+    config: Config
+    store: Store | None
+    categories: dict[str, Category]
+    live_policy: Live[Policy]
+    live_index: Live[Index]
+    sync: FeedSync
+    status: ReloadStatus
+    zone: ZoneInfo
+    nudge: asyncio.Event = field(default_factory=asyncio.Event)
+    web_feeds: list[Feed] = field(default_factory=list)
+
+    # -- time and decisions ------------------------------------------------------------------
+    def now(self) -> datetime:
+        return datetime.now(self.zone)
+
+    def decider(self, profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
+        return decide(profile, qname, now, self.live_index.value, qtype=qtype)
+
+    def explain(self, client: str, name: str) -> Verdict:
+        """The verdict the running server gives `client` for `name` now (A query)."""
+        qname = canonical_name(name)
+        _device, profile = self.live_policy.value.profile_for(client)
+        return decide(profile, qname, self.now(), self.live_index.value)
+
+    # -- sinks for the resolver's batch queues ---------------------------------------------
+    async def log_activity(self, events: list[QueryEvent]) -> None:
+        if self.store is None or not self.config.policy.log_queries:
+            return
+        policy = self.live_policy.value
+        keep = [e for e in events if self._loggable(policy, e)]
+        if keep:
+            await asyncio.to_thread(self.store.log_queries, keep)
+
+    def _loggable(self, policy: Policy, event: QueryEvent) -> bool:
+        if event.child_id is not None:
+            return True
+        if event.device_id is None:
+            return policy.default_profile.log_queries
+        device = next((d for d in policy.devices if d.id == event.device_id), None)
+        return device is None or policy.profile_of(device).log_queries
+
+    async def record_sightings(self, sightings: Sequence[object]) -> None:
+        if self.store is None:
+            return
+        rows = [(s.ip, s.mac, s.at) for s in sightings]  # type: ignore[attr-defined]
+        await asyncio.to_thread(self.store.seen, rows)
+        self.nudge.set()  # a new device shows up in the policy (and the UI) at once
+
+    # -- feeds -------------------------------------------------------------------------------
+    async def sync_now(self) -> None:
+        self.sync.trigger()
+
+    async def add_feed(self, feed: Feed) -> None:
+        if any(f.name == feed.name for f in self.sync.feeds):
+            raise ValueError(f"a feed named {feed.name!r} exists already")
+        self.web_feeds.append(feed)
+        if self.store is not None:
+            await asyncio.to_thread(
+                self.store.set_setting, ADDED_FEEDS_KEY, [feed_to_dict(f) for f in self.web_feeds]
+            )
+        self.sync.feeds.append(feed)
+        self.sync.trigger([feed.name])
+
+    def wrap_index(self, base: CategoryIndex) -> Index:
+        lists = self.config.lists
+        if not lists.rater:
+            return base
+        ages = {slug: c.min_age for slug, c in self.categories.items()}
+        rater = NameRater(categories=[c for c in lists.rater_categories if c in ages])
+        return RatedIndex(base, rater, category_ages=ages, popular=_popular())
+
+    # -- the resolver's view -------------------------------------------------------------------
+    def resolver_services(self) -> object:
+        from resolver.main import Services
+
+        return Services(
+            live_policy=self.live_policy,
+            decider=self.decider,
+            activity_sink=self.log_activity,
+            sightings_sink=self.record_sightings,
+            web_app=self.web_app,
+            now=self.now,
+        )
+
+    def web_app(self) -> web.Application:
+        if self.store is None:  # P6: no UI over a broken store; DNS keeps filtering
+            from resolver.metrics_app import create_app as metrics_only
+
+            return metrics_only()
+        from policy.services import load_services
+        from webui.app import Services as WebServices
+        from webui.app import create_app
+
+        cfg = self.config
+        host = cfg.web.listen[0]
+        hosts = {"127.0.0.1", "localhost", "::1", host, *cfg.web.allowed_hosts}
+        return create_app(
+            WebServices(
+                store=self.store,
+                live_policy=self.live_policy,
+                categories=self.categories,
+                nudge=self.nudge.set,
+                clock=self.now,
+                explain=self.explain,
+                feeds=list(cfg.feeds) + self.web_feeds,
+                feed_sync=self.sync_now,
+                add_feed=self.add_feed,
+                allowed_hosts=tuple(sorted(hosts)),
+                metrics_networks=cfg.web.metrics_networks,
+                secure_cookies=cfg.web.secure_cookies,
+                block_answer=cfg.policy.block_answer,
+                upstreams=[f"{h}:{p}" for h, p in cfg.dns.upstreams],
+                retention_days=cfg.policy.retention_days,
+                services_catalogue=load_services(),
+            )
+        )
+
+
+_POPULAR: frozenset[str] | None = None
+
+
+def _popular() -> frozenset[str]:
+    global _POPULAR
+    if _POPULAR is None:
+        _POPULAR = load_popular()
+    return _POPULAR
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """The state folder, private to nestguard's user (children's browsing history)."""
+    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def open_household(config: Config, *, background: bool = True) -> AsyncIterator[Household]:
+    """Open store, policy and lists; with `background`, run the reload, sync, retention and
+    leases loops until the context exits."""
+    data_dir = prepare_data_dir(config.data_dir)
+    zone = ZoneInfo(config.policy.timezone)
+    categories = load_catalogue(config.lists.catalogue)
+    pc = config.policy
+    build = {
+        "unknown_devices": pc.unknown_devices,
+        "bypass_defence": pc.bypass_defence,
+        "log_adults": pc.log_adults,
+    }
+    store, policy, status = await asyncio.to_thread(
+        open_policy, data_dir / DB_NAME, categories, now=datetime.now(zone), **build
+    )
+    METRICS.set_degraded("policy", status.degraded)
+    web_feeds: list[Feed] = []
+    if store is not None:
+        raw = await asyncio.to_thread(store.get_setting, ADDED_FEEDS_KEY, [])
+        for item in raw if isinstance(raw, list) else []:
+            try:
+                web_feeds.append(feed_from_dict(item))
+            except (KeyError, TypeError, ValueError) as e:
+                log.warning("ignoring a stored feed that no longer reads: %s", e)
+    ages = {slug: c.min_age for slug, c in categories.items()}
+    sync = FeedSync(
+        [*config.feeds, *web_feeds],
+        data_dir=data_dir,
+        status_store=store if store is not None else MemoryStatus(),
+        category_ages=ages,
+        extra_sources=builtin_sources(config),
+    )
+    hh = Household(
+        config=config,
+        store=store,
+        categories=categories,
+        live_policy=Live(policy),
+        live_index=Live(CategoryIndex.empty()),
+        sync=sync,
+        status=status,
+        zone=zone,
+        web_feeds=web_feeds,
+    )
+    try:
+        base = await sync.load_from_disk()
+    except Exception as e:  # P6: a broken index file must not stop DNS
+        log.error("cannot load the lists on disk, starting with none: %s", e)
+        METRICS.set_degraded("lists")
+        base = CategoryIndex.empty()
+    hh.live_index.value = hh.wrap_index(base)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    if background:
+        if store is not None:
+            tasks.append(asyncio.create_task(_reload(hh, stop, build)))
+            tasks.append(asyncio.create_task(_purge_loop(hh, stop)))
+            if pc.leases_file is not None:
+                from policy.leases import leases_loop
+
+                tasks.append(asyncio.create_task(
+                    leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)
+                ))
+        tasks.append(asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index)))
+    try:
+        yield hh
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if store is not None:
+            await asyncio.to_thread(store.close)
+
+
+async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object]) -> None:
+    assert hh.store is not None
+    task = asyncio.create_task(
+        reload_loop(hh.store, hh.live_policy, hh.categories, nudge=hh.nudge, stop=stop,
+                    interval=5.0, clock=hh.now, status=hh.status, **build)
+    )
+    try:
+        while not task.done():
+            METRICS.set_degraded("policy", hh.status.degraded)
+            await asyncio.wait([task], timeout=1.0)
+    finally:
+        task.cancel()
+
+
+async def _purge_loop(hh: Household, stop: asyncio.Event) -> None:
+    """Retention: children's browsing history older than `retention_days` is deleted."""
+    assert hh.store is not None
+    keep = timedelta(days=hh.config.policy.retention_days)
+    while not stop.is_set():
+        try:
+            n = await asyncio.to_thread(hh.store.purge_activity, hh.now() - keep)
+            if n:
+                log.info("retention: deleted %d activity rows older than %s", n, keep)
+        except Exception:
+            log.exception("activity purge failed")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), PURGE_EVERY)
+
