@@ -235,9 +235,14 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
                 if allow_set is None and m.category in ALLOWLIST_CATEGORIES:
                     allow_set = m
         if exc_sources:
-            blocking = [m for m in matches if not m.exception]
+            found = matches
+            blocking = [m for m in found if not m.exception]
             matches = [m for m in blocking if m.source not in exc_sources]
-            cancelled = len(matches) != len(blocking)
+            if len(matches) != len(blocking):
+                cancelled = True
+                # report an exception whose list did cancel something
+                lifted = {m.source for m in blocking} & exc_sources
+                exception = next(m for m in found if m.exception and m.source in lifted)
 
     # 5. security
     for m in matches:

@@ -68,6 +68,7 @@ def sample_index() -> DictIndex:
             # an exception in ANOTHER list does not cancel the gambling match
             ("bet.casino.example", m("ads", 99, "adlist", 12, exception=True)),
             ("toys.example", m("kids", 0, "kids-list", 1)),
+            ("free.ok.ads.example", m("games", 13, "ut1-games", 8, exception=True)),
             ("www.youtube.com", m("video", 0, "vid", 1)),
             ("dating.example", m("dating", 18, "name-rater", 0, rule="name contains 'dating'")),
             ("scam.example", m("scam", 99, "name-rater", 0, rule="name contains 'scam'")),

@@ -222,6 +222,8 @@ ROWS: list[tuple[str, Profile, str, datetime, Verdict]] = [
      v(Action.ALLOW, "exception:edu-allow", "edu-allow:2")),
     ("exception same list", KID, "safe.adult.example", TUE,
      v(Action.ALLOW, "exception:ut1-adult", "ut1-adult:45")),
+    ("reports the exception that cancelled", KID, "x.free.ok.ads.example", TUE,
+     v(Action.ALLOW, "exception:adlist", "adlist:11")),
     ("exception other list", KID, "bet.casino.example", TUE,
      v(BLOCK, "category:gambling:18+", "ut1-gambling:120")),
     # 10. allowlist mode
