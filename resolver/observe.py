@@ -13,9 +13,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from policy.model import QueryEvent
 from resolver.metrics import Metrics
@@ -30,9 +29,11 @@ R = TypeVar("R")
 ActivitySink = Callable[[list[QueryEvent]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """A device seen on the network: its address and (when known) MAC."""
+class Sighting(NamedTuple):
+    """A device seen on the network: its address and (when known) MAC.
+
+    A tuple (ip, mac, at), as `policy.store.Store.seen` takes them.
+    """
 
     ip: str
     mac: str | None
