@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import dns.asyncquery
+import dns.message
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 from hypothesis import given, settings
@@ -374,3 +378,70 @@ def test_any_reply_bytes_are_accepted_dropped_or_garbage(
         return
     assert forward._names_fit(record)
     record.pack()
+
+
+# -- through the whole resolver (tests/conftest.py fixtures), with real clients ----------------
+
+
+async def dig(port: int, *args: str) -> tuple[str, float]:
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        "dig", "-p", str(port), "@127.0.0.1", "+tries=1", "+time=3", *args,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return out.decode(), time.monotonic() - started
+
+
+needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig not installed")
+
+
+@needs_dig
+async def test_e2e_silent_first_upstream_answers_within_patience(
+    up: FakeUpstream, up2: FakeUpstream, nestguard_server: Any, make_config: Any
+) -> None:
+    """U4 with dig: A silent, B fine -> answer < 1.5 s; all silent -> SERVFAIL by ~2 s."""
+    up.set_mode(Mode.SILENT)
+    running = await nestguard_server(make_config([up, up2], timeout=2.0))
+    port = running.addresses[0][1]
+    out, elapsed = await dig(port, "www.example")
+    assert "status: NOERROR" in out and "192.0.2.99" in out
+    assert elapsed < 1.5
+    up2.set_mode(Mode.SILENT)
+    out, elapsed = await dig(port, "other.example")
+    assert "status: SERVFAIL" in out
+    assert elapsed < 2.6
+
+
+@needs_dig
+async def test_e2e_spoofs_are_neither_served_nor_cached(
+    up: FakeUpstream, nestguard_server: Any, make_config: Any
+) -> None:
+    """U2 with dig: forged replies first, then the real one; the cache holds the real one."""
+    up.add("bank.example", "A", "192.0.2.10")
+    up.set_mode(Mode.SPOOF, name="bank.example")
+    running = await nestguard_server(make_config(up))
+    port = running.addresses[0][1]
+    for _ in range(2):
+        out, _elapsed = await dig(port, "bank.example")
+        assert "192.0.2.10" in out and SPOOF_ADDRESS not in out
+    assert up.count("bank.example") == 1
+
+
+async def test_e2e_fifty_clients_one_upstream_query(
+    up: FakeUpstream, nestguard_server: Any, make_config: Any
+) -> None:
+    """U3 with dnspython: 50 clients ask at once -> 1 upstream query."""
+    up.set_mode(Mode.DELAY, delay=0.3)
+    running = await nestguard_server(make_config(up))
+    host, port = running.addresses[0]
+    replies = await asyncio.gather(
+        *(
+            dns.asyncquery.udp(
+                dns.message.make_query("www.example", "A"), host, port=port, timeout=3
+            )
+            for _ in range(50)
+        )
+    )
+    assert all(r.rcode() == 0 and r.answer for r in replies)
+    assert up.count("www.example") == 1
