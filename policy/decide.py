@@ -122,26 +122,27 @@ def suffixes(qname: str) -> tuple[str, ...]:
 # Active windows per profile and minute (they only change on whole minutes, see
 # policy/schedule.py). Keyed by id(profile); the entry holds the profile itself, so the id
 # cannot be reused by another object while the entry exists. Cleared when it grows (old
-# snapshots after reloads).
-_WINDOWS: dict[int, tuple[Profile, int, object, list[Schedule]]] = {}
+# snapshots after reloads). The resolver hands out one `now` object per second, so the
+# first check (the same `now` object) is nearly free.
+_WINDOWS: dict[int, tuple[Profile, datetime, int, object, list[Schedule]]] = {}
 _WINDOWS_MAX = 256
 
 
 def _active_windows(profile: Profile, now: datetime) -> list[Schedule]:
-    minute = now.toordinal() * 1440 + now.hour * 60 + now.minute
     hit = _WINDOWS.get(id(profile))
+    if hit is not None and hit[0] is profile and hit[1] is now:
+        return hit[4]
+    minute = now.toordinal() * 1440 + now.hour * 60 + now.minute
     tz = now.tzinfo
-    if (
-        hit is not None
-        and hit[0] is profile
-        and hit[1] == minute
-        and (hit[2] is tz or hit[2] == tz)
+    if hit is not None and hit[0] is profile and hit[2] == minute and (
+        hit[3] is tz or hit[3] == tz
     ):
-        return hit[3]
-    windows = active_windows(profile, now)
-    if len(_WINDOWS) >= _WINDOWS_MAX:
-        _WINDOWS.clear()
-    _WINDOWS[id(profile)] = (profile, minute, tz, windows)
+        windows = hit[4]
+    else:
+        windows = active_windows(profile, now)
+        if len(_WINDOWS) >= _WINDOWS_MAX:
+            _WINDOWS.clear()
+    _WINDOWS[id(profile)] = (profile, now, minute, tz, windows)
     return windows
 
 
@@ -178,18 +179,20 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
     adults = profile.mode == "adults"
 
     # 2. pause and bedtime
-    windows = None
+    windows: list[Schedule] | None = None
     if not adults:
         paused = profile.paused_until is not None and profile.paused_until > now
-        if paused or profile.schedules or profile.exceptions:
-            always = not profile.always_allowed.isdisjoint(names)
-            if paused and not always:
-                return PAUSED
+        if profile.schedules or profile.exceptions:
             windows = _active_windows(profile, now)
-            if not always:
+        if paused or windows:
+            block = PAUSED if paused else None
+            if block is None and windows:
                 for w in windows:
                     if w.kind == "bedtime":
-                        return _verdict(BLOCK, f"schedule:{w.name}", "parent")
+                        block = _verdict(BLOCK, f"schedule:{w.name}", "parent")
+                        break
+            if block is not None and profile.always_allowed.isdisjoint(names):
+                return block
 
     # 3. parent deny, 4. parent allow and domain grants
     if profile.deny and not profile.deny.isdisjoint(names):
