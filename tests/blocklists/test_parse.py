@@ -373,7 +373,7 @@ HOSTILE = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(HOSTILE, max_size=12), st.sampled_from(FORMAT_NAMES))
 def test_parse_never_raises_and_accounts_for_every_line(lines: list[str], fmt: str) -> None:
     text = "\n".join(lines)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from blocklists.parse import ParseResult, parse_file
+from blocklists.parse import ParseResult, detect_format, parse_file, read_sample
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("NESTGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -365,6 +365,8 @@ def test_real_list_counts(
         duplicates,
     )
     assert reason_kinds(r) == reasons
+    # the admin UI's "add a feed" guesses the same format from the first 64 KiB
+    assert detect_format(read_sample(DATA / rel)) == fmt
     # accounting: every name or line ends up somewhere
     assert len(r.entries) + r.rejected_count + r.skipped + r.duplicates >= lines
 
