@@ -20,8 +20,8 @@ Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may nam
   A line with a bare name and no address is accepted (lenient: many "hosts" feeds mix both).
 - domains: one name per line; `#`, `;`, `!` comments and inline ` #` comments; `*.x` -> x
   (hagezi "wildcard" format, which means x and everything below it), `.x` -> x (squid
-  dstdomain syntax, seen in UT1 lists); URL lines (a `/` in
-  them, like UT1 `urls` files) are rejected with "URL, not a domain".
+  dstdomain syntax, seen in UT1 lists); URL lines (a `/` in them, like UT1 `urls` files)
+  are rejected with "URL, not a domain"; bare IP addresses with "IP address, not a name".
 - wildcard: the same parser as domains (hagezi "wildcard" syntax is `*.x` on each line).
 - adblock: `||x^` (block), `@@||x^` (exception), `|x^` (taken as `||x^`: the index has no
   exact-only entries, so it blocks subdomains too), `||*.x^` (subdomains only), bare `x`
@@ -30,9 +30,12 @@ Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may nam
   Cosmetic rules (`##`, `#@#`, `#$#`, `#?#`, ...) and URL/path rules are valid adblock that
   means nothing to DNS: they are SKIPPED and counted (skipped_by["cosmetic rule"],
   skipped_by["URL rule"]), never rejected, so a browser list does not eat the error budget.
-  Regex rules (`/.../`) and wildcards inside a name are rejected.
+  An unanchored rule without `^` is a domain if it reads as one (`example.com`), else a URL
+  substring rule (`-ad-banner.`), skipped. Regex rules (`/.../`) and wildcards inside a
+  name (`||ad*.example^`) are rejected.
 - rpz: `x CNAME .` (NXDOMAIN), `x CNAME *.` (NODATA), `rpz-drop.`, local-redirect targets and
-  A/AAAA/TXT local data -> block (local data notes "local data (A)"); `CNAME rpz-passthru.`
+  A/AAAA/TXT/... local data -> block; Entry.note keeps how ("nodata", "drop",
+  "local redirect to t.", "local data (A)"; "" for NXDOMAIN); `CNAME rpz-passthru.`
   -> exception; `*.x` -> subdomains only (merged with `x` when both are listed); `$ORIGIN`,
   `$TTL`, SOA (multi-line in parentheses), NS skipped; `@`, relative and absolute owners
   (names under the zone apex are made relative to it). IP/NSDNAME/client triggers rejected.
@@ -45,6 +48,9 @@ Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may nam
   i.e. blocked); `server=/x/1.2.3.4` forwards and is rejected as "forwarding rule".
 - unbound: `local-zone: "x." always_nxdomain|refuse|static|deny|always_null|...` -> block,
   `always_transparent` -> exception, `local-data: "x A 0.0.0.0"` -> block; `server:` skipped.
+
+parse_file streams the file (UTF-8; a bad byte becomes U+FFFD and rejects only its line with
+"not valid UTF-8"). The cyclic GC is paused while a parse runs (entries make no cycles).
 
 Duplicate names (same name, exception flag and category) keep the first line and are counted
 in `duplicates`, not in `skipped`. Counts: entries/duplicates count names, skipped counts
