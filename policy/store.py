@@ -177,12 +177,13 @@ class Store:
     # -- opening, migrations, transactions -------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, *, busy_timeout: float = 5.0) -> Store:
         """Open (creating with mode 0600 if absent) and migrate the database at `path`.
 
         A file that is not a SQLite database or whose policy tables fail `quick_check`
         raises StoreError("<path>: database is corrupt: ...") so the caller can fall back.
-        `Path(":memory:")` opens a private in-memory database (tests).
+        `Path(":memory:")` opens a private in-memory database (tests). `busy_timeout`: how
+        long a write waits for another connection's lock before StoreError("... locked").
         """
         memory = str(path) == ":memory:"
         if not memory:
@@ -195,7 +196,7 @@ class Store:
                 raise StoreError(f"{path}: cannot open database file: {e.strerror}") from e
         try:
             conn = sqlite3.connect(
-                str(path), check_same_thread=False, isolation_level=None, timeout=5.0
+                str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout
             )
         except sqlite3.Error as e:
             raise StoreError(f"{path}: cannot open database: {e}") from e
@@ -205,12 +206,9 @@ class Store:
         except StoreError:
             conn.close()
             raise
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:  # "locked" is not "corrupt": _describe tells them apart
             conn.close()
-            raise StoreError(f"{path}: database is corrupt: {e}") from e
-        except sqlite3.Error as e:
-            conn.close()
-            raise StoreError(f"{path}: cannot open database: {e}") from e
+            raise StoreError(f"{path}: cannot open database: {_describe(e)}") from e
         return store
 
     def _setup(self, memory: bool) -> None:
@@ -223,7 +221,6 @@ class Store:
                 log.warning("%s: journal_mode is %s, not WAL", self.path, mode)
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
         self._migrate()
         self._check()
         if not memory:
@@ -1560,7 +1557,9 @@ _CHECKED_TABLES = (
 
 def _describe(e: sqlite3.Error) -> str:
     text = str(e)
-    if any(s in text for s in ("malformed", "not a database", "corrupt")):
+    if isinstance(e, sqlite3.DatabaseError) and any(
+        s in text for s in ("malformed", "not a database", "corrupt", "disk image")
+    ):
         return f"database is corrupt: {text}"
     return text
 

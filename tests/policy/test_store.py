@@ -111,6 +111,20 @@ def test_truncated_file_is_reported_corrupt(db_path: Path) -> None:
         Store.open(db_path)
 
 
+def test_locked_database_is_not_called_corrupt(db_path: Path) -> None:
+    Store.open(db_path).close()
+    other = sqlite3.connect(db_path, isolation_level=None, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with Store.open(db_path, busy_timeout=0.2) as s:  # reads work in WAL mode
+            with pytest.raises(StoreError) as err:
+                s.add_child("An", date(2015, 3, 1))
+            assert "locked" in str(err.value) and "corrupt" not in str(err.value)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
 def test_newer_schema_is_refused(db_path: Path) -> None:
     Store.open(db_path).close()
     conn = sqlite3.connect(db_path)
