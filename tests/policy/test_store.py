@@ -685,3 +685,9 @@ def test_two_stores_on_one_file_see_each_other(db_path: Path) -> None:
         ui.add_child("An", date(2015, 3, 1))
         assert resolver.revision() == r0 + 1
         assert [c.name for c in resolver.children()] == ["An"]
+
+
+def test_in_memory_store() -> None:
+    with Store.open(Path(":memory:")) as s:
+        kid = s.add_child("An", date(2015, 3, 1))
+        assert s.children() == [kid]
