@@ -96,6 +96,7 @@ class IndexStats:
 
 _EMPTY: tuple[Match, ...] = ()
 MATCH_CACHE = 16384
+MEMO_SIZE = 16384
 _SET_MATCH = tuple(
     Match.__dict__[f].__set__
     for f in ("category", "min_age", "source", "exception", "rule", "line", "confidence")
@@ -123,7 +124,7 @@ class CategoryIndex:
 
     __slots__ = ("_buf", "_header", "_dir", "_keys", "_nstart", "_nlen", "_src", "_cat", "_age",
                  "_flags", "_line", "_names_at", "_shift", "_n", "_sources", "_categories",
-                 "_path", "_matches")
+                 "_path", "_matches", "_memo")
     _buf: bytes | mmap.mmap
     _header: dict[str, Any]
     _dir: memoryview
@@ -170,6 +171,7 @@ class CategoryIndex:
         self._categories: tuple[str, ...] = tuple(header["categories"])
         self._path = path
         self._matches: dict[int, Match] = {}  # entry -> its Match (blocked sites repeat)
+        self._memo: dict[str, tuple[Match, ...]] = {}  # qname -> result
         if len(self._keys) != self._n or len(self._dir) != (1 << header["bits"]) + 1:
             raise FeedError(f"{where}: section sizes do not match the header")
 
@@ -198,6 +200,16 @@ class CategoryIndex:
 
         Single-label suffixes ("com") are not probed: the builder never stores them.
         """
+        memo = self._memo
+        hit = memo.get(qname)
+        if hit is not None:
+            return hit
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()  # cheap bounded memo: real DNS traffic repeats the same names
+        memo[qname] = found_t = self._lookup(qname)
+        return found_t
+
+    def _lookup(self, qname: str) -> tuple[Match, ...]:
         b = qname.lower().encode("utf-8", "surrogatepass")
         if b[-1:] == b".":
             b = b[:-1]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blocklists.feed import FeedError
-from blocklists.index import CategoryIndex, SourceInfo, build_index, rebuild
+from blocklists.index import MEMO_SIZE, CategoryIndex, SourceInfo, build_index, rebuild
 from blocklists.names import canonical_name
 from blocklists.parse import Entry, parse
 from policy.model import Match
@@ -226,3 +226,12 @@ async def test_rebuild_in_a_process_does_not_stall_the_event_loop(tmp_path: Path
     assert max(gaps) < 0.05 + noise, (
         f"event loop stalled {max(gaps) * 1000:.0f} ms during a rebuild"
         f" (idle noise {noise * 1000:.0f} ms)")
+
+
+def test_repeated_lookups_are_memoized_and_bounded(gambling: CategoryIndex) -> None:
+    first = gambling.lookup("www.casino.example")
+    assert gambling.lookup("www.casino.example") is first
+    for i in range(MEMO_SIZE + 10):
+        gambling.lookup(f"n{i}.example")
+    assert len(gambling._memo) <= MEMO_SIZE
+    assert gambling.lookup("www.casino.example") == first
