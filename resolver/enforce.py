@@ -84,6 +84,8 @@ class Enforce:
     ) -> None:
         self._decider = decider
         self._now = now or WallClock()
+        self._memo: dict[tuple[int, str, int], tuple[Profile, Verdict]] = {}
+        self._memo_now: datetime | None = None
         b = block or BlockSettings()
         self._mode = b.answer
         self._ttl = b.ttl
@@ -105,7 +107,7 @@ class Enforce:
         if decider is None or profile is None:
             return None
         q = query.question
-        verdict = decider(profile, q.name, q.qtype, self._now())
+        verdict = self.verdict(profile, q.name, q.qtype)
         query.verdict = verdict
         action = verdict.action
         if action is Action.ALLOW:
@@ -125,13 +127,32 @@ class Enforce:
         targets = reply.targets
         if not targets or self._decider is None or query.profile is None:
             return reply
-        now = self._now()
         for target in targets:
-            v = self._decider(query.profile, target, query.question.qtype, now)
+            v = self.verdict(query.profile, target, query.question.qtype)
             if v.action is Action.BLOCK:
                 query.verdict = v
                 return self.block(query, v)
         return reply
+
+    def verdict(self, profile: Profile, qname: str, qtype: int) -> Verdict:
+        """The decider's verdict, memoised while `now()` returns the same instant.
+
+        The default clock changes once a second, so a swapped index or policy counts within
+        a second at most (a new Policy brings new Profile objects, which miss at once).
+        """
+        now = self._now()
+        memo = self._memo
+        if now is not self._memo_now or len(memo) > 50_000:
+            memo.clear()
+            self._memo_now = now
+        key = (id(profile), qname, qtype)
+        hit = memo.get(key)
+        if hit is not None and hit[0] is profile:
+            return hit[1]
+        assert self._decider is not None
+        verdict = self._decider(profile, qname, qtype, now)
+        memo[key] = (profile, verdict)
+        return verdict
 
     # ------------------------------------------------------------------ answers
 

@@ -24,7 +24,7 @@ from policy.model import (
     Verdict,
 )
 from resolver.identify import Neighbours, parse_arp
-from resolver.main import Services
+from resolver.main import Services, default_policy
 from resolver.observe import Sighting
 from tests.resolver.dnsclient import ask, dig
 from tests.support.upstream import FakeUpstream
@@ -120,6 +120,7 @@ class TableDecider:
     def __init__(self, rules: dict[str, Verdict]) -> None:
         self.rules = rules
         self.calls: list[tuple[Profile, str, int]] = []
+        self.live: Live[Policy] | None = None
 
     def __call__(self, profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
         self.calls.append((profile, qname, qtype))
@@ -158,6 +159,7 @@ async def enforced(nestguard_server, fake_upstream: FakeUpstream, make_config):
             make_config(fake_upstream, policy=policy or None),
             Services(arp_path=None, decider=decider),
         )
+        decider.live = running.live_policy
         return running.addresses[0], decider
 
     return start
@@ -251,6 +253,8 @@ async def test_policy_applies_after_cache(enforced, fake_upstream):
     addr, decider = await enforced()
     assert (await ask(addr, "site.example")).answer[0][0].address == "192.0.2.1"
     decider.rules["site.example"] = Verdict(Action.BLOCK, "parent:deny")
+    assert decider.live is not None
+    decider.live.value = default_policy()  # as policy/reload.py swaps in a new snapshot
     r = await ask(addr, "site.example")
     assert r.answer[0][0].address == "0.0.0.0"
     assert ede_of(r) == [(17, "parent:deny")]
@@ -400,3 +404,29 @@ def test_neighbours_reread_at_most_every_few_seconds(tmp_path):
     clock.advance(5)
     assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:33"
     assert Neighbours(tmp_path / "missing").mac_of("192.168.1.20") is None
+
+
+def test_verdict_memo_follows_the_clock_and_the_snapshot():
+    from datetime import UTC
+
+    from resolver.enforce import Enforce
+
+    calls: list[str] = []
+
+    def decider(profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
+        calls.append(qname)
+        return ALLOW
+
+    instant = [datetime(2026, 1, 1, tzinfo=UTC)]
+    enforce = Enforce(decider, now=lambda: instant[0])
+    profile = Profile(None)
+    enforce.verdict(profile, "a.example", 1)
+    enforce.verdict(profile, "a.example", 1)
+    assert calls == ["a.example"]
+    enforce.verdict(profile, "a.example", 28)
+    assert len(calls) == 2
+    instant[0] = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
+    enforce.verdict(profile, "a.example", 1)
+    assert len(calls) == 3
+    enforce.verdict(Profile(None), "a.example", 1)  # a new policy snapshot
+    assert len(calls) == 4
