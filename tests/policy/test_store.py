@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policy.model import ADULTS, Grant, HouseholdException, QueryEvent, Schedule
 from policy.store import (
@@ -691,3 +693,14 @@ def test_in_memory_store() -> None:
     with Store.open(Path(":memory:")) as s:
         kid = s.add_child("An", date(2015, 3, 1))
         assert s.children() == [kid]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_name_checks_are_total(text: str) -> None:
+    for check in (canonical_domain, normalise_identifier):
+        try:
+            out = check(text)
+        except StoreError:
+            continue
+        assert out == out.strip() and out == check(out)  # canonical forms are fixed points
