@@ -9,9 +9,11 @@ Precedence (first rule that applies wins):
     "bypass:canary"; mask.icloud.com, mask-h2.icloud.com -> BLOCK NXDOMAIN
     "bypass:private-relay"; _dns.resolver.arpa -> BLOCK NODATA "bypass:ddr".
  2. Pause (paused_until > now) -> BLOCK "paused"; an active bedtime window -> BLOCK
-    "schedule:<name>". Only the profile's always-allowed names (the parent's "always" rules
-    plus a few connectivity-check names added by reload) pass here - not the parent's allow
-    list: "allowed" means "not filtered", not "usable at 23:00". Passing names go on.
+    "schedule:<name>". The profile's always-allowed names (the parent's "always" rules plus
+    a few connectivity-check names added by reload) pass both; an active DOMAIN grant passes
+    bedtime (the parent just said yes to that site, e.g. an approved request at 21:30) but
+    not a pause. The parent's allow list does not pass: "allowed" means "not filtered", not
+    "usable at 23:00". Passing names go on to step 3.
  3. The parent's denied domains -> BLOCK "parent:deny" (source "parent").
  4. The parent's allowed domains -> ALLOW "parent:allow"; an active domain grant -> ALLOW
     "grant" (source "parent"). A safe-search front end stays rewritten (step 8's REWRITE)
@@ -191,7 +193,11 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
                     if w.kind == "bedtime":
                         block = _verdict(BLOCK, f"schedule:{w.name}", "parent")
                         break
-            if block is not None and profile.always_allowed.isdisjoint(names):
+            if (
+                block is not None
+                and profile.always_allowed.isdisjoint(names)
+                and (block is PAUSED or not _granted_domain(profile, names, now))
+            ):
                 return block
 
     # 3. parent deny, 4. parent allow and domain grants
@@ -328,6 +334,10 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
     if exception is not None and cancelled:
         return _verdict(Action.ALLOW, f"exception:{exception.source}", _source(exception))
     return ALLOW
+
+
+def _granted_domain(profile: Profile, names: tuple[str, ...], now: datetime) -> bool:
+    return any(g.until > now and g.domain in names for g in profile.grants if g.domain)
 
 
 def _safe_search(profile: Profile, qname: str) -> Verdict | None:

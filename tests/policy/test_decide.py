@@ -88,6 +88,10 @@ NIGHTS = replace(KID, schedules=(BEDTIME, SUNDAY_NIGHT), always_allowed=frozense
     {"school.example"}), allow=frozenset({"games.example"}))
 TET = HouseholdException("Tết", date(2026, 12, 4), date(2026, 12, 4), frozenset())
 NIGHTS_FRIDAY_OFF = replace(NIGHTS, exceptions=(TET,))
+NIGHT_GRANT = replace(
+    NIGHTS, grants=(Grant(1, at("2026-12-01", "22:30"), domain="wiki.example"),
+                    Grant(1, at("2026-12-01", "23:30"), category="news")),
+)
 SATURDAY_OFF = replace(
     NIGHTS, exceptions=(replace(TET, first_day=date(2026, 12, 5), last_day=date(2026, 12, 5)),)
 )
@@ -144,6 +148,14 @@ ROWS: list[tuple[str, Profile, str, datetime, Verdict]] = [
     ("sunday into monday", NIGHTS, "wiki.example", at("2026-12-07", "05:00"),
      v(BLOCK, "schedule:sunday", "parent")),
     ("always allowed at night", NIGHTS, "school.example", at("2026-12-01", "22:00"), ALLOW),
+    ("domain grant at night", NIGHT_GRANT, "www.wiki.example", at("2026-12-01", "22:00"),
+     v(Action.ALLOW, "grant", "parent")),
+    ("other names at night", NIGHT_GRANT, "news.example", at("2026-12-01", "22:00"),
+     v(BLOCK, "schedule:bedtime", "parent")),
+    ("domain grant not in pause", replace(NIGHT_GRANT, paused_until=at("2026-12-02", "00:00")),
+     "wiki.example", at("2026-12-01", "22:00"), v(BLOCK, "paused", "parent")),
+    ("grant over at night", NIGHT_GRANT, "wiki.example", at("2026-12-01", "23:00"),
+     v(BLOCK, "schedule:bedtime", "parent")),
     ("parent allow is not always", NIGHTS, "games.example", at("2026-12-01", "22:00"),
      v(BLOCK, "schedule:bedtime", "parent")),
     # exceptions: by the window's start date, for the listed children
