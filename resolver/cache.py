@@ -523,13 +523,40 @@ class Forward:
     cache in the background.
     """
 
-    def __init__(self, upstream: Upstream, cache: Cache, *, serve_stale_after: float = 1.8) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        cache: Cache,
+        *,
+        serve_stale_after: float = 1.8,
+        max_per_client: int = 50,
+    ) -> None:
         self._upstream = upstream
         self._cache = cache
         self._stale_after = serve_stale_after
+        self._max_per_client = max_per_client
+        self._per_client: dict[str, int] = {}
         self._background: set[asyncio.Task[DNSRecord]] = set()
+        self.overloaded = 0
 
     async def __call__(self, query: Query) -> Reply:
+        """Resolve upstream, at most `max_per_client` at once per client (A4): fast SERVFAIL."""
+        client = query.client_ip
+        busy = self._per_client.get(client, 0)
+        if busy >= self._max_per_client:
+            self.overloaded += 1
+            return self._cache.servfail(query)
+        self._per_client[client] = busy + 1
+        try:
+            return await self._resolve(query)
+        finally:
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
+
+    async def _resolve(self, query: Query) -> Reply:
         q = query.question
         labels = query.resolve_labels if query.resolve_labels is not None else q.labels
         coro = self._upstream.query(labels, q.qtype, q.qclass, do=q.do)

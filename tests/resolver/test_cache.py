@@ -269,3 +269,31 @@ def test_entry_size_counted_and_byte_bound():
         cache.store(query, reply)
     assert cache.size_bytes <= 20_000
     assert len(cache) < 500
+
+
+async def test_in_flight_cap_per_client_fails_fast_and_hits_stay_fast(
+    nestguard_server, fake_upstream, make_config
+):
+    from resolver.cache import Forward
+
+    fake_upstream.add("*.slow.example", "A", "192.0.2.1")
+    fake_upstream.add("cached.example", "A", "192.0.2.2")
+    running = await nestguard_server(make_config(fake_upstream, timeout=1.5))
+    addr = running.addresses[0]
+    await ask(addr, "cached.example")
+    fake_upstream.set_mode(Mode.DELAY, delay=0.4)
+    forward = running.pipeline._last
+    assert isinstance(forward, Forward)
+    start = time.monotonic()
+    slow = [asyncio.create_task(ask(addr, f"n{i}.slow.example", timeout=4)) for i in range(70)]
+    await asyncio.sleep(0.1)
+    t = time.monotonic()
+    hit = await ask(addr, "cached.example")
+    assert time.monotonic() - t < 0.05 + 0.2  # a hit does not queue behind the slow ones
+    assert hit.answer[0][0].address == "192.0.2.2"
+    replies = await asyncio.gather(*slow)
+    codes = [r.rcode() for r in replies]
+    assert codes.count(dns.rcode.SERVFAIL) >= 20  # beyond 50 in flight for this client
+    assert codes.count(dns.rcode.NOERROR) >= 1
+    assert forward.overloaded >= 20
+    assert time.monotonic() - start < 4
