@@ -8,7 +8,8 @@ size, DO if asked); the client's bytes are never forwarded and ``DNSRecord.send(
 - U2: a reply is accepted only from the queried IP:port on that socket with the same ID, QR=1,
   opcode QUERY and the same question (name case-insensitively, type, class). Anything else is
   dropped, counted as ``spoof`` and the try keeps waiting until its timeout.
-- TC=1 retries the same upstream over TCP.
+- TC=1 retries the same upstream over TCP. FORMERR to our OPT record asks the same upstream again
+  without EDNS (RFC 6891 section 7) and remembers that it needs this (old routers' DNS proxies).
 - U3: identical in-flight questions (lower-cased name, type, class, DO) share one upstream query.
 - A4: at most ``max_inflight`` upstream resolutions at once; beyond that ``query`` fails fast.
 - U4/U5, timing (as Unbound, which answers or gives up within ``discard-timeout`` 1.9 s):
@@ -65,6 +66,7 @@ _DNSLIB_ERRORS: tuple[type[Exception], ...] = (
 )
 
 _NAME_ATTRS = ("label", "mname", "rname", "target", "mbox", "txt", "replacement")
+_RCODE_FORMERR = 1
 _RCODE_SERVFAIL = 2
 _RCODE_REFUSED = 5
 _OK_RCODES = (0, 3)  # NOERROR, NXDOMAIN
@@ -115,6 +117,7 @@ class _Upstream:
     label: str
     rank: int
     family: socket.AddressFamily
+    edns: bool = True  # False once it answered FORMERR to EDNS and fine without
     dead_until: float = 0.0  # loop time; 0 = healthy
     backoff: float = 0.0
     probing: bool = False
@@ -171,6 +174,13 @@ def _template(qtype: int, qclass: int, do: bool) -> tuple[bytes, bytes]:
     record.add_ar(EDNS0(udp_len=EDNS_UDP_SIZE, flags="do" if do else ""))
     packed = bytes(record.pack())
     return packed[:12], packed[13:]  # the root name is the single byte at offset 12
+
+
+def _without_edns(wire: bytes) -> bytes:
+    """The query without its OPT record (the last 11 bytes: root name, type, class, TTL, 0)."""
+    if wire[10:12] != b"\x00\x01":
+        return wire
+    return wire[:10] + b"\x00\x00" + wire[12:-11]
 
 
 def _names_fit(record: DNSRecord) -> bool:
@@ -378,10 +388,19 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            reply = await self._udp(upstream, wire, question, timeout)
-            if reply is None:
-                remaining = max(timeout - (loop.time() - started), self._attempt / 2)
-                reply = await self._tcp(upstream, wire, question, remaining)
+            if not upstream.edns:
+                wire = _without_edns(wire)
+            reply = await self._exchange(upstream, wire, question, timeout)
+            if reply[1].header.rcode == _RCODE_FORMERR and upstream.edns:
+                # RFC 6891 section 7: a server that does not know OPT answers FORMERR; ask
+                # again without it, and keep asking that upstream without it.
+                remaining = timeout - (loop.time() - started)
+                if remaining > 0.05:
+                    plain = await self._exchange(upstream, _without_edns(wire), question, remaining)
+                    if plain[1].header.rcode != _RCODE_FORMERR:
+                        upstream.edns = False
+                        log.warning("upstream %s rejects EDNS; asking it without", upstream.label)
+                        reply = plain
         except _TryFailed as e:
             self._count_error(upstream, e.kind)
             if e.kind != "servfail":
@@ -399,6 +418,18 @@ class Forwarder:
             log.info("upstream %s answers again", upstream.label)
         upstream.dead_until = 0.0
         upstream.backoff = 0.0
+        return reply
+
+    async def _exchange(
+        self, upstream: _Upstream, wire: bytes, question: _Question, timeout: float
+    ) -> _Reply:
+        """UDP, then TCP if the UDP reply was truncated."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        reply = await self._udp(upstream, wire, question, timeout)
+        if reply is None:
+            remaining = max(timeout - (loop.time() - started), self._attempt / 2)
+            reply = await self._tcp(upstream, wire, question, remaining)
         return reply
 
     def _mark_dead(self, upstream: _Upstream, now: float) -> None:

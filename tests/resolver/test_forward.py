@@ -445,3 +445,22 @@ async def test_e2e_fifty_clients_one_upstream_query(
     )
     assert all(r.rcode() == 0 and r.answer for r in replies)
     assert up.count("www.example") == 1
+
+
+async def test_upstream_without_edns_is_asked_again_without_it(up: FakeUpstream) -> None:
+    """RFC 6891 section 7: FORMERR to an OPT -> the same question without EDNS, then remembered."""
+    up.set_mode(Mode.FORMERR_EDNS)
+    async with Forwarder([up.address]) as fwd:
+        first = await fwd.query(labels("www.example"), QTYPE.A)
+        second = await fwd.query(labels("www.example"), QTYPE.AAAA)
+    assert addresses(first) == ["192.0.2.1"]
+    assert second.header.rcode == RCODE.NOERROR
+    with_opt = [any(rr.rtype == QTYPE.OPT for rr in r.ar) for r in up.requests]
+    assert with_opt == [True, False, False]
+
+
+async def test_formerr_either_way_moves_on(up: FakeUpstream, up2: FakeUpstream) -> None:
+    up.set_mode(Mode.FORMERR)
+    async with Forwarder([up.address, up2.address]) as fwd:
+        reply = await fwd.query(labels("www.example"), QTYPE.A)
+    assert addresses(reply) == ["192.0.2.99"]

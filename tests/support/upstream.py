@@ -14,7 +14,8 @@ Usage::
         up.queries  # [Received(transport, qname, qtype, port, id), ...]
 
 Modes (:class:`Mode`): ``normal``; ``silent`` (drop); ``delay`` (answer after ``delay`` s);
-``servfail``; ``refused``; ``truncate`` (TC=1 and empty sections over UDP, the full answer over
+``servfail``; ``refused``; ``formerr``; ``formerr-edns`` (FORMERR to queries with EDNS, as an
+old EDNS-unaware server); ``truncate`` (TC=1 and empty sections over UDP, the full answer over
 TCP); ``garbage`` (``garbage_bytes``; by default a header with the right ID and QR=1 followed by a
 compression loop, so it fails to parse); ``spoof`` (first forged replies carrying
 :data:`SPOOF_ADDRESS` -- from another socket on 127.0.0.2 / another port, with a wrong ID, a wrong
@@ -59,6 +60,8 @@ class Mode(StrEnum):
     TRUNCATE = "truncate"
     GARBAGE = "garbage"
     SPOOF = "spoof"
+    FORMERR = "formerr"
+    FORMERR_EDNS = "formerr-edns"  # FORMERR (no OPT) to queries with EDNS, else normal
 
 
 class Received(NamedTuple):
@@ -328,6 +331,11 @@ class FakeUpstream:
             if self.garbage_patch_id and len(raw) >= 2:
                 raw = struct.pack("!H", request.header.id) + raw[2:]
             return raw
+        if mode is Mode.FORMERR or (mode is Mode.FORMERR_EDNS and _edns(request) is not None):
+            reply = request.reply(ra=1)
+            reply.ar = []
+            reply.header.rcode = RCODE.FORMERR
+            return bytes(reply.pack())
         if mode in (Mode.SERVFAIL, Mode.REFUSED):
             reply = request.reply(ra=1)
             reply.ar = []
