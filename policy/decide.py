@@ -255,7 +255,7 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
 
     # 5. security
     for m in matches:
-        if m.category in SECURITY_CATEGORIES and _usable(m, profile):
+        if m.category in SECURITY_CATEGORIES and (m.source != RATER or _usable(m, profile)):
             return _verdict(BLOCK, f"security:{m.category}", _source(m))
     if adults:
         return ALLOW
@@ -314,11 +314,12 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
         age = child.age_on(now.date()) if child is not None else 0
         ages = profile.category_ages
         catalogue = profile.catalogue_ages
+        allowed_cats = profile.allowed
         for m in matches:
-            if not _usable(m, profile):
+            if m.source == RATER and not _usable(m, profile):
                 continue
             cat = m.category
-            if cat in profile.allowed or (granted is not None and cat in granted):
+            if cat in allowed_cats or (granted is not None and cat in granted):
                 continue
             limit = m.min_age
             if ages and cat in ages and (
