@@ -263,7 +263,12 @@ class Store:
                 raise StoreError(f"{self.path}: database is corrupt: {detail}")
 
     def close(self) -> None:
+        """Close the connection (after a best-effort `PRAGMA optimize`)."""
         with self._lock:
+            try:
+                self._conn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass  # a closed or damaged database: closing is what matters
             try:
                 self._conn.close()
             except sqlite3.Error as e:
