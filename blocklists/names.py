@@ -12,14 +12,19 @@ Decisions (lenient like real resolvers, strict where a wrong entry would hurt):
 - Unicode names go through UTS #46 mapping and IDNA 2008 (the `idna` package), not Python's
   built-in IDNA 2003 codec, which maps `ß` to `ss` and accepts symbols IDNA 2008 forbids;
 - a single label ("com", "localhost") is rejected: it would block a whole top-level domain;
+  `is_public_suffix` extends that to registries like "com.vn" or "gob.mx" (list parsers
+  reject those; canonical_name itself accepts them, so "is co.uk blocked?" still works);
 - IPv4/IPv6 literals are rejected: an address is not a name (IP lists are a separate job).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import idna
 
@@ -110,6 +115,59 @@ def _to_alabels(name: str) -> str:
 def _short(e: Exception) -> str:
     text = str(e) or type(e).__name__
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_public_suffix(name: str) -> bool:
+    """True if canonical `name` is an ICANN public suffix ("com.vn", "co.uk", "gob.mx"):
+    an entry there would cover a whole registry. Private-section suffixes (github.io,
+    duckdns.org) are not included: lists block those on purpose. Uses the Public Suffix List
+    snapshot bundled with tldextract (no network)."""
+    exact, wild, exceptions = public_suffix_sets()
+    if name in exact:
+        return True
+    dot = name.find(".")
+    return dot > 0 and name[dot + 1 :] in wild and name not in exceptions
+
+
+def _icann_rules() -> list[str]:
+    """The ICANN section of the Public Suffix List snapshot that tldextract ships.
+
+    Read straight from the package folder: importing tldextract costs ~0.8 s (it pulls in
+    requests), which every list-building worker process would pay. Falls back to its API."""
+    spec = importlib.util.find_spec("tldextract")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            text = (Path(folder) / ".tld_set_snapshot").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        begin, end = "// ===BEGIN ICANN DOMAINS===", "// ===END ICANN DOMAINS==="
+        if begin in text and end in text:
+            section = text.split(begin, 1)[1].split(end, 1)[0]
+            return [
+                ln.strip() for ln in section.splitlines() if ln.strip() and not ln.startswith("//")
+            ]
+    import tldextract
+
+    return list(tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None).tlds)
+
+
+@functools.cache
+def public_suffix_sets() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    rules = _icann_rules()
+    exact: set[str] = set()
+    wild: set[str] = set()
+    exceptions: set[str] = set()
+    for rule in rules:
+        target = exact
+        if rule.startswith("*."):
+            rule, target = rule[2:], wild
+        elif rule.startswith("!"):
+            rule, target = rule[1:], exceptions
+        try:
+            target.add(rule if rule.isascii() else _to_alabels(rule.lower()))
+        except ValueError:
+            continue  # a rule our IDNA 2008 mapping refuses cannot match a canonical name
+    return frozenset(exact), frozenset(wild), frozenset(exceptions)
 
 
 def labels_of(name: str) -> list[str]:

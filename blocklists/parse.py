@@ -52,6 +52,10 @@ Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may nam
 parse_file streams the file (UTF-8; a bad byte becomes U+FFFD and rejects only its line with
 "not valid UTF-8"). The cyclic GC is paused while a parse runs (entries make no cycles).
 
+Every format rejects an entry that is a whole registry, an ICANN public suffix ("com.vn",
+"gob.mx": `names.is_public_suffix`), like it rejects single labels: one such line in a real
+porn/gambling hosts file would block every Mexican government site.
+
 Duplicate names (same name, exception flag and category) keep the first line and are counted
 in `duplicates`, not in `skipped`. Counts: entries/duplicates count names, skipped counts
 lines; a hosts line `0.0.0.0 a b bad..name` gives two entries and one rejection.
@@ -70,7 +74,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from blocklists.names import MAX_NAME, canonical_name, fast_match
+from blocklists.names import (
+    MAX_NAME,
+    canonical_name,
+    fast_match,
+    is_public_suffix,
+    public_suffix_sets,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +211,13 @@ class _Builder:
         except ValueError as e:
             self.reject(no, line, f"{e}" if text == line.strip() else f"{text[:60]!r}: {e}")
             return False
+        return self.accept(no, line, name, **kw)
+
+    def accept(self, no: int, line: str, name: str, **kw: object) -> bool:
+        """Add a canonical name unless it is a whole registry (public suffix)."""
+        if is_public_suffix(name):
+            self.reject(no, line, f"public suffix {name!r}: too broad (a whole registry)")
+            return False
         self.add(Entry(name, line=no, **kw))  # type: ignore[arg-type]
         return True
 
@@ -226,10 +243,16 @@ LineParser = Callable[[Lines, _Builder], None]
 def _parse_domains(lines: Lines, b: _Builder) -> None:
     seen = b.seen
     entries = b.result.entries
+    psl, psl_wild, _ = public_suffix_sets()
     for no, raw in lines:
         line = raw.strip()
         # hot path: a plain lower-case name seen for the first time
-        if fast_match(line) is not None and len(line) <= MAX_NAME:
+        if (
+            fast_match(line) is not None
+            and len(line) <= MAX_NAME
+            and line not in psl
+            and line[line.find(".") + 1 :] not in psl_wild
+        ):
             if line in seen:
                 b.add(Entry(line, line=no))
             else:
@@ -284,9 +307,9 @@ def _is_address(token: str) -> bool:
 
 
 def _parse_hosts(lines: Lines, b: _Builder) -> None:
-    add = b.add
     seen = b.seen
     entries = b.result.entries
+    psl, psl_wild, _ = public_suffix_sets()
     for no, raw in lines:
         line = raw.strip()
         # hot path: "0.0.0.0 name" / "127.0.0.1 name", a plain name seen for the first time
@@ -296,6 +319,8 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
                 fast_match(n) is not None
                 and len(n) <= MAX_NAME
                 and n not in seen
+                and n not in psl
+                and n[n.find(".") + 1 :] not in psl_wild
                 and not _is_local(n)
             ):
                 seen[n] = len(entries)
@@ -331,9 +356,11 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
                 b.skip("localhost")
                 continue
             try:
-                add(Entry(canonical_name(n), line=no))
+                name = canonical_name(n)
             except ValueError as e:
                 b.reject(no, line, str(e) if len(fields) == 1 else f"{n[:60]!r}: {e}")
+            else:
+                b.accept(no, line, name)
             continue
         real = [n for n in names if not _is_local(n)]
         if not real:
@@ -352,12 +379,19 @@ _ADB_OK_MODIFIERS = frozenset({"important", "all", "document", "doc"})
 def _parse_adblock(lines: Lines, b: _Builder) -> None:
     seen = b.seen
     entries = b.result.entries
+    psl, psl_wild, _ = public_suffix_sets()
     for no, raw in lines:
         line = raw.strip()
         # hot path: "||name^" with a plain lower-case name seen for the first time
         if line.startswith("||") and line.endswith("^"):
             n = line[2:-1]
-            if fast_match(n) is not None and len(n) <= MAX_NAME and n not in seen:
+            if (
+                fast_match(n) is not None
+                and len(n) <= MAX_NAME
+                and n not in seen
+                and n not in psl
+                and n[n.find(".") + 1 :] not in psl_wild
+            ):
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue
@@ -375,10 +409,12 @@ def _parse_adblock(lines: Lines, b: _Builder) -> None:
         if c == "|" and line.endswith("^") and line.startswith("||"):
             body = line[2:-1]
             try:
-                b.add(Entry(canonical_name(body), line=no))
-                continue
+                name = canonical_name(body)
             except ValueError:
                 pass
+            else:
+                b.accept(no, line, name)
+                continue
         _adblock_rule(no, line, b)
 
 
@@ -449,7 +485,7 @@ def _adblock_rule(no: int, line: str, b: _Builder) -> None:
         except ValueError:
             b.skip("URL rule")
             return
-        b.add(Entry(name, exception=exception, subdomains_only=subdomains_only, line=no))
+        b.accept(no, line, name, exception=exception, subdomains_only=subdomains_only)
         return
     b.name(no, line, rule, exception=exception, subdomains_only=subdomains_only)
 
@@ -469,6 +505,7 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
     pending_no = 0
     seen = b.seen
     entries = b.result.entries
+    psl, psl_wild, _ = public_suffix_sets()
     for no, raw in lines:
         raw = raw.rstrip()  # trailing blanks and the line end mean nothing here
         # hot path: "name CNAME ." in a zone without $ORIGIN (hagezi, malware-filter, ...)
@@ -484,6 +521,8 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
                 fast_match(n) is not None
                 and len(n) <= MAX_NAME
                 and n not in seen
+                and n not in psl
+                and n[n.find(".") + 1 :] not in psl_wild
                 and "rpz-" not in n
             ):
                 seen[n] = len(entries)
@@ -701,13 +740,20 @@ _DNSMASQ_FAST = re.compile(r"(?:address=/([^/]+)/(?:#|0\.0\.0\.0|::|)|(?:local|s
 def _parse_dnsmasq(lines: Lines, b: _Builder) -> None:
     seen = b.seen
     entries = b.result.entries
+    psl, psl_wild, _ = public_suffix_sets()
     for no, raw in lines:
         line = raw.strip()
         # hot path: one plain name blocked, seen for the first time
         f = _DNSMASQ_FAST.fullmatch(line)
         if f is not None:
             n = f.group(1) or f.group(2)
-            if fast_match(n) is not None and len(n) <= MAX_NAME and n not in seen:
+            if (
+                fast_match(n) is not None
+                and len(n) <= MAX_NAME
+                and n not in seen
+                and n not in psl
+                and n[n.find(".") + 1 :] not in psl_wild
+            ):
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue
@@ -762,13 +808,20 @@ _UNBOUND_FAST = re.compile(r'local-zone: "([^"]+)\." always_nxdomain')
 def _parse_unbound(lines: Lines, b: _Builder) -> None:
     seen = b.seen
     entries = b.result.entries
+    psl, psl_wild, _ = public_suffix_sets()
     for no, raw in lines:
         line = raw.strip()
         # hot path: `local-zone: "name." always_nxdomain`, a plain name seen for the first time
         f = _UNBOUND_FAST.fullmatch(line)
         if f is not None:
             n = f.group(1)
-            if fast_match(n) is not None and len(n) <= MAX_NAME and n not in seen:
+            if (
+                fast_match(n) is not None
+                and len(n) <= MAX_NAME
+                and n not in seen
+                and n not in psl
+                and n[n.find(".") + 1 :] not in psl_wild
+            ):
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from blocklists.names import (
     canonical_from_wire,
     canonical_name,
+    is_public_suffix,
     is_subdomain,
     labels_of,
     suffixes,
@@ -112,3 +113,25 @@ def test_wire_labels_escape_dots_and_odd_bytes() -> None:
     assert canonical_from_wire([b"a.B", b"Example"]) == "a\\046b.example"
     assert canonical_from_wire([b"\xc3\xa9", b"com"]) == "\\195\\169.com"
     assert canonical_from_wire([b"WWW", b"Example", b"COM"]) == "www.example.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("com.vn", True),
+        ("co.uk", True),
+        ("gob.mx", True),
+        ("com", True),
+        ("x.np", True),  # PSL wildcard rule *.np
+        ("city.kawasaki.jp", False),  # PSL exception !city.kawasaki.jp
+        ("foo.kawasaki.jp", True),  # *.kawasaki.jp
+        ("xn--55qx5d.cn", True),  # 公司.cn, as A-labels
+        ("example.com.vn", False),
+        ("github.io", False),  # private section: lists block such names on purpose
+        ("duckdns.org", False),
+    ],
+)
+def test_is_public_suffix(name: str, expected: bool) -> None:
+    assert is_public_suffix(name) is expected
+    if "." in name:
+        assert canonical_name(name) == name  # still a canonical name ("is co.uk blocked?")

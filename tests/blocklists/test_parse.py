@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blocklists.names import is_public_suffix
 from blocklists.parse import (
     FORMAT_NAMES,
     PARSERS,
@@ -381,6 +382,7 @@ def test_parse_never_raises_and_accounts_for_every_line(lines: list[str], fmt: s
     assert r.lines == text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     for e in r.entries:
         assert e.name == e.name.lower() and e.name.isascii() and ".." not in e.name
+        assert not is_public_suffix(e.name)
         assert 1 <= e.line <= r.lines
     for rej in r.rejected:
         assert rej.reason and len(rej.text) <= 200
@@ -505,3 +507,23 @@ def test_fast_entry_factory_builds_the_same_entry() -> None:
     assert e == Entry("a.example", line=7)
     assert repr(e) == repr(Entry("a.example", line=7))
     assert hash(e) == hash(Entry("a.example", line=7))
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt"),
+    [
+        ("0.0.0.0 gob.mx\n", "hosts"),
+        ("127.0.0.1 ok.example com.vn\n", "hosts"),
+        ("co.uk\n", "domains"),
+        ("||com.vn^\n", "adblock"),
+        ("@@||gouv.fr^\n", "adblock"),
+        ("co.uk CNAME .\n*.co.uk CNAME .\n", "rpz"),
+        ("address=/co.uk/#\n", "dnsmasq"),
+        ('local-zone: "co.uk." always_nxdomain\n', "unbound"),
+        ("domain,category,min_age\nbet.br,gambling,18\n", "rating"),
+    ],
+)
+def test_whole_registries_are_rejected_in_every_format(text: str, fmt: str) -> None:
+    r = parse(text, fmt)
+    assert [e.name for e in r.entries] in ([], ["ok.example"])
+    assert r.rejected and all("public suffix" in x.reason for x in r.rejected)

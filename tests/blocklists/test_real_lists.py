@@ -2,7 +2,10 @@
 
 The counts were pinned after checking the rejects by hand: UT1 `domains` files list bare IPv4
 addresses (squidGuard blocks by address; DNS cannot), UT1 `urls` files hold host/path prefixes,
-and three typos in other lists are single labels ("en", "snapchat-com", "appldnld").
+three typos in other lists are single labels ("en", "snapchat-com", "appldnld"), and six
+entries are whole registries (ICANN public suffixes): gob.mx in a porn/gambling hosts file
+(it would block every Mexican government site), net.id and gouv.fr in allow lists, bet.br,
+game.tw and x.se in UT1 lists.
 Skips when the data folder is absent (env NESTGUARD_SHARED_DATA, default ../shared/data).
 """
 
@@ -139,17 +142,29 @@ EXPECTED: list[tuple[str, str, int, int, int, int, int, dict[str, int]]] = [
     ("trustpositif-mirror/rpz/phishing-filter-rpz.conf", "rpz", 1484, 1473, 0, 11, 0, {}),
     ("trustpositif-mirror/rpz/urlhaus-filter-rpz.conf", "rpz", 3207, 3196, 0, 11, 0, {}),
     ("trustpositif-mirror/fakenews-gambling-only.txt", "hosts", 8669, 8630, 0, 39, 0, {}),
-    ("trustpositif-mirror/gambling-porn-only.txt", "hosts", 81927, 81845, 0, 82, 0, {}),
+    (
+        "trustpositif-mirror/gambling-porn-only.txt",
+        "hosts",
+        81927,
+        81844,
+        1,
+        82,
+        0,
+        {"public suffix 'gob.mx': too broad (a whole registry)": 1},
+    ),
     ("trustpositif-mirror/gambling-au.txt", "domains", 2433, 2428, 0, 1, 4, {}),
     (
         "trustpositif-mirror/whitelist.txt",
         "domains",
         608,
-        607,
-        1,
+        606,
+        2,
         0,
         0,
-        {"single label 'appldnld': too broad (like a whole top-level domain)": 1},
+        {
+            "single label 'appldnld': too broad (like a whole top-level domain)": 1,
+            "public suffix 'net.id': too broad (a whole registry)": 1,
+        },
     ),
     (
         "ut1/blacklists/agressif/domains",
@@ -204,21 +219,21 @@ EXPECTED: list[tuple[str, str, int, int, int, int, int, dict[str, int]]] = [
         "ut1/blacklists/gambling/domains",
         "domains",
         32247,
-        32233,
-        14,
+        32232,
+        15,
         0,
         0,
-        {"IP address, not a name": 14},
+        {"IP address, not a name": 14, "public suffix 'bet.br': too broad (a whole registry)": 1},
     ),
     (
         "ut1/blacklists/games/domains",
         "domains",
         33741,
-        33715,
-        26,
+        33714,
+        27,
         0,
         0,
-        {"IP address, not a name": 26},
+        {"IP address, not a name": 26, "public suffix 'game.tw': too broad (a whole registry)": 1},
     ),
     (
         "ut1/blacklists/hacking/domains",
@@ -231,7 +246,16 @@ EXPECTED: list[tuple[str, str, int, int, int, int, int, dict[str, int]]] = [
         {"IP address, not a name": 77},
     ),
     ("ut1/blacklists/lingerie/domains", "domains", 193, 193, 0, 0, 0, {}),
-    ("ut1/blacklists/liste_blanche/domains", "domains", 268, 268, 0, 0, 0, {}),
+    (
+        "ut1/blacklists/liste_blanche/domains",
+        "domains",
+        268,
+        267,
+        1,
+        0,
+        0,
+        {"public suffix 'gouv.fr': too broad (a whole registry)": 1},
+    ),
     ("ut1/blacklists/mixed_adult/domains", "domains", 149, 149, 0, 0, 0, {}),
     (
         "ut1/blacklists/redirector/domains",
@@ -256,7 +280,16 @@ EXPECTED: list[tuple[str, str, int, int, int, int, int, dict[str, int]]] = [
     ),
     ("ut1/blacklists/sect/domains", "domains", 144, 143, 1, 0, 0, {"IP address, not a name": 1}),
     ("ut1/blacklists/sexual_education/domains", "domains", 15, 15, 0, 0, 0, {}),
-    ("ut1/blacklists/shortener/domains", "domains", 4558, 4558, 0, 0, 0, {}),
+    (
+        "ut1/blacklists/shortener/domains",
+        "domains",
+        4558,
+        4557,
+        1,
+        0,
+        0,
+        {"public suffix 'x.se': too broad (a whole registry)": 1},
+    ),
     ("ut1/blacklists/social_networks/domains", "domains", 715, 715, 0, 0, 0, {}),
     ("ut1/blacklists/special/domains", "domains", 1, 1, 0, 0, 0, {}),
     ("ut1/blacklists/stalkerware/domains", "domains", 525, 525, 0, 0, 0, {}),
