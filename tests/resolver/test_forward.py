@@ -11,6 +11,7 @@ from typing import Any
 
 import dns.asyncquery
 import dns.message
+import dns.rcode
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 from hypothesis import given, settings
@@ -464,3 +465,41 @@ async def test_formerr_either_way_moves_on(up: FakeUpstream, up2: FakeUpstream) 
     async with Forwarder([up.address, up2.address]) as fwd:
         reply = await fwd.query(labels("www.example"), QTYPE.A)
     assert addresses(reply) == ["192.0.2.99"]
+
+
+async def test_e2e_inflight_cap_keeps_cached_answers_fast(
+    up: FakeUpstream, nestguard_server: Any, make_config: Any
+) -> None:
+    """A4: a silent upstream and 300 new names -> fast SERVFAIL beyond the cap; hits stay fast."""
+    running = await nestguard_server(make_config(up, timeout=2.0, max_inflight=150))
+    host, port = running.addresses[0]
+    cached = await dns.asyncquery.udp(dns.message.make_query("www.example", "A"), host, port=port)
+    assert cached.answer
+    up.set_mode(Mode.SILENT)
+    flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    flood.setblocking(False)
+    try:
+        flood.connect((host, port))
+        for i in range(300):
+            flood.send(dns.message.make_query(f"n{i}.flood.example", "A").to_wire())
+        await asyncio.sleep(0.3)
+        servfails = 0
+        while True:
+            try:
+                reply = dns.message.from_wire(flood.recv(4096))
+            except BlockingIOError:
+                break
+            servfails += reply.rcode() == dns.rcode.SERVFAIL
+        assert servfails >= 100  # the ones beyond the cap, answered at once
+        timings = []
+        for _ in range(20):
+            started = time.monotonic()
+            reply = await dns.asyncquery.udp(
+                dns.message.make_query("www.example", "A"), host, port=port, timeout=1
+            )
+            timings.append(time.monotonic() - started)
+            assert reply.answer
+        assert max(timings) < 0.05
+    finally:
+        flood.close()
+    assert up.count() <= 151 + 1  # the cap held (plus the first, cached query)
