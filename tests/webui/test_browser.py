@@ -214,7 +214,7 @@ async def run_story(browser: Any, base: str, blocked_url: str, harness: Harness,
     await expect(parent.locator(".badge")).to_have_text("1")
     await expect(parent.locator(".card.child")).to_contain_text("Gambling")
     await shoot(parent, "08-home")
-    await parent.get_by_role("link", name=re.compile("^Requests")).click()
+    await parent.locator("nav.main").get_by_role("link", name=re.compile("^Requests")).click()
     await expect(parent.locator(".message")).to_have_text("Con chỉ xem thử thôi ạ")
     await shoot(parent, "09-requests")
     await parent.get_by_role("button", name="Yes, 30 minutes").click()
