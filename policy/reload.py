@@ -38,7 +38,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,13 @@ def child_profile(
     now: datetime,
     bypass_defence: bool,
 ) -> Profile:
+    # Times in the household's zone (`now`'s tzinfo): comparing datetimes that share one
+    # tzinfo object skips the utcoffset() calls, which matter for ZoneInfo on the hot path.
+    zone = now.tzinfo
+    grants = tuple(replace(g, until=_in_zone(g.until, zone)) for g in grants)
+    paused_until = (
+        None if settings.paused_until is None else _in_zone(settings.paused_until, zone)
+    )
     mode = settings.mode
     if mode == "auto":
         mode = "allowlist" if child.age_on(now.date()) < ALLOWLIST_UNDER else "normal"
@@ -170,10 +177,19 @@ def child_profile(
         services=settings.services,
         schedules=schedules,
         exceptions=exceptions,
-        paused_until=settings.paused_until,
+        paused_until=paused_until,
         grants=grants,
         log_queries=True,
     )
+
+
+def _in_zone(dt: datetime, zone: tzinfo | None) -> datetime:
+    if zone is None or dt.tzinfo is None:
+        return dt
+    try:
+        return dt.astimezone(zone)
+    except OverflowError:  # "paused until resumed" near datetime.max
+        return dt
 
 
 def build_policy(

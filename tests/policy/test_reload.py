@@ -75,6 +75,8 @@ def test_profiles_devices_and_default(store: Store) -> None:
     assert pa.category_ages["games"] == 10 and pa.catalogue_ages["games"] == 13
     assert not pa.bypass_defence and pb.bypass_defence
     assert [g.domain for g in pa.grants] == ["casino.example"]  # ended grants left out
+    assert pa.grants[0].until.tzinfo is NOW.tzinfo  # in the household's zone (fast compares)
+    assert pa.grants[0].until == NOW + timedelta(minutes=5)
     assert pa.exceptions == () and len(pb.exceptions) == 1
     # devices by MAC, address and /64
     assert p.profile_for("192.168.1.20") == (store.device(phone.id), pa)
