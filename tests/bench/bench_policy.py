@@ -21,9 +21,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +33,7 @@ from policy.decide import decide  # noqa: E402
 from policy.model import Child, Grant, Index, Match, Profile, Schedule  # noqa: E402
 from tests.policy.conftest import DictIndex  # noqa: E402
 
-HANOI = timezone(timedelta(hours=7))
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")  # as the resolver passes it
 NOW = datetime(2026, 12, 1, 19, 30, tzinfo=HANOI)  # Tuesday evening: windows exist, none active
 
 
