@@ -39,7 +39,8 @@ class Acl:
         return ok
 
     def enter(self, query: Query) -> Reply | None:
-        if self.allowed(query.client_ip):
+        ok = self._memo.get(query.client_ip)
+        if ok or (ok is None and self.allowed(query.client_ip)):
             return None
         return refused(query, "refused", "client not allowed")
 
@@ -89,12 +90,14 @@ class RateLimit:
     def enter(self, query: Query) -> Reply | None:
         if self._limit <= 0:
             return None
-        ip = query.client_ip
-        key = self._keys.get(ip)
-        if key is None:
-            if len(self._keys) > 50_000:
-                self._keys.clear()
-            key = self._keys[ip] = client_key(ip)
+        key = query.client_ip
+        if ":" in key:  # IPv6: one window per /64
+            prefix = self._keys.get(key)
+            if prefix is None:
+                if len(self._keys) > 50_000:
+                    self._keys.clear()
+                prefix = self._keys[key] = client_key(key)
+            key = prefix
         now = self._clock()
         win = self._windows.get(key)
         if win is None or now - win[0] >= self._per:

@@ -430,3 +430,28 @@ def test_verdict_memo_follows_the_clock_and_the_snapshot():
     assert len(calls) == 3
     enforce.verdict(Profile(None), "a.example", 1)  # a new policy snapshot
     assert len(calls) == 4
+
+
+def test_rate_limit_shares_one_window_per_ipv6_64():
+    from dnslib import DNSRecord
+
+    from resolver import wire
+    from resolver.guard import RateLimit
+    from resolver.pipeline import Query
+    from tests.conftest import FakeClock
+
+    data = bytes(DNSRecord.question("a.example").pack())
+    q = wire.parse_query(data)
+
+    def query(ip: str) -> Query:
+        return Query(data, q, ip, "udp", 0.0)
+
+    clock = FakeClock()
+    limit = RateLimit(queries=3, per_seconds=60, clock=clock)
+    results = [limit.enter(query(f"2001:db8:1:2::{i}")) for i in range(1, 6)]
+    assert results[:3] == [None] * 3
+    assert all(r is not None and r.outcome == "ratelimited" for r in results[3:])
+    assert limit.enter(query("2001:db8:1:3::1")) is None  # another /64
+    assert limit.enter(query("192.0.2.1")) is None
+    clock.advance(61)
+    assert limit.enter(query("2001:db8:1:2::9")) is None  # a new window
