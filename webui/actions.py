@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from blocklists.feed import Feed
 from policy.model import ADULTS, Child, Device, Grant, HouseholdException, Schedule
@@ -23,6 +24,10 @@ from webui.forms import FormError, Raw, fail
 from webui.keys import SERVICES, STATE
 
 log = logging.getLogger(__name__)
+
+LOGINS = Counter(
+    "nestguard_web_logins_total", "Web UI login attempts by outcome", ["outcome"]
+)
 
 PAUSE_FOREVER = datetime(9999, 12, 31)
 
@@ -66,6 +71,7 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     since = at - auth.LOCKOUT
     for key in keys:
         if await db(svc.store.login_failures, key, since) >= auth.MAX_FAILURES:
+            LOGINS.labels("locked").inc()
             raise Locked(at + auth.LOCKOUT)
     account = await db(svc.store.account, creds.username)
     ok = await auth.verify_password(
@@ -80,7 +86,9 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
             raise Locked(at + auth.LOCKOUT)
         if max(counts) == auth.MAX_FAILURES:
             await db(svc.store.audit, creds.username[:32], "login.locked", ip)
+        LOGINS.labels("failed").inc()
         raise fail("password", "err.bad_login")
+    LOGINS.labels("ok").inc()
     for key in keys:
         await db(svc.store.clear_login_failures, key)
     raw_id, session = auth.new_session(account, at)

@@ -171,6 +171,12 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
                 removed = await asyncio.to_thread(svc.store.purge_activity, cutoff)
                 if removed:
                     log.info("purged %d activity rows older than %d days", removed, days_i)
+                now = svc.clock()
+                await asyncio.to_thread(
+                    svc.store.purge_sessions,
+                    now - svc.session_idle,
+                    created_before=now - svc.session_absolute,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from policy.model import prefix64
 from policy.store import Account, Session, Store
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,10 @@ def token_principal(store: Store, header: str) -> Principal | None:
 
 
 def throttle_keys(ip: str, username: str) -> tuple[str, str]:
-    return f"ip:{ip}", f"user:{username.strip().lower()[:64]}"
+    """The per-address key (an IPv6 client counts per /64: it owns the whole prefix) and
+    the per-account key."""
+    net = prefix64(ip) if ":" in ip else ""
+    return f"ip:{net or ip}", f"user:{username.strip().lower()[:64]}"
 
 
 # A valid hash to check against when the account does not exist (same time either way).

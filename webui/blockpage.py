@@ -15,6 +15,7 @@ import time as monotonic_time
 from datetime import datetime, timedelta, tzinfo
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from policy.model import Action, Child
 from policy.store import AccessRequest
@@ -26,6 +27,9 @@ from webui.keys import LANG, SERVICES, STATE
 from webui.middleware import host_name
 
 log = logging.getLogger(__name__)
+
+ASKS = Counter("nestguard_web_access_requests_total", "Access requests sent from the block page")
+PAGES = Counter("nestguard_web_block_pages_total", "Block pages shown")
 
 ASK_PATH = "/__nestguard/ask"
 STATUS_PATH = "/__nestguard/status"
@@ -96,6 +100,7 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
             reason = verdict.reason
             allowed_now = verdict.action == Action.ALLOW
             why = present.reason_text(verdict.reason, t, svc.categories)
+    PAGES.inc()
     reqs = await db(svc.store.requests) if domain else []
     latest = _latest(reqs, client, domain, svc.clock()) if domain else None
     return render(request, "blockpage.html", {
@@ -174,6 +179,7 @@ async def _ask(request: web.Request) -> web.StreamResponse:
     )
     who = child.name if child else client
     await db(svc.store.audit, who, "request.ask", domain)
+    ASKS.inc()
     raise web.HTTPSeeOther(back)
 
 

@@ -14,6 +14,9 @@ from webui.context import category_name
 from webui.i18n import Translator
 
 ADULT_AGE = 18
+# what parents ask about first, in this order (then the catalogue's order)
+FIRST = ("adult", "gambling", "dating", "violence", "drugs", "weapons", "social", "chat",
+         "games")
 
 
 def reason_text(
@@ -81,7 +84,12 @@ def category_rows(
     categories: Mapping[str, Category], settings: ChildSettings, age: int, lang: str
 ) -> list[CategoryRow]:
     rows = []
-    for slug, cat in sorted(categories.items(), key=lambda kv: (-kv[1].min_age, kv[0])):
+    def order(kv: tuple[str, Category]) -> tuple[int, int, int]:
+        slug, cat = kv
+        first = FIRST.index(slug) if slug in FIRST else len(FIRST)
+        return (not cat.security, -cat.min_age, first)
+
+    for slug, cat in sorted(categories.items(), key=order):
         choice = "age"
         if slug in settings.blocked:
             choice = "block"

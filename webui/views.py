@@ -534,7 +534,9 @@ async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     except NotFound:
         raise web.HTTPNotFound() from None
     except (FormError, Conflict):
-        raise see_other("/requests", "already") from None
+        current = await db(request.app[SERVICES].store.request, int(request.match_info["id"]))
+        done = "already" if current.status != "pending" else "no_child"
+        raise see_other("/requests", done) from None
     raise see_other("/requests", "approved" if approve else "declined")
 
 

@@ -268,3 +268,23 @@ async def test_api_token(client, harness: Harness) -> None:
         assert (await script.get("/api/v1/children", headers=headers)).status == 401
     audit = [e.action for e in harness.store.audit_log()]
     assert "token.add" in audit and "child.add" in audit
+
+
+def test_ipv6_clients_are_throttled_per_64() -> None:
+    a = auth.throttle_keys("2001:db8:1:2::aaaa", "Mai")
+    b = auth.throttle_keys("2001:db8:1:2:ffff::1", "mai")
+    assert a == b == ("ip:2001:db8:1:2::/64", "user:mai")
+    assert auth.throttle_keys("192.0.2.7", "x")[0] == "ip:192.0.2.7"
+
+
+async def test_login_outcomes_are_counted(aiohttp_client, harness: Harness) -> None:
+    import ipaddress
+
+    from webui.app import create_app
+
+    harness.services.metrics_networks = [ipaddress.ip_network("127.0.0.0/8")]
+    client = await aiohttp_client(create_app(harness.services))
+    await client.post("/api/v1/setup", json={"username": "mai", "password": PASSWORD})
+    await client.post("/api/v1/login", json={"username": "mai", "password": "x" * 12})
+    text = await (await client.get("/metrics")).text()
+    assert 'nestguard_web_logins_total{outcome="failed"}' in text

@@ -345,3 +345,23 @@ async def test_english_pages_are_english(page: Page) -> None:
     assert '<html lang="en">' in html and "Add a child" in html and "Thêm con" not in html
     r = await page.client.get("/lang/xx?next=/")
     assert r.status == 404
+
+
+async def test_request_from_an_unassigned_device_says_what_to_do(page: Page,
+                                                                 harness: Harness) -> None:
+    req = harness.store.add_request(child_id=None, device_id=None, client="127.0.0.9",
+                                    domain="roblox.com", reason="", message="")
+    loc = await page.post(f"/requests/{req.id}/approve", {"minutes": "30"}, page="/requests")
+    assert loc.endswith("done=no_child")
+    html = await page.get(loc)
+    assert "hãy gán ở trang Thiết bị trước" in html
+    assert harness.store.request(req.id).status == "pending"
+
+
+async def test_security_hits_offer_no_allow_button(page: Page, harness: Harness) -> None:
+    cid = await add_child(page)
+    harness.store.log_queries([QueryEvent(harness.now(), "127.0.0.2", None, cid,
+                                          "login-bank.example", "A", "block",
+                                          "security:phishing")])
+    html = html_lib.unescape(await page.get("/activity"))
+    assert "Trang nguy hiểm" in html and "/allow" not in html
