@@ -172,7 +172,8 @@ class CategoryIndex:
         self._path = path
         self._matches: dict[int, Match] = {}  # entry -> its Match (blocked sites repeat)
         self._memo: dict[str, tuple[Match, ...]] = {}  # qname -> result
-        if len(self._keys) != self._n or len(self._dir) != (1 << header["bits"]) + 1:
+        if len(self._keys) != self._n or len(self._dir) != (1 << header["bits"]) + 1 \
+                or self._dir[0] != 0 or self._dir[-1] != self._n:
             raise FeedError(f"{where}: section sizes do not match the header")
 
     # -- construction --------------------------------------------------------------------
@@ -380,6 +381,8 @@ class _Builder:
         return cid, ages[c]
 
     def finish(self, *, fingerprint: str) -> _Built:
+        if not self.keys:
+            return self._finish_empty(fingerprint)
         import numpy as np  # build side only: the serving process never imports numpy
 
         keys = np.frombuffer(self.keys, dtype=np.uint32)
@@ -419,7 +422,17 @@ class _Builder:
             "line": np.frombuffer(self.line, dtype=np.uint32)[order].tobytes(),
             "names": self.names,
         }
-        header: dict[str, Any] = {
+        return _Built(self._header(n, bits, by_source, by_cat, fingerprint), sections)
+
+    def _finish_empty(self, fingerprint: str) -> _Built:
+        bits = 4
+        sections: dict[str, Buffer] = {name: b"" for name in _SECTIONS}
+        sections["dir"] = bytes(4 * ((1 << bits) + 1))
+        return _Built(self._header(0, bits, [0] * len(self.sources), [], fingerprint), sections)
+
+    def _header(self, n: int, bits: int, by_source: list[int], by_cat: list[int],
+                fingerprint: str) -> dict[str, Any]:
+        return {
             "version": 1,
             "byteorder": sys.byteorder,
             "n": n,
@@ -433,7 +446,6 @@ class _Builder:
             "built_at": time.time(),
             "fingerprint": fingerprint,
         }
-        return _Built(header, sections)
 
     def _duplicates(self, order: Any, same: Any) -> list[int]:
         """Positions (in `order`) of exact repeats: same name, source, category, age, flags.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -235,3 +237,17 @@ def test_repeated_lookups_are_memoized_and_bounded(gambling: CategoryIndex) -> N
         gambling.lookup(f"n{i}.example")
     assert len(gambling._memo) <= MEMO_SIZE
     assert gambling.lookup("www.casino.example") == first
+
+
+def test_serving_never_imports_numpy(tmp_path: Path, gambling: CategoryIndex) -> None:
+    """numpy is for builds (worker process); loading and lookups stay light."""
+    gambling.save(tmp_path / "index.bin")
+    code = (
+        "import sys; from pathlib import Path; from blocklists.index import CategoryIndex\n"
+        f"i = CategoryIndex.load(Path({str(tmp_path / 'index.bin')!r}))\n"
+        "assert i.lookup('x.casino.example') and not CategoryIndex.empty().lookup('a.b')\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
