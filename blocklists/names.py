@@ -61,6 +61,9 @@ def _reject_numeric(name: str) -> str:
 def _slow(name: str) -> str:
     if not name:
         raise ValueError("empty name")
+    if len(name) > MAX_NAME and (name.isascii() or len(name) > 4 * MAX_NAME):
+        # early, before any per-label work (UTS #46 mapping may shorten a Unicode name)
+        raise ValueError(f"name longer than {MAX_NAME} characters")
     if "\ufffd" in name:
         raise ValueError("not valid UTF-8")
     if ":" in name or "%" in name:

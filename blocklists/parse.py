@@ -142,6 +142,7 @@ def _plain_entry_factory() -> Callable[[str, int], Entry]:
 _plain_entry = _plain_entry_factory()
 
 MAX_TEXT = 200
+MAX_LINE = 4096  # longer lines are rejected unread (a name is at most 253 characters)
 KEEP_REJECTED = 10_000
 
 LOCAL_NAMES = frozenset(
@@ -248,8 +249,8 @@ def _parse_domains(lines: Lines, b: _Builder) -> None:
         line = raw.strip()
         # hot path: a plain lower-case name seen for the first time
         if (
-            fast_match(line) is not None
-            and len(line) <= MAX_NAME
+            len(line) <= MAX_NAME
+            and fast_match(line) is not None
             and line not in psl
             and line[line.find(".") + 1 :] not in psl_wild
         ):
@@ -258,6 +259,9 @@ def _parse_domains(lines: Lines, b: _Builder) -> None:
             else:
                 seen[line] = len(entries)
                 entries.append(_plain_entry(line, no))
+            continue
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
             continue
         if not line:
             b.skip("blank")
@@ -316,8 +320,8 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
         if line.startswith("0.0.0.0 ") or line.startswith("127.0.0.1 "):
             n = line[line.index(" ") + 1 :]
             if (
-                fast_match(n) is not None
-                and len(n) <= MAX_NAME
+                len(n) <= MAX_NAME
+                and fast_match(n) is not None
                 and n not in seen
                 and n not in psl
                 and n[n.find(".") + 1 :] not in psl_wild
@@ -326,6 +330,9 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+            continue
         if not line:
             b.skip("blank")
             continue
@@ -367,7 +374,10 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
             b.skip("localhost")
             continue
         for n in real:
-            b.name(no, line, n)
+            if n in seen:  # a plain name already taken: a duplicate, nothing else to check
+                b.result.duplicates += 1
+            else:
+                b.name(no, line, n)
 
 
 # --------------------------------------------------------------------------- adblock
@@ -386,8 +396,8 @@ def _parse_adblock(lines: Lines, b: _Builder) -> None:
         if line.startswith("||") and line.endswith("^"):
             n = line[2:-1]
             if (
-                fast_match(n) is not None
-                and len(n) <= MAX_NAME
+                len(n) <= MAX_NAME
+                and fast_match(n) is not None
                 and n not in seen
                 and n not in psl
                 and n[n.find(".") + 1 :] not in psl_wild
@@ -395,6 +405,9 @@ def _parse_adblock(lines: Lines, b: _Builder) -> None:
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+            continue
         if not line:
             b.skip("blank")
             continue
@@ -459,7 +472,10 @@ def _adblock_rule(no: int, line: str, b: _Builder) -> None:
             if not real:
                 b.skip("localhost")
             for n in real:
-                b.name(no, line, n, exception=exception)
+                if not exception and n in b.seen:  # already taken: a duplicate
+                    b.result.duplicates += 1
+                else:
+                    b.name(no, line, n, exception=exception)
             return
     if "/" in rule or "?" in rule or "=" in rule or ":" in rule and not _is_address(rule):
         b.skip("URL rule")
@@ -518,8 +534,8 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
                     b.result.duplicates += 1
                     continue
             if (
-                fast_match(n) is not None
-                and len(n) <= MAX_NAME
+                len(n) <= MAX_NAME
+                and fast_match(n) is not None
                 and n not in seen
                 and n not in psl
                 and n[n.find(".") + 1 :] not in psl_wild
@@ -529,6 +545,9 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
                 entries.append(_plain_entry(n, no))
                 continue
         line = raw
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+            continue
         if ";" in line:
             line = line.split(";", 1)[0]
         if pending:
@@ -677,6 +696,9 @@ def _parse_rating(lines: Lines, b: _Builder, categories: Collection[str] | None)
         line = raw.strip()
         if no == 1 and line.startswith("\ufeff"):
             line = line[1:].strip()
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+            continue
         if not line:
             b.skip("blank")
             continue
@@ -748,8 +770,8 @@ def _parse_dnsmasq(lines: Lines, b: _Builder) -> None:
         if f is not None:
             n = f.group(1) or f.group(2)
             if (
-                fast_match(n) is not None
-                and len(n) <= MAX_NAME
+                len(n) <= MAX_NAME
+                and fast_match(n) is not None
                 and n not in seen
                 and n not in psl
                 and n[n.find(".") + 1 :] not in psl_wild
@@ -757,6 +779,9 @@ def _parse_dnsmasq(lines: Lines, b: _Builder) -> None:
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+            continue
         if not line:
             b.skip("blank")
             continue
@@ -816,8 +841,8 @@ def _parse_unbound(lines: Lines, b: _Builder) -> None:
         if f is not None:
             n = f.group(1)
             if (
-                fast_match(n) is not None
-                and len(n) <= MAX_NAME
+                len(n) <= MAX_NAME
+                and fast_match(n) is not None
                 and n not in seen
                 and n not in psl
                 and n[n.find(".") + 1 :] not in psl_wild
@@ -825,6 +850,9 @@ def _parse_unbound(lines: Lines, b: _Builder) -> None:
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
                 continue
+        if len(line) > MAX_LINE:
+            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+            continue
         if not line:
             b.skip("blank")
             continue

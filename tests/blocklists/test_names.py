@@ -52,6 +52,8 @@ def test_canonical_name_accepts(text: str, expected: str) -> None:
         (".example.com", "empty label"),
         ("a" * 64 + ".com", "label longer than 63 octets"),
         (".".join(["abcdefghi"] * 26), "name longer than 253 characters"),
+        ("a." * 2000 + "com", "name longer than 253 characters"),  # refused before label work
+        ("ü" * 2000 + ".com", "name longer than 253 characters"),
         ("com", "too broad"),
         ("localhost", "too broad"),
         ("1.2.3.4", "IP address"),

@@ -527,3 +527,12 @@ def test_whole_registries_are_rejected_in_every_format(text: str, fmt: str) -> N
     r = parse(text, fmt)
     assert [e.name for e in r.entries] in ([], ["ok.example"])
     assert r.rejected and all("public suffix" in x.reason for x in r.rejected)
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_overlong_lines_are_rejected_unread(fmt: str) -> None:
+    text = "a." * 3000 + "\nok.example\n"
+    r = parse(text, fmt, categories=CATS)
+    assert r.rejected[0].line == 1
+    assert r.rejected[0].reason == "line longer than 4096 characters"
+    assert len(r.rejected[0].text) == 200
