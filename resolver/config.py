@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import socket
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -151,8 +152,14 @@ def load_config(path: Path | None, *, resolv_conf: Path = RESOLV_CONF) -> Config
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+        mode = Path(path).stat().st_mode
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{name}: cannot read: {e}") from e
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # Whoever can write it chooses the upstreams of every device in the house.
+        log.warning(
+            "%s is writable by group or others (mode %o); use chmod 644", name, mode & 0o777
+        )
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -398,6 +405,8 @@ class _Loader:
         dns = self.dns(top.get("dns"))
         policy = self.policy(top.get("policy"))
         web = self.web(top.get("web"))
+        if web.listen in dns.listen and "web" in top:
+            self.fail("web.listen", f"{_join(*web.listen)} is also a dns.listen address")
         lists = self.lists(top.get("lists"))
         feeds = self.feeds(top.get("feeds"))
         return Config(
@@ -431,6 +440,9 @@ class _Loader:
         listen = self.get_list(s, "dns", "listen", parse_host_port, d.listen)
         if not listen:
             self.fail("dns.listen", "needs at least one address")
+        for i, address in enumerate(listen):
+            if address in listen[:i]:
+                self.fail(f"dns.listen[{i}]", f"{_join(*address)} is listed twice")
         if "upstreams" in s:
             upstreams = self.listed(
                 s["upstreams"], "dns.upstreams", lambda v: parse_host_port(v, default_port=53)

@@ -421,3 +421,28 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         and any(word in line for word in ("Unknown", "Invalid", "ignoring", "not executable"))
     ]
     assert result.returncode == 0 and not problems, result.stderr
+
+
+def test_duplicate_listen_address(tmp_path: Path, resolv: Path) -> None:
+    message = error(tmp_path, "dns:\n  listen: ['127.0.0.1:53', '127.0.0.1:53']\n", resolv)
+    assert ": dns.listen[1]: 127.0.0.1:53 is listed twice" in message
+
+
+def test_web_listen_on_a_dns_address(tmp_path: Path, resolv: Path) -> None:
+    message = error(
+        tmp_path, "dns: {listen: '127.0.0.1:8053'}\nweb: {listen: '127.0.0.1:8053'}\n", resolv
+    )
+    assert ": web.listen: 127.0.0.1:8053 is also a dns.listen address" in message
+
+
+def test_world_writable_config_is_warned_about(
+    tmp_path: Path, resolv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, "log_level: info\n")
+    path.chmod(0o666)
+    load_config(path, resolv_conf=resolv)
+    assert "writable by group or others" in caplog.text
+    caplog.clear()
+    path.chmod(0o644)
+    load_config(path, resolv_conf=resolv)
+    assert "writable" not in caplog.text
