@@ -405,7 +405,7 @@ class _Loader:
         dns = self.dns(top.get("dns"))
         policy = self.policy(top.get("policy"))
         web = self.web(top.get("web"))
-        if web.listen in dns.listen and "web" in top:
+        if web.listen in dns.listen:
             self.fail("web.listen", f"{_join(*web.listen)} is also a dns.listen address")
         lists = self.lists(top.get("lists"))
         feeds = self.feeds(top.get("feeds"))
