@@ -328,11 +328,19 @@ class FeedSync:
 
     # -- sync ----------------------------------------------------------------------------------
     async def sync(
-        self, names: Collection[str] | None = None, *, force: bool = False
+        self,
+        names: Collection[str] | None = None,
+        *,
+        force: bool = False,
+        allow_shrink: bool = False,
     ) -> list[FeedStatus]:
         """Download the feeds that are due (or the named ones, or all with force), check them,
         and rebuild the index once if any list changed. Returns the new status of each feed
-        tried. A failed feed keeps its last good copy in force; its status says why."""
+        tried. A failed feed keeps its last good copy in force; its status says why.
+
+        allow_shrink: accept a copy with under half the entries of the last good one (the
+        admin confirmed the feed really shrank; e.g. `nestguard lists sync NAME --shrink`).
+        """
         async with self._lock:
             by_name = {f.name: f for f in self.feeds}
             if names is not None:
@@ -354,7 +362,7 @@ class FeedSync:
                     return await self._fetch(feed, prev[feed.name])
 
             fetches = await asyncio.gather(*(one(f) for f in due))
-            statuses = await self._apply(fetches, prev, now)
+            statuses = await self._apply(fetches, prev, now, allow_shrink=allow_shrink)
             for st in statuses:
                 await asyncio.to_thread(self.status_store.save_feed_status, st)
             return statuses
@@ -384,7 +392,8 @@ class FeedSync:
         return min(times, default=None)
 
     async def _apply(
-        self, fetches: Sequence[_Fetch], prev: Mapping[str, _Prev], now: datetime
+        self, fetches: Sequence[_Fetch], prev: Mapping[str, _Prev], now: datetime, *,
+        allow_shrink: bool = False,
     ) -> list[FeedStatus]:
         statuses: dict[str, FeedStatus] = {}
         candidates: dict[str, Candidate] = {}
@@ -404,7 +413,7 @@ class FeedSync:
                     signature=f.signature,
                     public_key=f.feed.signature,
                     last_entries=(p.sidecar.entries if p.sidecar and p.has_copy
-                                  and p.sidecar.url == f.feed.url else 0),
+                                  and p.sidecar.url == f.feed.url and not allow_shrink else 0),
                     max_entries=f.feed.max_entries,
                     max_bytes=f.feed.max_bytes,
                 )

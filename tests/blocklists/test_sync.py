@@ -307,6 +307,9 @@ async def test_under_half_of_the_last_good_copy(
     server.serve("/gambling.txt", b"".join(lines[: len(lines) // 3]))
     await assert_last_good_kept(sync, store, tmp_path, feed, names, gambling_text,
                                 "under half of the last good copy")
+    # the admin confirms the feed really shrank
+    [st] = await sync.sync(force=True, allow_shrink=True)
+    assert st.error == "" and st.entries < len(lines) // 3 + 1
 
 
 async def test_size_cap_cuts_an_endless_body(
