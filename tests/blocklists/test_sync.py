@@ -210,6 +210,14 @@ async def test_first_sync_then_304_rewrites_nothing(
     assert await sync.sync() == []
     assert len(server.hits) == hits
 
+    # a restart maps the compiled index file as it is: no rebuild, no network
+    restarted = make_sync(tmp_path, store, feed)
+    loaded = await restarted.load_from_disk()
+    assert loaded.path == sync.index_path
+    assert sync.index_path.stat().st_mtime_ns == index_stat1.st_mtime_ns
+    assert answers(loaded, names) == answers(index1, names)
+    assert len(server.hits) == hits
+
 
 async def test_a_changed_feed_replaces_the_copy_and_the_index(
     tmp_path: Path, store: Store, server: FeedServer, gambling_text: bytes
