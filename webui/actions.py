@@ -462,12 +462,25 @@ async def save_household(request: web.Request, raw: Raw) -> None:
     from webui.app import BLOCK_MODES
 
     svc, state = request.app[SERVICES], request.app[STATE]
-    mode, days, lang = forms.parse_household(raw, BLOCK_MODES)
+    children = await db(svc.store.children)
+    errors: dict[str, forms.Msg] = {}
+    try:
+        mode, days, lang = forms.parse_household(raw, BLOCK_MODES)
+    except FormError as e:
+        errors.update(e.errors)
+    try:
+        unknown = forms.parse_unknown_devices(raw, [c.name for c in children])
+    except FormError as e:
+        errors.update(e.errors)
+    if errors:
+        raise FormError(errors)
+    if unknown is not None:
+        await db(svc.store.set_setting, "unknown_devices", unknown)
     await db(svc.store.set_setting, "block_answer", mode)
     await db(svc.store.set_setting, "retention_days", days)
     await db(svc.store.set_setting, "ui_lang", lang)
     state.block_answer, state.household_lang = mode, lang
-    await record(request, "settings", f"{mode} · {days} · {lang}")
+    await record(request, "settings", f"{mode} · {days} · {lang} · {unknown or '–'}")
 
 
 def all_feeds(request: web.Request) -> list[Feed]:

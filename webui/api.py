@@ -484,8 +484,10 @@ async def api_audit(request: web.Request) -> web.StreamResponse:
 async def api_settings(request: web.Request) -> web.StreamResponse:
     svc, state = request.app[SERVICES], request.app[STATE]
     retention = await db(svc.store.get_setting, "retention_days", svc.retention_days)
+    unknown = await db(svc.store.get_setting, "unknown_devices", "strictest")
     return ok({"block_answer": state.block_answer, "retention_days": retention,
-               "lang": state.household_lang, "upstreams": list(svc.upstreams)})
+               "lang": state.household_lang, "upstreams": list(svc.upstreams),
+               "unknown_devices": unknown})
 
 
 @routes.put("/api/v1/settings")

@@ -556,6 +556,17 @@ def _is_ed25519_key(text: str) -> bool:
 # settings ------------------------------------------------------------------------------
 
 
+def parse_unknown_devices(raw: Raw, child_names: Collection[str]) -> str | None:
+    """What new/unassigned devices get: 'strictest', 'adults' or a child's name.
+    None when the field is absent (keep the current choice)."""
+    if "unknown_devices" not in raw:
+        return None
+    value = raw.get("unknown_devices")
+    if value in ("strictest", "adults") or (isinstance(value, str) and value in child_names):
+        return str(value)
+    raise fail("unknown_devices", "err.choice")
+
+
 def parse_household(raw: Raw, modes: Collection[str]) -> tuple[str, int, str]:
     c = Checker(raw)
     mode = raw.get("block_answer", "")

@@ -603,6 +603,8 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
     accounts = await db(svc.store.accounts)
     retention = await db(svc.store.get_setting, "retention_days", svc.retention_days)
     lockouts = await db(svc.store.lockouts, now - auth.LOCKOUT)
+    unknown = await db(svc.store.get_setting, "unknown_devices", "strictest")
+    children = await db(svc.store.children)
     from webui.app import BLOCK_MODES
 
     return await page(request, "settings.html", {
@@ -616,6 +618,8 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
         "account_names": {a.id: a.username for a in accounts},
         "lockouts": lockouts,
         "max_failures": auth.MAX_FAILURES,
+        "unknown_devices": unknown,
+        "child_names": [c.name for c in children],
         "form": form or form_state(request, "", {}, None),
         "new_token": new_token,
     }, status=status)

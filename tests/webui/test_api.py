@@ -236,6 +236,15 @@ async def test_accounts_tokens_settings_audit(api: Api, harness: Harness) -> Non
     status, body = await api.call("PUT", "/api/v1/settings",
                                   {"block_answer": "nxdomain", "retention_days": 0, "lang": "en"})
     assert status == 400 and body["field"] == "retention_days"
+    status, body = await api.call("PUT", "/api/v1/settings", {
+        "block_answer": "null", "retention_days": 30, "lang": "vi", "unknown_devices": "Minh"})
+    assert status == 400 and body["field"] == "unknown_devices"  # no such child
+    assert harness.store.get_setting("block_answer") == "nxdomain"  # nothing half-saved
+    await api.call("POST", "/api/v1/children", {"name": "Minh", "born": years_ago(9).isoformat()})
+    status, s = await api.call("PUT", "/api/v1/settings", {
+        "block_answer": "null", "retention_days": 30, "lang": "vi", "unknown_devices": "Minh"})
+    assert status == 200 and s["unknown_devices"] == "Minh"
+    assert harness.store.get_setting("unknown_devices") == "Minh"
     status, audit = await api.call("GET", "/api/v1/audit")
     actions = [a["action"] for a in audit]
     assert {"setup", "login", "account.add", "account.delete", "token.add", "settings"} <= set(
