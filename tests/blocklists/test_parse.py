@@ -394,6 +394,7 @@ def test_parse_never_raises_and_accounts_for_every_line(lines: list[str], fmt: s
     else:
         assert outcomes >= r.lines  # hosts/adblock/dnsmasq lines may hold several names
     assert sum(r.skipped_by.values()) == r.skipped
+    assert detect_format(text) in FORMAT_NAMES
 
 
 # --------------------------------------------------------------------------- detection
