@@ -14,7 +14,8 @@ Only an unknown format name raises (`ValueError`): that is a programming/config 
 Every entry covers its subdomains (the index matches by suffix), except `subdomains_only`
 entries (`*.x` in RPZ and `||*.x^` in adblock), which match below x but not x itself.
 
-Formats (`PARSERS` keys; `blocklists.feed.FORMATS` holds the ones a Feed may name):
+Formats (`FORMAT_NAMES`, also the keys of `PARSERS`: name -> parse function for that format;
+`blocklists.feed.FORMATS` holds the ones a Feed may name today):
 - hosts: `0.0.0.0 a.b`, `127.0.0.1 a b c`, any IPv4/IPv6 address (also `0`), inline `#`
   comments. localhost-style names (localhost, broadcasthost, local, ip6-*, 0.0.0.0) are skipped.
   A line with a bare name and no address is accepted (lenient: many "hosts" feeds mix both).
@@ -72,7 +73,9 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from blocklists.names import (
     MAX_NAME,
@@ -890,7 +893,7 @@ def _parse_unbound(lines: Lines, b: _Builder) -> None:
 
 # --------------------------------------------------------------------------- public API
 
-PARSERS: dict[str, LineParser] = {
+_LINE_PARSERS: dict[str, LineParser] = {
     "hosts": _parse_hosts,
     "domains": _parse_domains,
     "wildcard": _parse_domains,
@@ -900,7 +903,7 @@ PARSERS: dict[str, LineParser] = {
     "unbound": _parse_unbound,
 }
 # "rating" takes an extra argument (categories); parse() dispatches it.
-FORMAT_NAMES: tuple[str, ...] = (*PARSERS, "rating")
+FORMAT_NAMES: tuple[str, ...] = (*_LINE_PARSERS, "rating")
 
 
 def _lines(text: str | Iterable[str]) -> Iterator[str]:
@@ -945,7 +948,7 @@ def parse(
         if fmt == "rating":
             _parse_rating(numbered, b, categories)
         else:
-            PARSERS[fmt](numbered, b)
+            _LINE_PARSERS[fmt](numbered, b)
     b.result.lines = next(counter) - 2
     return b.result
 
@@ -978,6 +981,20 @@ def parse_file(
         return parse(f, fmt, categories=categories, keep_rejected=keep_rejected)
 
 
+class _FormatParser(Protocol):
+    def __call__(
+        self,
+        text: str | Iterable[str],
+        *,
+        categories: Collection[str] | None = None,
+        keep_rejected: int = KEEP_REJECTED,
+    ) -> ParseResult: ...
+
+
+# format name -> parse function for that format: PARSERS["hosts"](text) == parse(text, "hosts")
+PARSERS: dict[str, _FormatParser] = {name: partial(parse, fmt=name) for name in FORMAT_NAMES}
+
+
 # --------------------------------------------------------------------------- detection
 
 _DETECT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -994,7 +1011,7 @@ _DETECT_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 def detect_format(sample: str) -> str:
     """Best guess of a list's format from its first lines (for the admin UI's "add a feed").
 
-    Returns a PARSERS key or "rating"; "domains" when nothing stands out.
+    Returns a PARSERS key; "domains" when nothing stands out.
     """
     lines = sample.lstrip("\ufeff").split("\n")[:500]
     first = next((ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")), "")

@@ -418,7 +418,7 @@ def test_parse_never_raises_and_accounts_for_every_line(lines: list[str], fmt: s
 )
 def test_detect_format(sample: str, fmt: str) -> None:
     assert detect_format(sample) == fmt
-    assert fmt in PARSERS or fmt == "rating"
+    assert fmt in PARSERS
 
 
 # --------------------------------------------------------------------------- real extracts
@@ -537,3 +537,10 @@ def test_overlong_lines_are_rejected_unread(fmt: str) -> None:
     assert r.rejected[0].line == 1
     assert r.rejected[0].reason == "line longer than 4096 characters"
     assert len(r.rejected[0].text) == 200
+
+
+def test_parsers_dict_maps_each_format_to_its_parse_function() -> None:
+    assert set(PARSERS) == set(FORMAT_NAMES)
+    assert PARSERS["hosts"]("0.0.0.0 a.example\n").entries == [Entry("a.example", line=1)]
+    r = PARSERS["rating"]("domain,category,min_age\na.example,x,3\n", categories=["games"])
+    assert r.rejected[0].reason == "unknown category 'x'"
