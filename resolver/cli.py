@@ -175,7 +175,7 @@ async def _lists_sync(args: argparse.Namespace) -> int:
     from resolver.household import open_household
 
     async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
-        statuses = await hh.sync.sync(args.names or None, force=True)
+        statuses = await hh.sync_feeds(args.names or None, force=True)
     for line in status_lines(statuses):
         print(line)
     if not statuses:

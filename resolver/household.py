@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "nestguard.sqlite"
 PURGE_EVERY = 3600.0
+RELOAD_EVERY = 0.5  # a CLI write (no nudge) is in force within a second; one cheap SELECT
 ADDED_FEEDS_KEY = "added_feeds"
 
 
@@ -148,7 +149,18 @@ class Household:
 
     # -- feeds -------------------------------------------------------------------------------
     async def sync_now(self) -> None:
+        """The web UI's "Sync now": the background loop syncs every feed at once."""
         self.sync.trigger()
+
+    async def sync_feeds(
+        self, names: Sequence[str] | None = None, *, force: bool = False
+    ) -> list[FeedStatus]:
+        """Sync now, in this task, and put the new index in force before returning."""
+        before = self.sync.index
+        statuses = await self.sync.sync(names, force=force)
+        if self.sync.index is not before:
+            self.live_index.value = self.wrap_index(self.sync.index)
+        return statuses
 
     async def add_feed(self, feed: Feed) -> None:
         if any(f.name == feed.name for f in self.sync.feeds):
@@ -315,7 +327,7 @@ async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object
     assert hh.store is not None
     task = asyncio.create_task(
         reload_loop(hh.store, hh.live_policy, hh.categories, nudge=hh.nudge, stop=stop,
-                    interval=5.0, clock=hh.now, status=hh.status, **build)
+                    interval=RELOAD_EVERY, clock=hh.now, status=hh.status, **build)
     )
     try:
         while not task.done():
@@ -339,3 +351,19 @@ async def _purge_loop(hh: Household, stop: asyncio.Event) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), PURGE_EVERY)
 
+
+
+async def serve(config: Config) -> None:
+    """`nestguard serve`: the household behind the resolver, until SIGTERM/SIGINT.
+    SIGHUP re-reads the policy at once (systemd's ExecReload)."""
+    import signal
+
+    from resolver.main import run
+
+    async with open_household(config) as hh:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, hh.nudge.set)
+        try:
+            await run(config, hh.resolver_services())  # type: ignore[arg-type]
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)

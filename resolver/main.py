@@ -319,7 +319,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    _run_loop(run(config))
+    from resolver.household import serve
+
+    _run_loop(serve(config))
     return 0
 
 
@@ -334,15 +336,16 @@ def _run_loop(coro: Any) -> None:
 
 
 # One function per subcommand; add new ones to this tuple.
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _add_serve,
-)
+def _subcommands() -> tuple[Callable[[Any], None], ...]:
+    from resolver import cli
+
+    return (_add_serve, *cli.SUBCOMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nestguard", description="parental-filter DNS resolver")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in SUBCOMMANDS:
+    for add in _subcommands():
         add(sub)
     return parser
 
