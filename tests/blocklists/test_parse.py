@@ -544,3 +544,13 @@ def test_parsers_dict_maps_each_format_to_its_parse_function() -> None:
     assert PARSERS["hosts"]("0.0.0.0 a.example\n").entries == [Entry("a.example", line=1)]
     r = PARSERS["rating"]("domain,category,min_age\na.example,x,3\n", categories=["games"])
     assert r.rejected[0].reason == "unknown category 'x'"
+
+
+def test_results_cross_process_boundaries() -> None:
+    """The index is built in a worker process: results must pickle (fast-path entries too)."""
+    import pickle
+
+    r = parse("0.0.0.0 a.example\nbad..example\n", "hosts")
+    back = pickle.loads(pickle.dumps(r))
+    assert back == r
+    assert back.entries[0] == Entry("a.example", line=1)
