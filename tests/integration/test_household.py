@@ -105,14 +105,14 @@ def ede_text(r: dns.message.Message) -> str:
 
 
 @pytest.fixture
-async def household(household_server, fake_upstream, tmp_path):  # type: ignore[no-untyped-def]
+async def household(household_server, fake_upstream, tmp_path):
     zone(fake_upstream)
     hh, addr = await household_server(feeds=write_lists(tmp_path / "lists"))
     ids = await family(hh)
     return hh, addr, ids
 
 
-async def test_same_names_get_each_childs_verdict(household) -> None:  # type: ignore[no-untyped-def]
+async def test_same_names_get_each_childs_verdict(household) -> None:
     hh, addr, _ = household
     expected = {
         # name:                 7-year-old, 15-year-old, parent, unknown (strictest = Minh)
@@ -128,7 +128,7 @@ async def test_same_names_get_each_childs_verdict(household) -> None:  # type: i
         assert got == answers, name
 
 
-async def test_block_answer_says_why(household, fake_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_block_answer_says_why(household, fake_upstream) -> None:
     _, addr, _ = household
     fake_upstream.clear_log()
     r = await ask(addr, "adult-site.example", "A", source=KID)
@@ -142,7 +142,7 @@ async def test_block_answer_says_why(household, fake_upstream) -> None:  # type:
     assert fake_upstream.count("adult-site.example") == 0  # blocked names never go upstream
 
 
-async def test_bypass_defences(household, fake_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_bypass_defences(household, fake_upstream) -> None:
     _, addr, _ = household
     fake_upstream.clear_log()
     assert await a_record(addr, "use-application-dns.net", KID) == "NXDOMAIN"
@@ -154,7 +154,7 @@ async def test_bypass_defences(household, fake_upstream) -> None:  # type: ignor
     assert fake_upstream.count() == 0
 
 
-async def test_safe_search_answers_cname_and_address(household) -> None:  # type: ignore[no-untyped-def]
+async def test_safe_search_answers_cname_and_address(household) -> None:
     _, addr, _ = household
     r = await ask(addr, "www.google.com", "A", source=KID)
     cname = [rr for rr in r.answer if rr.rdtype == dns.rdatatype.CNAME]
@@ -164,13 +164,13 @@ async def test_safe_search_answers_cname_and_address(household) -> None:  # type
     assert await a_record(addr, "www.google.com", PARENT) == REAL  # adults: no rewrite
 
 
-async def test_cname_cloaking_is_blocked(household) -> None:  # type: ignore[no-untyped-def]
+async def test_cname_cloaking_is_blocked(household) -> None:
     _, addr, _ = household
     assert await a_record(addr, "tracker.news.example", KID) == "0.0.0.0"
     assert await a_record(addr, "tracker.news.example", PARENT) == REAL
 
 
-async def test_a_parent_change_is_in_force_within_a_second(household) -> None:  # type: ignore[no-untyped-def]
+async def test_a_parent_change_is_in_force_within_a_second(household) -> None:
     hh, addr, ids = household
     assert await a_record(addr, "news.example", KID) == REAL
     # as `nestguard` CLI does: a write to the store, no nudge to the running server
@@ -182,7 +182,7 @@ async def test_a_parent_change_is_in_force_within_a_second(household) -> None:  
     assert await a_record(addr, "news.example", TEEN) == REAL  # only Minh's rule
 
 
-async def test_a_grant_ends_by_itself(household) -> None:  # type: ignore[no-untyped-def]
+async def test_a_grant_ends_by_itself(household) -> None:
     hh, addr, ids = household
     until = hh.now() + timedelta(seconds=1.5)
     await asyncio.to_thread(hh.store.add_grant, Grant(ids["minh"], until, domain="chatty.example"))
@@ -192,7 +192,7 @@ async def test_a_grant_ends_by_itself(household) -> None:  # type: ignore[no-unt
     assert await a_record(addr, "chatty.example", KID) == "0.0.0.0"
 
 
-async def test_a_birthday_moves_a_child_up(household) -> None:  # type: ignore[no-untyped-def]
+async def test_a_birthday_moves_a_child_up(household) -> None:
     hh, addr, _ = household
     store = hh.store
     birthday = await asyncio.to_thread(store.add_child, "An", years_ago(13))  # 13 today
@@ -204,7 +204,7 @@ async def test_a_birthday_moves_a_child_up(household) -> None:  # type: ignore[n
     assert await a_record(addr, "chatty.example", "127.0.0.6") == "0.0.0.0"
 
 
-async def test_explain_agrees_with_dig(household) -> None:  # type: ignore[no-untyped-def]
+async def test_explain_agrees_with_dig(household) -> None:
     hh, addr, _ = household
     for ip in (KID, TEEN, PARENT, STRANGER):
         for name in ("adult-site.example", "chatty.example", "school.example",
@@ -215,7 +215,7 @@ async def test_explain_agrees_with_dig(household) -> None:  # type: ignore[no-un
             assert blocked == (verdict.action == Action.BLOCK), (ip, name, verdict, out)
 
 
-async def test_activity_log_keeps_childrens_queries_with_reasons(household) -> None:  # type: ignore[no-untyped-def]
+async def test_activity_log_keeps_childrens_queries_with_reasons(household) -> None:
     hh, addr, ids = household
     await a_record(addr, "adult-site.example", KID)
     await a_record(addr, "school.example", KID)
@@ -234,7 +234,7 @@ async def test_activity_log_keeps_childrens_queries_with_reasons(household) -> N
     assert all(r.event.client != PARENT for r in everything)  # adults are not logged
 
 
-async def test_cli_explain_matches_the_running_server(household, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_cli_explain_matches_the_running_server(household, tmp_path) -> None:
     hh, addr, _ = household
     cfg = tmp_path / "cli.yaml"
     feeds = "\n".join(
@@ -270,7 +270,7 @@ async def test_cli_explain_matches_the_running_server(household, tmp_path) -> No
 
 # -- feeds: a bad download never leaves the home unprotected ------------------------------
 @pytest.fixture
-async def feed_server():  # type: ignore[no-untyped-def]
+async def feed_server():
     state = {"body": b"adult-site.example\nmore-adult.example\n", "status": 200}
 
     async def handler(request: web.Request) -> web.Response:
@@ -287,7 +287,9 @@ async def feed_server():  # type: ignore[no-untyped-def]
     await runner.cleanup()
 
 
-async def test_bad_downloads_keep_the_last_good_list(household_server, fake_upstream, feed_server) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_downloads_keep_the_last_good_list(
+    household_server, fake_upstream, feed_server
+) -> None:
     url, state = feed_server
     zone(fake_upstream)
     feed = Feed("adult-remote", url, "domains", category="adult")
@@ -303,7 +305,7 @@ async def test_bad_downloads_keep_the_last_good_list(household_server, fake_upst
         assert await a_record(addr, "adult-site.example", KID) == "0.0.0.0"
 
 
-async def test_a_corrupt_database_still_filters(household_server, fake_upstream, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_a_corrupt_database_still_filters(household_server, fake_upstream, tmp_path) -> None:
     zone(fake_upstream)
     data = tmp_path / "data"
     data.mkdir()
