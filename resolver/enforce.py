@@ -86,6 +86,7 @@ class Enforce:
         self._now = now or WallClock()
         self._memo: dict[tuple[int, str, int], tuple[Profile, Verdict]] = {}
         self._memo_now: datetime | None = None
+        self._memo_second: datetime | None = None
         b = block or BlockSettings()
         self._mode = b.answer
         self._ttl = b.ttl
@@ -135,16 +136,22 @@ class Enforce:
         return reply
 
     def verdict(self, profile: Profile, qname: str, qtype: int) -> Verdict:
-        """The decider's verdict, memoised while `now()` returns the same instant.
+        """The decider's verdict, memoised within one second of the household clock.
 
-        The default clock changes once a second, so a swapped index or policy counts within
-        a second at most (a new Policy brings new Profile objects, which miss at once).
+        So a swapped index counts within a second at most; a new policy snapshot brings new
+        Profile objects, which miss at once. (The default WallClock returns one object per
+        second, so the check is an identity test; other clocks are compared by the second.)
         """
         now = self._now()
         memo = self._memo
-        if now is not self._memo_now or len(memo) > 50_000:
-            memo.clear()
+        if now is not self._memo_now:
+            second = now.replace(microsecond=0)
+            if second != self._memo_second:
+                memo.clear()
+                self._memo_second = second
             self._memo_now = now
+        if len(memo) > 50_000:
+            memo.clear()
         key = (id(profile), qname, qtype)
         hit = memo.get(key)
         if hit is not None and hit[0] is profile:

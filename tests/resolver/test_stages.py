@@ -425,6 +425,9 @@ def test_verdict_memo_follows_the_clock_and_the_snapshot():
     assert calls == ["a.example"]
     enforce.verdict(profile, "a.example", 28)
     assert len(calls) == 2
+    instant[0] = datetime(2026, 1, 1, 0, 0, 0, 999_000, tzinfo=UTC)  # same second
+    enforce.verdict(profile, "a.example", 1)
+    assert len(calls) == 2
     instant[0] = datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)
     enforce.verdict(profile, "a.example", 1)
     assert len(calls) == 3
