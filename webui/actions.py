@@ -318,6 +318,24 @@ async def allow_site(request: web.Request, child_id: int, raw: Raw) -> str:
     return domain
 
 
+async def end_grant(request: web.Request, child_id: int, grant_id: int) -> None:
+    """End a temporary allow early."""
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    mine = {g.id: g for g in await db(svc.store.grants) if g.child_id == child_id}
+    if grant_id not in mine:
+        raise NotFound(f"grant {grant_id}")
+    await db(svc.store.remove_grant, grant_id)
+    await record(request, "grant.end", f"{child.name}: {mine[grant_id].domain or '–'}")
+
+
+async def delete_device(request: web.Request, device_id: int) -> None:
+    svc = request.app[SERVICES]
+    device = await db(svc.store.device, device_id)
+    await db(svc.store.delete_device, device_id)
+    await record(request, "device.delete", device.name or ", ".join(device.identifiers))
+
+
 async def add_schedule(request: web.Request, child_id: int, raw: Raw) -> Schedule:
     svc = request.app[SERVICES]
     child = await db(svc.store.child, child_id)

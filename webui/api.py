@@ -193,6 +193,9 @@ async def api_child(request: web.Request) -> web.StreamResponse:
         },
         "rules": [{"id": r.id, "domain": r.domain, "kind": r.kind}
                   for r in await db(svc.store.rules, child.id)],
+        "grants": [{"id": g.id, "domain": g.domain, "category": g.category,
+                    "until": g.until.isoformat()}
+                   for g in await db(svc.store.grants, active_at=now) if g.child_id == child.id],
         "schedules": [{"id": s.id, "name": s.name, "kind": s.kind,
                        "weekdays": sorted(s.weekdays), "start": s.start.strftime("%H:%M"),
                        "end": s.end.strftime("%H:%M"), "categories": sorted(s.categories)}
@@ -329,6 +332,21 @@ async def api_device_update(request: web.Request) -> web.StreamResponse:
     device = await actions.update_device(request, device, await body(request))
     stats = await db(svc.store.device_stats, svc.clock().date())
     return ok(device_json(device, stats))
+
+
+@routes.delete("/api/v1/devices/{address}")
+@api
+async def api_device_delete(request: web.Request) -> web.StreamResponse:
+    device = await actions.device_by_address(request, request.match_info["address"])
+    await actions.delete_device(request, device.id)
+    return ok({"ok": True})
+
+
+@routes.delete("/api/v1/children/{id:\\d+}/grants/{gid:\\d+}")
+@api
+async def api_grant_delete(request: web.Request) -> web.StreamResponse:
+    await actions.end_grant(request, _id(request), _id(request, "gid"))
+    return ok({"ok": True})
 
 
 @routes.post("/api/v1/devices/merge")

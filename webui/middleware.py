@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from policy.store import Conflict, NotFound, StoreError
 from webui import auth
 from webui.i18n import pick_lang
 from webui.keys import LANG, PRINCIPAL, SERVICES, STATE
@@ -135,6 +136,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, exc.status)
     except asyncio.CancelledError:
         raise
+    except NotFound:
+        return error_response(request, 404)
+    except Conflict:
+        return error_response(request, 409)
+    except StoreError as e:  # the store refused a value the forms let through
+        log.warning("store refused %s %s: %s", request.method, request.path, e)
+        return error_response(request, 400)
     except Exception:
         log.exception("web handler failed: %s %s", request.method, request.path)
         return error_response(request, 500)

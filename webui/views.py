@@ -347,6 +347,13 @@ async def child_schedule_delete(request: web.Request) -> web.StreamResponse:
     raise see_other(f"/children/{child_id}", "removed")
 
 
+@routes.post("/children/{id:\\d+}/grants/{gid:\\d+}/delete")
+async def child_grant_delete(request: web.Request) -> web.StreamResponse:
+    child_id = _child_id(request)
+    await _or_404(actions.end_grant(request, child_id, int(request.match_info["gid"])))
+    raise see_other(f"/children/{child_id}", "removed")
+
+
 @routes.post("/children/{id:\\d+}/delete")
 async def child_delete(request: web.Request) -> web.StreamResponse:
     await _or_404(actions.delete_child(request, _child_id(request)))
@@ -427,6 +434,12 @@ async def device_update(request: web.Request) -> web.StreamResponse:
         return await devices_page(request, form_state(request, f"device-{device.id}", raw, e),
                                   400)
     raise see_other("/devices", "saved")
+
+
+@routes.post("/devices/{id:\\d+}/delete")
+async def device_delete(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.delete_device(request, int(request.match_info["id"])))
+    raise see_other("/devices", "removed")
 
 
 @routes.post("/devices/merge")

@@ -99,6 +99,12 @@ async def test_rules_schedules_exceptions(api: Api, harness: Harness) -> None:
     assert status == 201
     grants = harness.store.grants(active_at=harness.now())
     assert [(g.child_id, g.domain) for g in grants] == [(cid, "roblox.com")]
+    status, detail = await api.call("GET", f"/api/v1/children/{cid}")
+    assert [g["domain"] for g in detail["grants"]] == ["roblox.com"]
+    status, _ = await api.call("DELETE", f"/api/v1/children/{cid}/grants/{grants[0].id}")
+    assert status == 200 and harness.store.grants(active_at=harness.now()) == []
+    status, _ = await api.call("DELETE", f"/api/v1/children/{cid}/grants/{grants[0].id}")
+    assert status == 404
     status, sched = await api.call("POST", f"/api/v1/children/{cid}/schedules", {
         "name": "Giờ ngủ", "kind": "bedtime", "weekdays": [0, 1, 2, 3, 6],
         "start": "21:30", "end": "06:30"})
@@ -146,6 +152,9 @@ async def test_devices_assign_rename_merge(api: Api, harness: Harness) -> None:
     assert status == 200 and set(merged["identifiers"]) == {"127.0.0.2", "127.0.0.3"}
     status, body = await api.call("POST", "/api/v1/devices/merge", {"keep": 1, "other": 1})
     assert status == 400
+    status, _ = await api.call("DELETE", "/api/v1/devices/127.0.0.3")
+    assert status == 200 and harness.store.devices() == []
+    assert (await api.call("DELETE", "/api/v1/devices/127.0.0.3"))[0] == 404
 
 
 async def test_activity_filters(api: Api, harness: Harness) -> None:

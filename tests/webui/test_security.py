@@ -209,7 +209,7 @@ def test_text_fields_reject_control_characters(text: str) -> None:
 
 def concrete(path: str) -> str:
     path = re.sub(r"\{id[^}]*\}", "1", path)
-    path = re.sub(r"\{rule[^}]*\}|\{sid[^}]*\}", "1", path)
+    path = re.sub(r"\{(rule|sid|gid)[^}]*\}", "1", path)
     return path.replace("{address}", "127.0.0.9").replace("{name}", "style.css").replace(
         "{code}", "en")
 
