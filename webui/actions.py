@@ -70,16 +70,28 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     at = svc.clock()
     since = at - auth.LOCKOUT
     for key in keys:
-        if await db(svc.store.login_failures, key, since) >= auth.MAX_FAILURES:
+        failures = await db(svc.store.login_failures, key, since)
+        # attempts still being checked count too: 20 parallel guesses are not 20 tries
+        if failures + state.logins_in_flight.get(key, 0) >= auth.MAX_FAILURES:
             LOGINS.labels("locked").inc()
             raise Locked(at + auth.LOCKOUT)
-    account = await db(svc.store.account, creds.username)
-    ok = await auth.verify_password(
-        creds.password,
-        account.password_hash if account else None,
-        n=svc.scrypt_n,
-        slots=state.hash_slots,
-    )
+    for key in keys:
+        state.logins_in_flight[key] = state.logins_in_flight.get(key, 0) + 1
+    try:
+        account = await db(svc.store.account, creds.username)
+        ok = await auth.verify_password(
+            creds.password,
+            account.password_hash if account else None,
+            n=svc.scrypt_n,
+            slots=state.hash_slots,
+        )
+    finally:
+        for key in keys:
+            left = state.logins_in_flight.get(key, 1) - 1
+            if left > 0:
+                state.logins_in_flight[key] = left
+            else:
+                state.logins_in_flight.pop(key, None)
     if not ok or account is None:
         counts = [await db(svc.store.record_login_failure, key, at) for key in keys]
         if max(counts) > auth.MAX_FAILURES:

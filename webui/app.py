@@ -82,6 +82,7 @@ class WebState:
     sync_task: asyncio.Task[None] | None = None
     sync_error: str = ""
     ask_times: dict[str, list[float]] = field(default_factory=dict)  # block page asks per client
+    logins_in_flight: dict[str, int] = field(default_factory=dict)  # throttle key -> checks
     catalogues: dict[str, dict[str, str]] = field(default_factory=dict)
     tld: tldextract.TLDExtract | None = None
     session_policy: SessionPolicy = field(default_factory=SessionPolicy)

@@ -288,3 +288,17 @@ async def test_login_outcomes_are_counted(aiohttp_client, harness: Harness) -> N
     await client.post("/api/v1/login", json={"username": "mai", "password": "x" * 12})
     text = await (await client.get("/metrics")).text()
     assert 'nestguard_web_logins_total{outcome="failed"}' in text
+
+
+async def test_parallel_guesses_count_as_tries(client, harness: Harness) -> None:
+    """A burst of simultaneous logins cannot slip past the limit before failures land."""
+    import asyncio
+
+    await client.post("/api/v1/setup", json={"username": "mai", "password": PASSWORD})
+    statuses = await asyncio.gather(*[
+        client.post("/api/v1/login", json={"username": "mai", "password": f"guess number {i}"})
+        for i in range(12)
+    ])
+    codes = sorted(r.status for r in statuses)
+    assert codes.count(400) <= 5 and codes.count(429) >= 7
+    assert harness.store.login_failures("user:mai", harness.now() - timedelta(minutes=15)) <= 5
