@@ -328,7 +328,7 @@ def _parse_hosts(lines: Lines, b: _Builder) -> None:
                 and n not in seen
                 and n not in psl
                 and n[n.find(".") + 1 :] not in psl_wild
-                and not _is_local(n)
+                and n != "localhost.localdomain"  # the one local name with a dot
             ):
                 seen[n] = len(entries)
                 entries.append(_plain_entry(n, no))
