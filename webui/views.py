@@ -706,6 +706,11 @@ async def settings_account_delete(request: web.Request) -> web.StreamResponse:
     raise see_other("/settings", "removed")
 
 
+@routes.get("/help")
+async def help_page(request: web.Request) -> web.Response:
+    return await page(request, "help.html", {})
+
+
 # audit ---------------------------------------------------------------------------------------
 
 

@@ -235,7 +235,8 @@ async def run_story(browser: Any, base: str, blocked_url: str, harness: Harness,
     await parent.goto(child_url)
     await shoot(parent, "12-child-after")
     for path, name in (("/lists", "13-lists"), ("/settings", "14-settings"),
-                       ("/audit", "15-audit"), ("/children", "16-children")):
+                       ("/audit", "15-audit"), ("/children", "16-children"),
+                       ("/help", "16b-help")):
         await parent.goto(base + path)
         await expect(parent.locator("h1")).to_be_visible()
         await shoot(parent, name)

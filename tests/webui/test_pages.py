@@ -15,7 +15,8 @@ from policy.model import QueryEvent
 from tests.webui.conftest import CSRF_RE, Harness, setup_and_login, years_ago
 from webui.i18n import load_catalogues
 
-PAGES = ["/", "/children", "/devices", "/activity", "/requests", "/lists", "/settings", "/audit"]
+PAGES = ["/", "/children", "/devices", "/activity", "/requests", "/lists", "/settings", "/audit",
+         "/help"]
 
 
 class Page:
