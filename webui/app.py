@@ -113,8 +113,11 @@ def create_app(services: Services) -> web.Application:
         block_answer=services.block_answer,
         household_lang=services.default_lang if services.default_lang in LANGS else "vi",
         catalogues=load_catalogues(),
-        # the bundled public suffix list only: never fetched at run time
-        tld=tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None),
+        # the bundled public suffix list only: never fetched at run time. Private suffixes
+        # count (user.github.io is its own site, not all of github.io).
+        tld=tldextract.TLDExtract(
+            suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True
+        ),
         session_policy=SessionPolicy(
             idle=services.session_idle, absolute=services.session_absolute
         ),

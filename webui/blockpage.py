@@ -55,6 +55,13 @@ def _domain(request: web.Request) -> str:
         return ""
 
 
+def _site(request: web.Request, domain: str) -> str:
+    """What the child asks for: the site (www.casino.example -> casino.example), so an
+    approval opens the pages and images the site needs, not one host name."""
+    tld = request.app[STATE].tld
+    return present.registrable(domain, tld) if domain and tld is not None else domain
+
+
 def _latest(reqs: list[AccessRequest], client: str, domain: str, now: datetime
             ) -> AccessRequest | None:
     for r in sorted(reqs, key=lambda r: r.created, reverse=True):
@@ -102,7 +109,8 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
             why = present.reason_text(verdict.reason, t, svc.categories)
     PAGES.inc()
     reqs = await db(svc.store.requests) if domain else []
-    latest = _latest(reqs, client, domain, svc.clock()) if domain else None
+    site = _site(request, domain)
+    latest = _latest(reqs, client, site, svc.clock()) if domain else None
     return render(request, "blockpage.html", {
         "domain": domain,
         "child": child,
@@ -151,8 +159,9 @@ async def _ask(request: web.Request) -> web.StreamResponse:
     if len(message) > MESSAGE_MAX:
         tr = translator(request)
         return await _page(request, status=400, error=tr("err.too_long", n=MESSAGE_MAX))
+    site = _site(request, domain)
     reqs = await db(svc.store.requests, status="pending")
-    if any(r.client == client and r.domain == domain for r in reqs):
+    if any(r.client == client and r.domain == site for r in reqs):
         raise web.HTTPSeeOther(back)
     now_s = monotonic_time.monotonic()
     times = [x for x in state.ask_times.get(client, []) if now_s - x < ASK_WINDOW]
@@ -173,12 +182,12 @@ async def _ask(request: web.Request) -> web.StreamResponse:
         child_id=child.id if child else None,
         device_id=device_id,
         client=client,
-        domain=domain,
+        domain=site,
         reason=reason,
         message=message,
     )
     who = child.name if child else client
-    await db(svc.store.audit, who, "request.ask", domain)
+    await db(svc.store.audit, who, "request.ask", site)
     ASKS.inc()
     raise web.HTTPSeeOther(back)
 
@@ -187,5 +196,6 @@ async def _status(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     domain = _domain(request)
     client, _, _ = await _who(request)
-    latest = _latest(await db(svc.store.requests), client, domain, svc.clock()) if domain else None
+    site = _site(request, domain)
+    latest = _latest(await db(svc.store.requests), client, site, svc.clock()) if domain else None
     return web.json_response({"status": latest.status if latest else "none"})

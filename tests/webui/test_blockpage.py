@@ -142,3 +142,18 @@ async def test_unknown_device_and_odd_hosts(client: Any, harness: Harness) -> No
     assert r.status == 200 and r.content_type == "text/css"
     assert (await client.get("/static/nope.txt", headers=CASINO)).status == 404
     assert "Content-Security-Policy" in (await client.get("/", headers=CASINO)).headers
+
+
+async def test_asking_from_a_subdomain_asks_for_the_site(client: Any, harness: Harness) -> None:
+    await family(client, harness)
+    host = {"Host": "www.casino.co.uk"}
+    html = await (await client.get("/", headers=host)).text()
+    await client.post("/__nestguard/ask", headers=host, data={"token": token_of(html)})
+    [req] = harness.store.requests()
+    assert req.domain == "casino.co.uk"
+    html = await (await client.get("/", headers={"Host": "img.casino.co.uk"})).text()
+    assert "answer pending" in html  # the same site's request, seen from another host
+    host = {"Host": "mine.github.io"}  # a private suffix: that blog only
+    html = await (await client.get("/", headers=host)).text()
+    await client.post("/__nestguard/ask", headers=host, data={"token": token_of(html)})
+    assert {r.domain for r in harness.store.requests()} == {"casino.co.uk", "mine.github.io"}
