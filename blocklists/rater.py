@@ -78,7 +78,7 @@ _DIGITS_COST: Final = 6.0  # a run of digits is one token
 _UNKNOWN_COST: Final = 30.0  # a letter no word covers
 _MAX_WORD: Final = 20  # longer words are never looked up (bounds the work per label)
 _THRESHOLD: Final = 1.0
-_SHORT: Final = 4  # words this short need a real word or a boundary on both sides
+_SHORT: Final = 4  # weak words this short need a real word or a boundary on both sides
 _NUMBER: Final = "<num>"  # the rater-words.txt entry standing for any run of digits
 
 # Cyrillic -> Latin, the common web transliteration (as in "prostitutki", "znakomstva").
@@ -245,6 +245,18 @@ def normalise_label(label: str) -> str:
     return "".join(ch for ch in text if ch.isascii() and not unicodedata.combining(ch))
 
 
+def _enough(evidence: list[tuple[float, str]]) -> tuple[str, ...]:
+    """The strongest words that carry the score past the threshold (the parent's "why")."""
+    out: list[str] = []
+    total = 0.0
+    for weight, word in sorted(evidence, key=lambda e: -e[0]):
+        out.append(word)
+        total += weight
+        if total >= _THRESHOLD - 1e-9:
+            break
+    return tuple(out)
+
+
 def _beside_a_letter(words: Sequence[str], i: int) -> bool:
     """Whether words[i] has a lone letter (not a digit) next to it in the split."""
     for j in (i - 1, i + 1):
@@ -294,11 +306,16 @@ class NameRater:
         weights = self._lex.weights
         seen: set[str] = set()
         for i, word in enumerate(words):
-            key = _NUMBER if word.isdigit() else word
+            key = _NUMBER if word.isdigit() and word not in weights else word
             if key in seen or key not in weights:
                 continue
-            if len(word) <= _SHORT and not word.isdigit() and _beside_a_letter(words, i):
-                continue  # "a"+"kush"+"erst": a short word amid junk is chance, not evidence
+            if (
+                len(word) <= _SHORT
+                and not word.isdigit()
+                and max(weights[key].values()) < 1.0
+                and _beside_a_letter(words, i)
+            ):
+                continue  # "a"+"kush"+"erst": a weak short word amid junk is chance
             seen.add(key)
             for category, weight in weights[key].items():
                 scores[category] = scores.get(category, 0.0) + weight
@@ -312,7 +329,7 @@ class NameRater:
         for category in self._order:
             score = scores.get(category, 0.0)
             if score >= _THRESHOLD - 1e-9:
-                fired = tuple(w for _, w in sorted(evidence[category], key=lambda e: -e[0]))
+                fired = _enough(evidence[category])
                 confidence = round(1.0 - 0.5 * 0.35**score, 2)
                 return Rating(tuple(words), scores, fired, category, confidence)
         return Rating(tuple(words), scores, (), None, 0.0)

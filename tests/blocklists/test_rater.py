@@ -75,11 +75,11 @@ def test_innocent_names_are_not_rated(rater: NameRater, qname: str) -> None:
 # Invented names in the style of real adult, gambling, dating, drugs and bypass sites.
 MUST_MATCH = [
     ("hotpornhubz.com", "adult", "pornhub"),
-    ("xxxmilftube.net", "adult", "milf"),
-    ("freesexvideos24.org", "adult", "sexvideos"),
+    ("xxxmilftube.net", "adult", "xxx"),
+    ("free-sex-movies24.org", "adult", "sex"),
     ("hot-girls-cams.live", "adult", "girls"),
-    ("phimsexhay.net", "adult", "phimsex"),
-    ("clipsex-viet.info", "adult", "clipsex"),
+    ("phimsexhay.net", "adult", "sex"),
+    ("clipsex-viet.info", "adult", "sex"),
     ("gaigoisaigon.xyz", "adult", "gaigoi"),
     ("prostitutki-moskvy.ru", "adult", "prostitutki"),
     ("bokepindo.site", "adult", "bokep"),
@@ -97,7 +97,7 @@ MUST_MATCH = [
     ("sugardaddymeet.com", "dating", "sugardaddy"),
     ("buy-kratom-online.com", "drugs", "kratom"),
     ("fastfreevpn.app", "bypass", "vpn"),
-    ("schoolproxy-unblocker.net", "bypass", "unblocker"),
+    ("schoolproxy-unblocker.net", "bypass", "proxy"),
 ]
 
 
