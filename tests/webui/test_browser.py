@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from blocklists.feed import Feed
 from policy.model import QueryEvent
+from policy.store import FeedStatus
 from tests.webui.conftest import PASSWORD, Harness, years_ago
 from webui.app import create_app
 
@@ -105,6 +107,26 @@ async def test_parent_and_child_in_a_real_browser(harness: Harness) -> None:
     from playwright.async_api import async_playwright, expect
 
     harness.services.allowed_hosts = ("127.0.0.1",)
+    added: list[Feed] = []
+
+    async def add_feed(feed: Feed) -> None:
+        added.append(feed)
+
+    async def feed_sync() -> None:
+        await asyncio.sleep(0)
+
+    harness.services.feeds = [
+        Feed("ut1-gambling", "https://lists.example/ut1/gambling.txt", "domains", "gambling"),
+        Feed("hagezi-nsfw", "https://lists.example/hagezi/nsfw.txt", "adblock", "adult"),
+    ]
+    harness.services.add_feed = add_feed
+    harness.services.feed_sync = feed_sync
+    harness.store.save_feed_status(FeedStatus(
+        "ut1-gambling", last_try=harness.now(), last_success=harness.now(), entries=38112,
+        rejected=4))
+    harness.store.save_feed_status(FeedStatus(
+        "hagezi-nsfw", last_try=harness.now(), entries=0, rejected=0,
+        error="HTTP 503 from lists.example; the last good copy stays in force"))
     app = create_app(harness.services)
     async with serve(app) as port, relay_from("127.0.0.2", port) as relay_port:
         base = f"http://127.0.0.1:{port}"
@@ -115,13 +137,13 @@ async def test_parent_and_child_in_a_real_browser(harness: Harness) -> None:
             )
             try:
                 await run_story(browser, base, f"http://casino.example:{relay_port}", harness,
-                                expect)
+                                expect, added)
             finally:
                 await browser.close()
 
 
 async def run_story(browser: Any, base: str, blocked_url: str, harness: Harness,
-                    expect: Any) -> None:
+                    expect: Any, added: list[Feed]) -> None:
     parent_ctx = await browser.new_context(viewport=PHONE, locale="en-GB")
     parent = await parent_ctx.new_page()
     errors: list[str] = []
@@ -234,6 +256,21 @@ async def run_story(browser: Any, base: str, blocked_url: str, harness: Harness,
     await shoot(parent, "11-activity")
     await parent.goto(child_url)
     await shoot(parent, "12-child-after")
+    # an admin adds a feed: a file:// URL is refused next to the field, https works
+    await parent.goto(base + "/lists")
+    await expect(parent.locator("section.feed.failing")).to_contain_text("HTTP 503")
+    await parent.get_by_label("Short name").fill("oisd-small")
+    await parent.get_by_label("Address (https://)").fill("file:///etc/passwd")
+    await parent.get_by_label("Category").select_option("adult")
+    await parent.get_by_role("button", name="Add a list").click()
+    await expect(parent.locator("#feed-url-err")).to_have_text(
+        "The address must start with https://.")
+    assert added == []
+    await shoot(parent, "13a-lists-error")
+    await parent.get_by_label("Address (https://)").fill("https://lists.example/oisd.txt")
+    await parent.get_by_role("button", name="Add a list").click()
+    await expect(parent.locator(".notice")).to_have_text("List added.")
+    assert [f.name for f in added] == ["oisd-small"]
     for path, name in (("/lists", "13-lists"), ("/settings", "14-settings"),
                        ("/audit", "15-audit"), ("/children", "16-children"),
                        ("/help", "16b-help")):
