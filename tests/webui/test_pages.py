@@ -366,3 +366,42 @@ async def test_security_hits_offer_no_allow_button(page: Page, harness: Harness)
                                           "security:phishing")])
     html = html_lib.unescape(await page.get("/activity"))
     assert "Trang nguy hiểm" in html and "/allow" not in html
+
+
+class Fields(HTMLParser):
+    """Every form control and how it is labelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_for: set[str] = set()
+        self.controls: list[tuple[str, dict[str, str | None], bool]] = []
+        self._in_label = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "label":
+            self._in_label += 1
+            if a.get("for"):
+                self.label_for.add(str(a["for"]))
+        elif tag in ("input", "select", "textarea"):
+            if a.get("type") in ("hidden", "submit", "button"):
+                return
+            self.controls.append((tag, a, self._in_label > 0))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._in_label -= 1
+
+
+async def test_every_field_has_a_label(page: Page, harness: Harness) -> None:
+    cid = await add_child(page)
+    harness.store.seen([("127.0.0.2", None, harness.now()), ("127.0.0.3", None, harness.now())])
+    harness.store.log_queries([QueryEvent(harness.now(), "127.0.0.2", None, cid,
+                                          "casino.example", "A", "block",
+                                          "category:gambling:18+")])
+    for path in PAGES + [f"/children/{cid}", "/activity?blocked=1"]:
+        parser = Fields()
+        parser.feed(await page.get(path))
+        for tag, attrs, wrapped in parser.controls:
+            labelled = wrapped or attrs.get("id") in parser.label_for or attrs.get("aria-label")
+            assert labelled, (path, tag, attrs)
