@@ -10,12 +10,15 @@ the pages are shared with / cached by the OS; no Python set or dict of names is 
     src    u16[n]       source (feed) id -> header "sources"
     cat    u16[n]       category id -> header "categories"
     age    u8[n]        minimum age
-    flags  u8[n]        1 = exception (allow rule), 2 = subdomains only
+    flags  u8[n]        1 = exception (allow rule), 2 = subdomains only, 4 = INNER marker
     line   u32[n]       line number in the source list
     names  bytes        the canonical names, concatenated
 
-A lookup hashes each suffix of the name ('a.b.c' -> 'a.b.c', 'b.c', 'c'), reads its bucket
-(about one key), and only on an equal key compares the stored name. So a lookup costs a few
+A lookup hashes the suffixes of the name from the shortest with two labels ('x.a.b.c' ->
+'b.c', 'a.b.c', 'x.a.b.c'), reads each one's bucket (about one key), and only on an equal key
+compares the stored name. The walk stops at the first suffix that is neither listed nor an
+INNER marker (a parent of a listed name, stored as a key without a name), so most names cost
+one probe. So a lookup costs a few
 hundred nanoseconds per label whatever the list size, and it is EXACT: a crc32 collision costs
 one extra compare, never a false match (a plain 64-bit hash would be right "only" with
 probability 1 - n/2**64, and crc32 is easy to collide on purpose: an attacker could forge a
@@ -53,9 +56,10 @@ from policy.model import NEVER, Match
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"NGIDX001"
+MAGIC = b"NGIDX002"
 EXCEPTION = 1
 SUBDOMAINS_ONLY = 2
+INNER = 4  # not an entry: a parent of deeper entries (the lookup walk goes on below it)
 _SECTIONS = ("dir", "keys", "nstart", "nlen", "src", "cat", "age", "flags", "line", "names")
 _TYPECODES = {"dir": "I", "keys": "I", "nstart": "I", "nlen": "B", "src": "H", "cat": "H",
               "age": "B", "flags": "B", "line": "I"}
@@ -124,7 +128,7 @@ class CategoryIndex:
 
     __slots__ = ("_buf", "_header", "_dir", "_keys", "_nstart", "_nlen", "_src", "_cat", "_age",
                  "_flags", "_line", "_names_at", "_shift", "_n", "_sources", "_categories",
-                 "_path", "_matches", "_memo")
+                 "_path", "_matches", "_memo", "_entries")
     _buf: bytes | mmap.mmap
     _header: dict[str, Any]
     _dir: memoryview
@@ -165,7 +169,8 @@ class CategoryIndex:
         self._buf = buf
         self._header = header
         self._names_at = noff
-        self._n = int(header["n"])
+        self._n = int(header["n"])  # entries + INNER markers
+        self._entries = int(header["entries"])
         self._shift = 32 - int(header["bits"])
         self._sources: tuple[str, ...] = tuple(header["sources"])
         self._categories: tuple[str, ...] = tuple(header["categories"])
@@ -199,7 +204,7 @@ class CategoryIndex:
     def lookup(self, qname: str) -> tuple[Match, ...]:
         """Every entry matching the name or one of its parent domains, most specific first.
 
-        Single-label suffixes ("com") are not probed: the builder never stores them.
+        Single-label suffixes ("com") are never listed: the builder skips them.
         """
         memo = self._memo
         hit = memo.get(qname)
@@ -211,46 +216,64 @@ class CategoryIndex:
         return found_t
 
     def _lookup(self, qname: str) -> tuple[Match, ...]:
+        # Walk from the shortest suffix with two labels towards the whole name, and stop at
+        # the first suffix that is neither listed nor the parent of a listed name (an INNER
+        # marker): most names cost one probe, whatever their number of labels.
         b = qname.lower().encode("utf-8", "surrogatepass")
         if b[-1:] == b".":
             b = b[:-1]
-        rest = b.partition(b".")[2]
+        labels = b.split(b".")
+        k = len(labels) - 2
+        if k < 0:
+            return _EMPTY
+        pos = len(b) - len(labels[-1]) - len(labels[-2]) - 1
         dir_ = self._dir
         shift = self._shift
         found: list[Match] | None = None
-        s = b
-        while rest:
+        while True:
+            s = b[pos:] if pos else b
             h = crc32(s)
             x = h >> shift
             i = dir_[x]
-            if i != dir_[x + 1]:
-                found = self._scan(i, dir_[x + 1], h, s, s is b, found)
-            s = rest
-            rest = s.partition(b".")[2]
+            end = dir_[x + 1]
+            if i == end:
+                break
+            ms, deeper = self._scan(i, end, h, s, not pos)
+            if ms is not None:
+                found = ms if found is None else ms + found  # most specific first
+            if not deeper or not pos:
+                break
+            k -= 1
+            pos -= len(labels[k]) + 1
         return tuple(found) if found else _EMPTY
 
     def _scan(
-        self, i: int, end: int, h: int, s: bytes, whole: bool, found: list[Match] | None
-    ) -> list[Match] | None:
-        """Check the entries of a non-empty bucket (ascending keys) against suffix s."""
+        self, i: int, end: int, h: int, s: bytes, whole: bool
+    ) -> tuple[list[Match] | None, bool]:
+        """The matches for suffix s in a non-empty bucket (ascending keys), and whether
+        listed names lie below s."""
         keys = self._keys
+        found: list[Match] | None = None
+        deeper = False
         while i < end:
             k = keys[i]
             if k == h:
-                if self._nlen[i] == len(s):  # else a crc32 collision with another name
+                flags = self._flags[i]
+                if flags & INNER:
+                    deeper = True  # a crc32 collision here only costs one more probe
+                elif self._nlen[i] == len(s):  # else a crc32 collision with another name
                     start = self._names_at + self._nstart[i]
-                    if self._buf[start : start + len(s)] == s:
-                        flags = self._flags[i]
-                        if not (flags & SUBDOMAINS_ONLY and whole):
-                            m = self._matches.get(i) or self._match(i, s, flags)
-                            if found is None:
-                                found = [m]
-                            else:
-                                found.append(m)
+                    if self._buf[start : start + len(s)] == s and not (
+                            flags & SUBDOMAINS_ONLY and whole):
+                        m = self._matches.get(i) or self._match(i, s, flags)
+                        if found is None:
+                            found = [m]
+                        else:
+                            found.append(m)
             elif k > h:
                 break
             i += 1
-        return found
+        return found, deeper
 
     def _match(self, i: int, s: bytes, flags: int) -> Match:
         cache = self._matches
@@ -267,7 +290,7 @@ class CategoryIndex:
         return m
 
     def __len__(self) -> int:
-        return self._n
+        return self._entries
 
     def __repr__(self) -> str:
         return f"<CategoryIndex {self._n} entries from {len(self._sources)} sources>"
@@ -285,7 +308,7 @@ class CategoryIndex:
     def stats(self) -> IndexStats:
         h = self._header
         return IndexStats(
-            entries=self._n,
+            entries=self._entries,
             by_source=dict(h["by_source"]),
             by_category=dict(h["by_category"]),
             skipped=dict(h["skipped"]),
@@ -319,6 +342,7 @@ class _Builder:
         self.categories: list[str] = []
         self.cat_ids: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
+        self.inner: set[bytes] = set()  # parents (2+ labels) of listed names
         self.started = time.monotonic()
 
     def skip(self, reason: str, count: int = 1) -> None:
@@ -338,6 +362,7 @@ class _Builder:
         # per-source memo: category -> (id, default age) or None when unknown
         memo: dict[str | None, tuple[int, int] | None] = {}
         all_exceptions = info.exception
+        inner = self.inner
         added = 0
         for e in entries:
             c = e.category or info.category
@@ -365,6 +390,11 @@ class _Builder:
                          | (SUBDOMAINS_ONLY if e.subdomains_only else 0))
             line.append(e.line if 0 <= e.line < 2**32 else 0)
             added += 1
+            if b.count(b".") > 1:
+                rest = b.partition(b".")[2]
+                while b"." in rest:
+                    inner.add(rest)
+                    rest = rest.partition(b".")[2]
         if len(names) > MAX_NAME_BYTES:
             raise FeedError("index too large (over 4 GiB of names)")
         return added
@@ -385,6 +415,16 @@ class _Builder:
             return self._finish_empty(fingerprint)
         import numpy as np  # build side only: the serving process never imports numpy
 
+        entries = len(self.keys)
+        for name in self.inner:  # markers: no name bytes, never reported
+            self.keys.append(crc32(name))
+            self.noff.append(len(self.names))
+            self.src.append(0)
+            self.cat.append(0)
+            self.age.append(0)
+            self.flags.append(INNER)
+            self.line.append(0)
+        self.inner.clear()
         keys = np.frombuffer(self.keys, dtype=np.uint32)
         order = np.argsort(keys, kind="stable")  # stable: the first line of a name stays first
         sorted_keys = keys[order]
@@ -408,8 +448,11 @@ class _Builder:
         lengths = (noff[1:][order] - starts).astype(np.uint8)
         src = np.frombuffer(self.src, dtype=np.uint16)[order]
         cat = np.frombuffer(self.cat, dtype=np.uint16)[order]
-        by_source = np.bincount(src, minlength=len(self.sources)).tolist()
-        by_cat = np.bincount(cat, minlength=len(self.categories)).tolist()
+        flags = np.frombuffer(self.flags, dtype=np.uint8)[order]
+        real = (flags & INNER) == 0
+        by_source = np.bincount(src[real], minlength=len(self.sources)).tolist()
+        by_cat = np.bincount(cat[real], minlength=len(self.categories)).tolist()
+        entries = int(real.sum())
         sections: dict[str, Buffer] = {
             "dir": dir_.tobytes(),
             "keys": sorted_keys.astype(np.uint32).tobytes(),
@@ -418,11 +461,13 @@ class _Builder:
             "src": src.tobytes(),
             "cat": cat.tobytes(),
             "age": np.frombuffer(self.age, dtype=np.uint8)[order].tobytes(),
-            "flags": np.frombuffer(self.flags, dtype=np.uint8)[order].tobytes(),
+            "flags": flags.tobytes(),
             "line": np.frombuffer(self.line, dtype=np.uint32)[order].tobytes(),
             "names": self.names,
         }
-        return _Built(self._header(n, bits, by_source, by_cat, fingerprint), sections)
+        header = self._header(n, bits, by_source, by_cat, fingerprint)
+        header["entries"] = entries
+        return _Built(header, sections)
 
     def _finish_empty(self, fingerprint: str) -> _Built:
         bits = 4
@@ -433,9 +478,10 @@ class _Builder:
     def _header(self, n: int, bits: int, by_source: list[int], by_cat: list[int],
                 fingerprint: str) -> dict[str, Any]:
         return {
-            "version": 1,
+            "version": 2,
             "byteorder": sys.byteorder,
             "n": n,
+            "entries": n,
             "bits": bits,
             "sources": self.sources,
             "categories": self.categories,
@@ -466,7 +512,7 @@ class _Builder:
             prev = p
             i = int(order[p])
             sig = (bytes(names[noff[i] : noff[i + 1]]), src[i], cat[i], age[i], flags[i])
-            if sig in seen:
+            if sig in seen and not flags[i] & INNER:
                 drop.append(p)
             else:
                 seen.add(sig)
@@ -572,7 +618,7 @@ def build_index_file(
     _atomic_write(path, _layout(built))
     h = built.header
     return IndexStats(
-        entries=h["n"], by_source=h["by_source"], by_category=h["by_category"],
+        entries=h["entries"], by_source=h["by_source"], by_category=h["by_category"],
         skipped=h["skipped"], file_bytes=Path(path).stat().st_size,
         build_seconds=h["build_seconds"], built_at=h["built_at"], fingerprint=h["fingerprint"])
 

@@ -251,3 +251,36 @@ def test_serving_never_imports_numpy(tmp_path: Path, gambling: CategoryIndex) ->
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+LABELS = st.sampled_from(["a", "b", "c", "ex", "com", "xn--bcher-kva"])
+NAMES = st.lists(LABELS, min_size=2, max_size=5).map(".".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(NAMES, st.booleans(), st.booleans(), st.sampled_from(["s1", "s2"])),
+             max_size=30),
+    st.lists(st.lists(LABELS, min_size=1, max_size=7).map(".".join), min_size=1, max_size=10),
+)
+def test_lookup_equals_a_naive_suffix_walk(
+    listed: list[tuple[str, bool, bool, str]], queries: list[str]
+) -> None:
+    by_source: dict[str, list[Entry]] = {"s1": [], "s2": []}
+    for line, (name, exc, sub, source) in enumerate(listed, 1):
+        by_source[source].append(Entry(name, exception=exc, subdomains_only=sub, line=line))
+    idx = index_of(*((SourceInfo(src, "adult"), ents) for src, ents in by_source.items()))
+    for q in queries:
+        labels = q.split(".")
+        expected = []
+        for k in range(len(labels) - 1):  # most specific first, single labels never listed
+            suffix = ".".join(labels[k:])
+            seen = set()
+            for src in ("s1", "s2"):
+                for e in by_source[src]:
+                    key = (e.name, src, e.exception, e.subdomains_only)
+                    if e.name != suffix or key in seen or (e.subdomains_only and k == 0):
+                        continue
+                    seen.add(key)
+                    expected.append((suffix, src, e.line, e.exception))
+        assert [(m.rule, m.source, m.line, m.exception) for m in idx.lookup(q)] == expected
