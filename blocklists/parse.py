@@ -708,11 +708,14 @@ def _parse_rating(lines: Lines, b: _Builder, categories: Collection[str] | None)
         if line[0] == "#":
             b.skip("comment")
             continue
-        try:
-            row = next(csv.reader([line], strict=True))
-        except (csv.Error, StopIteration) as e:
-            b.reject(no, raw, f"bad CSV: {e}")
-            continue
+        if '"' in line:
+            try:
+                row = next(csv.reader([line], strict=True))
+            except (csv.Error, StopIteration) as e:
+                b.reject(no, raw, f"bad CSV: {e}")
+                continue
+        else:
+            row = line.split(",")  # what the csv module reads from a line without quotes
         row = [f.strip() for f in row]
         if not header_seen:
             low = tuple(f.lower() for f in row)
