@@ -489,13 +489,11 @@ async def answer_request(
 
 
 async def save_household(request: web.Request, raw: Raw) -> None:
-    from webui.app import BLOCK_MODES
-
     svc, state = request.app[SERVICES], request.app[STATE]
     children = await db(svc.store.children)
     errors: dict[str, forms.Msg] = {}
     try:
-        mode, days, lang = forms.parse_household(raw, BLOCK_MODES)
+        mode, days, lang = forms.parse_household(raw, svc.block_modes)
     except FormError as e:
         errors.update(e.errors)
     try:

@@ -56,6 +56,8 @@ class Services:
     metrics_networks: Sequence[IPNetwork] = ()
     secure_cookies: bool = False
     block_answer: str = "null"  # one of BLOCK_MODES; the parents' setting overrides it
+    block_modes: Sequence[str] = BLOCK_MODES  # what the settings page offers (the resolver
+    # can answer "blockpage" only when it knows the UI's address)
     upstreams: Sequence[str] = ()
     retention_days: int = 30
     services_catalogue: Mapping[str, object] | None = None

@@ -491,6 +491,7 @@ async def activity_page(request: web.Request, form: Ctx | None = None, status: i
         "children": children,
         "devices": devices,
         "names": {c.id: c.name for c in children},
+        "device_names": {d.id: d.name or ", ".join(d.identifiers) for d in devices},
         "child_id": child_id,
         "device_id": device_id,
         "allow_child": child_id_for_allow,
@@ -618,11 +619,9 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
     lockouts = await db(svc.store.lockouts, now - auth.LOCKOUT)
     unknown = await db(svc.store.get_setting, "unknown_devices", "strictest")
     children = await db(svc.store.children)
-    from webui.app import BLOCK_MODES
-
     return await page(request, "settings.html", {
         "block_answer": state.block_answer,
-        "modes": BLOCK_MODES,
+        "modes": list(svc.block_modes),
         "upstreams": list(svc.upstreams),
         "retention": retention,
         "household_lang": state.household_lang,
