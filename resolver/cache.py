@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
 
-from dnslib import RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import RR, DNSLabel, DNSRecord
+from dnslib.label import DNSBuffer
 
 from resolver import wire
 from resolver.forward import UpstreamError
@@ -43,23 +44,6 @@ _COUNTS = struct.Struct(">HHHH")
 _TTL = struct.Struct(">I")
 _OVERHEAD = 200  # rough bytes per entry beyond the body (key, object, dict slot)
 
-_REBIND_NETS = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "::/128",
-        "::1/128",
-        "fc00::/7",
-        "fe80::/10",
-    )
-)
-
 Key = tuple[str, int, int, bool]
 
 
@@ -69,11 +53,34 @@ def is_rebind_address(text: str) -> bool:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        mapped = ip.ipv4_mapped or ip.sixtofour
-        if mapped is not None:
-            ip = mapped
-    return any(ip in net for net in _REBIND_NETS if net.version == ip.version)
+    return is_rebind_packed(ip.packed)
+
+
+def is_rebind_packed(b: bytes | bytearray | tuple[int, ...]) -> bool:
+    """`is_rebind_address` on the 4 or 16 address bytes (dnslib A/AAAA rdata.data)."""
+    if len(b) == 16:
+        if b[0] == 0xFE and b[1] & 0xC0 == 0x80:  # fe80::/10
+            return True
+        if b[0] & 0xFE == 0xFC:  # fc00::/7
+            return True
+        if not any(b[:15]) and b[15] in (0, 1):  # :: and ::1
+            return True
+        if not any(b[:10]) and b[10] == 0xFF and b[11] == 0xFF:  # ::ffff:a.b.c.d
+            b = b[12:16]
+        elif b[0] == 0x20 and b[1] == 0x02:  # 2002:a.b.c.d::/48 (6to4)
+            b = b[2:6]
+        else:
+            return False
+    if len(b) != 4:
+        return False
+    first, second = b[0], b[1]
+    return (
+        first in (0, 10, 127)
+        or (first == 100 and 64 <= second <= 127)
+        or (first == 169 and second == 254)
+        or (first == 172 and 16 <= second <= 31)
+        or (first == 192 and second == 168)
+    )
 
 
 @dataclass(slots=True)
@@ -371,15 +378,17 @@ class Cache:
         """(entry, lifetime or None when not cacheable) for an upstream reply."""
         s = self.settings
         rcode = record.header.rcode
+        rrs = record.rr
+        names = [_canon(rr.rname) for rr in rrs]
         answers: list[RR] = []
         targets: list[str] = []
         current = name
         chain_names = {name}
         # U6: follow the CNAME chain from the qname, then its final RRset.
-        for _ in range(16):
+        for _ in range(16 if qtype != wire.T_CNAME else 0):
             step = None
-            for rr in record.rr:
-                if rr.rtype == 5 and qtype != 5 and _canon(rr.rname) == current:
+            for i, rr in enumerate(rrs):
+                if rr.rtype == wire.T_CNAME and names[i] == current:
                     step = rr
                     break
             if step is None:
@@ -390,37 +399,38 @@ class Cache:
                 break
             chain_names.add(current)
             targets.append(current)
-        for rr in record.rr:
-            if _canon(rr.rname) != current:
+        final: list[RR] = []
+        for i, rr in enumerate(rrs):
+            if names[i] != current:
                 continue
-            if rr.rtype == qtype or (do and rr.rtype == wire.T_RRSIG):
+            rtype = rr.rtype
+            if rtype == qtype or (do and rtype == wire.T_RRSIG):
                 answers.append(rr)
-                if rr.rtype in (wire.T_HTTPS, wire.T_SVCB):
+                if rtype in (wire.T_A, wire.T_AAAA):
+                    final.append(rr)
+                elif rtype in (wire.T_HTTPS, wire.T_SVCB):
                     t = _svc_target(rr)
                     if t:
                         targets.append(t)
         if do:
-            for rr in record.rr:
-                if rr.rtype == wire.T_RRSIG and _canon(rr.rname) in chain_names - {current}:
+            for i, rr in enumerate(rrs):
+                if rr.rtype == wire.T_RRSIG and names[i] != current and names[i] in chain_names:
                     answers.append(rr)
-        final = [rr for rr in answers if rr.rtype in (wire.T_A, wire.T_AAAA)]
         rebind = False
         if final and not _allowed(name, s.rebind_allow):
-            if any(is_rebind_address(str(rr.rdata)) for rr in final):
+            if any(_rebind_rr(rr) for rr in final):
                 rebind = True
                 self.rebind_filtered += 1
                 answers = []
                 targets = []
         authority: list[RR] = []
         lifetime: int | None = None
-        answers = [
-            RR(rr.rname, rr.rtype, rr.rclass, self._clamp(rr.ttl), rr.rdata) for rr in answers
-        ]
-        positive = any(rr.rtype == qtype for rr in answers) or rebind
+        for rr in answers:  # the record is ours (Forwarder.query gives each caller a copy)
+            rr.ttl = self._clamp(rr.ttl)
         if rebind:
-            lifetime = max(min([self._clamp(rr.ttl) for rr in final] or [s.min_ttl]), 1)
+            lifetime = max(min(self._clamp(rr.ttl) for rr in final), 1)
             rcode = wire.NOERROR
-        elif positive or (answers and rcode == wire.NOERROR):
+        elif answers and (rcode == wire.NOERROR or any(rr.rtype == qtype for rr in answers)):
             lifetime = min(rr.ttl for rr in answers)
         else:
             soa = next((rr for rr in record.auth if rr.rtype == wire.T_SOA), None)
@@ -437,14 +447,18 @@ class Cache:
                             rr.ttl = min(self._clamp(rr.ttl), neg)
                             authority.append(rr)
                 lifetime = neg
-        header = DNSHeader(id=0, qr=1, ra=1, rcode=rcode)
-        out = DNSRecord(header, q=DNSQuestion(DNSLabel(list(labels)), qtype, qclass))
+        # pack the kept records after a placeholder header and the question, so dnslib's name
+        # compression points into the question as it will stand in every reply
+        buf = DNSBuffer(bytes(12))
+        buf.offset = 12
+        buf.encode_name(DNSLabel(list(labels)))
+        buf.pack("!HH", qtype, qclass)
+        qend = buf.offset
         for rr in answers:
-            out.add_answer(rr)
+            rr.pack(buf)
         for rr in authority:
-            out.add_auth(rr)
-        packed = bytes(out.pack())
-        qend = 12 + len(wire.name_to_wire(labels)) + 4
+            rr.pack(buf)
+        packed = bytes(buf.data)
         an, ns = len(answers), len(authority)
         offsets = wire.rr_ttl_offsets(packed, qend, an + ns)
         body = packed[qend:]
@@ -464,6 +478,13 @@ class Cache:
             size=len(body) + len(name) + _OVERHEAD,
         )
         return entry, lifetime
+
+
+def _rebind_rr(rr: RR) -> bool:
+    data = getattr(rr.rdata, "data", None)
+    if isinstance(data, tuple | bytes | bytearray) and len(data) in (4, 16):
+        return is_rebind_packed(data)
+    return is_rebind_address(str(rr.rdata))
 
 
 def _sane(ttl: int) -> int:

@@ -168,14 +168,37 @@ async def test_rebinding_answers_emptied_and_cached(setup, fake_upstream, name, 
     assert fake_upstream.count(name) == 1
 
 
-def test_rebind_address_ranges():
-    assert is_rebind_address("100.64.0.1")
-    assert is_rebind_address("169.254.1.1")
-    assert is_rebind_address("fe80::1")
-    assert is_rebind_address("::1")
-    assert not is_rebind_address("8.8.8.8")
-    assert not is_rebind_address("2001:4860::8888")
-    assert not is_rebind_address("172.32.0.1")
+@pytest.mark.parametrize(
+    ("address", "private"),
+    [
+        ("0.1.2.3", True),
+        ("10.0.0.1", True),
+        ("100.64.0.1", True),
+        ("100.128.0.1", False),
+        ("127.0.0.1", True),
+        ("169.254.3.4", True),
+        ("172.16.0.1", True),
+        ("172.31.255.255", True),
+        ("172.32.0.1", False),
+        ("192.168.0.1", True),
+        ("192.169.0.1", False),
+        ("8.8.8.8", False),
+        ("::", True),
+        ("::1", True),
+        ("::2", False),
+        ("fc00::1", True),
+        ("fdff::1", True),
+        ("fe80::1", True),
+        ("febf::1", True),
+        ("fec0::1", False),
+        ("::ffff:10.0.0.1", True),
+        ("::ffff:8.8.8.8", False),
+        ("2002:c0a8:101::1", True),  # 6to4 of 192.168.1.1
+        ("2001:4860::8888", False),
+    ],
+)
+def test_rebind_address_ranges(address, private):
+    assert is_rebind_address(address) is private
 
 
 async def test_serve_stale_when_upstream_silent(setup, fake_upstream, fake_clock):
