@@ -327,8 +327,11 @@ async def test_vietnamese_pages_have_no_english_ui_strings(page: Page, harness: 
                                           "category:gambling:18+")])
     harness.store.add_request(child_id=cid, device_id=None, client="127.0.0.2",
                               domain="casino.example", reason="", message="")
-    for path in PAGES + [f"/children/{cid}", "/nope"]:
-        r = await page.client.get(path)
+    for path in PAGES + [f"/children/{cid}", "/nope", "block page"]:
+        if path == "block page":
+            r = await page.client.get("/", headers={"Host": "casino.example"})
+        else:
+            r = await page.client.get(path)
         parser = TextOnly()
         parser.feed(await r.text())
         text = " ".join(" ".join(parser.chunks).split())
