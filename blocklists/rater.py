@@ -80,6 +80,10 @@ _MAX_WORD: Final = 20  # longer words are never looked up (bounds the work per l
 _THRESHOLD: Final = 1.0
 _SHORT: Final = 4  # weak words this short need a real word or a boundary on both sides
 _NUMBER: Final = "<num>"  # the rater-words.txt entry standing for any run of digits
+_INSTITUTIONAL_TLDS: Final = frozenset({"gov", "edu", "mil", "int"})
+_INSTITUTIONAL_SLDS: Final = frozenset(
+    {"gov", "govt", "gouv", "gob", "go", "edu", "ac", "sch", "k12", "mil", "police", "school"}
+)
 
 # Cyrillic -> Latin, the common web transliteration (as in "prostitutki", "znakomstva").
 _CYRILLIC: Final[Mapping[str, str]] = {
@@ -245,6 +249,15 @@ def normalise_label(label: str) -> str:
     return "".join(ch for ch in text if ch.isascii() and not unicodedata.combining(ch))
 
 
+def _institutional(suffix: str) -> bool:
+    """Government, military and school suffixes (gov.au, ac.uk, .edu): registration is vetted,
+    so words like 'affairs' or 'sex' in 'homeaffairs.gov.au' or 'sexualhealth.edu' are no sign."""
+    labels = suffix.split(".")
+    if labels[-1] in _INSTITUTIONAL_TLDS:
+        return True
+    return len(labels) >= 2 and any(label in _INSTITUTIONAL_SLDS for label in labels[:-1])
+
+
 def _enough(evidence: list[tuple[float, str]]) -> tuple[str, ...]:
     """The strongest words that carry the score past the threshold (the parent's "why")."""
     out: list[str] = []
@@ -300,6 +313,8 @@ class NameRater:
     def explain(self, qname: str) -> Rating:
         """The full reading of a name: words, every category's score, the rating."""
         label, suffix = split_name(qname)
+        if _institutional(suffix):
+            return Rating((), {}, (), None, 0.0)
         words = self._words(label) if label else []
         scores: dict[str, float] = {}
         evidence: dict[str, list[tuple[float, str]]] = {}
