@@ -175,7 +175,8 @@ class Cache:
         if now < entry.expires:
             entry.hot = True
             self.hits += 1
-            body = entry.body_at(int(now - entry.stored))
+            elapsed = int(now - entry.stored)
+            body = entry.patched if elapsed == entry.tick else entry.body_at(elapsed)
             req = query.request
             if query.resolve_labels is None:
                 rest = req[2:]
