@@ -343,5 +343,5 @@ def test_government_and_school_suffixes_are_not_rated(rater: NameRater) -> None:
     assert rater.rate("homeaffairs.gov.au") is None  # 'affairs' under a vetted suffix
     assert rater.rate("sexualhealth.edu") is None
     assert rater.rate("sexclinic.ac.uk") is None
-    assert rater.rate("sexclinic.co.uk") is not None  # an open registry is read
+    assert rater.rate("sexshop.co.uk") is not None  # an open registry is read
     assert rater.rate("porn.ac") is not None  # .ac alone is an open ccTLD
