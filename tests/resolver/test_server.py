@@ -16,7 +16,7 @@ import dns.rdatatype
 import pytest
 
 from tests.resolver.dnsclient import ask, dig, header, qname, raw_udp, rcode_of, timed_udp
-from tests.support.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream, Mode
 
 
 @pytest.fixture
@@ -298,3 +298,38 @@ async def test_any_gets_rfc8482_hinfo_without_upstream(big, fake_upstream):
     assert '"RFC8482" ""' in out
     assert not re.search(r"flags: [a-z ]*\btc\b", out)
     assert fake_upstream.count() == 0
+
+
+async def test_tcp_answers_each_query_as_it_is_ready(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("slow.example", "A", "192.0.2.9")
+    fake_upstream.add("fast.example", "A", "192.0.2.8")
+    running = await nestguard_server(make_config(fake_upstream))
+    host, port = running.addresses[0]
+    await ask((host, port), "fast.example")  # cached now
+    fake_upstream.set_mode(Mode.DELAY, name="slow.example", delay=0.4)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for qid, name in ((1, "slow.example"), (2, "fast.example")):
+            q = dns.message.make_query(name, "A")
+            q.id = qid
+            data = q.to_wire()
+            writer.write(struct.pack(">H", len(data)) + data)
+        await writer.drain()
+        order = []
+        for _ in range(2):
+            size = struct.unpack(">H", await asyncio.wait_for(reader.readexactly(2), 3))[0]
+            order.append(dns.message.from_wire(await reader.readexactly(size)).id)
+        assert order == [2, 1]
+    finally:
+        writer.close()
+
+
+async def test_cname_loop_from_upstream_is_answered(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("a.example", "CNAME", "b.example.")
+    fake_upstream.add("b.example", "CNAME", "a.example.")
+    running = await nestguard_server(make_config(fake_upstream))
+    addr = running.addresses[0]
+    for _ in range(2):
+        r = await ask(addr, "a.example")
+        assert r.rcode() == dns.rcode.NOERROR
+        assert {rrset.rdtype for rrset in r.answer} == {dns.rdatatype.CNAME}
