@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from policy.model import Action, Child
 from policy.store import AccessRequest
 from webui import present, static
-from webui.context import db, render, translator
+from webui.context import db, render
 from webui.forms import CONTROL_RE, canonical_domain
 from webui.i18n import LANGS, Translator
 from webui.keys import LANG, SERVICES, STATE
@@ -128,6 +128,13 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
     }, status=status)
 
 
+async def _page_translator(request: web.Request) -> Translator:
+    state = request.app[STATE]
+    _, child, _ = await _who(request)
+    lang = child.lang if child is not None and child.lang in LANGS else state.household_lang
+    return Translator(lang, state.catalogues)
+
+
 def _until_text(req: AccessRequest | None, t: Translator, tz: tzinfo | None) -> str:
     if req is None or req.status != "approved" or req.answered_at is None:
         return ""
@@ -147,17 +154,18 @@ async def _ask(request: web.Request) -> web.StreamResponse:
     back = form.get("back", "/")
     if not isinstance(back, str) or not back.startswith("/") or back.startswith("//"):
         back = "/"
-    if (
-        not domain
-        or not isinstance(token, str)
-        or not hmac.compare_digest(token.encode(), _token(state.secret, client, domain).encode())
-    ):
+    if not domain:
         return web.Response(status=403, text="403\n")
+    if not isinstance(token, str) or not hmac.compare_digest(
+        token.encode(), _token(state.secret, client, domain).encode()
+    ):  # another page's token, or one from before a restart: show a fresh page
+        tr = await _page_translator(request)
+        return await _page(request, status=403, error=tr("block.expired"))
     if not isinstance(message, str):
         message = ""
     message = CONTROL_RE.sub(" ", message).strip()
     if len(message) > MESSAGE_MAX:
-        tr = translator(request)
+        tr = await _page_translator(request)
         return await _page(request, status=400, error=tr("err.too_long", n=MESSAGE_MAX))
     site = _site(request, domain)
     reqs = await db(svc.store.requests, status="pending")

@@ -98,6 +98,8 @@ async def test_ask_needs_the_pages_token(client: Any, harness: Harness) -> None:
     html = await (await client.get("/", headers=CASINO)).text()
     r = await client.post("/__nestguard/ask", headers=CASINO, data={"token": "0" * 32})
     assert r.status == 403
+    assert "Trang này đã cũ. Con hãy thử lại nhé." in await r.text()
+    assert token_of(await r.text()) == token_of(html)  # a fresh form to try again
     # a token for one site does not work for another
     r = await client.post("/__nestguard/ask", headers={"Host": "other.example"},
                           data={"token": token_of(html)})
