@@ -25,7 +25,7 @@ from blocklists.feed import Feed
 from policy.live import Live
 from policy.model import Category, Policy, Verdict
 from policy.store import Store
-from webui import api, blockpage, middleware, views
+from webui import api, middleware, views
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
 from webui.keys import JINJA, SERVICES, STATE
@@ -140,7 +140,6 @@ def create_app(services: Services) -> web.Application:
     app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.append(_load_state)
     app.cleanup_ctx.append(_housekeeping)
-    blockpage.install(app)
     return app
 
 

@@ -39,11 +39,6 @@ MESSAGE_MAX = 300
 ANSWER_SHOWN_FOR = timedelta(days=1)
 
 
-def install(app: web.Application) -> None:
-    """Nothing to route: the hosts middleware sends foreign Hosts to `serve`."""
-    del app
-
-
 def _token(secret: bytes, client: str, domain: str) -> str:
     return hmac.new(secret, f"{client}|{domain}".encode(), hashlib.sha256).hexdigest()[:32]
 
