@@ -196,6 +196,7 @@ def pct(a: int, b: int) -> str:
 def main() -> int:  # noqa: C901 - one linear report
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--show", type=int, default=0, help="print N examples of misses / FPs")
+    ap.add_argument("--seed", type=int, default=6, help="random seed of the --show samples")
     ap.add_argument("--tune", action="store_true", help="only the training/tuning figures")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -225,7 +226,7 @@ def main() -> int:  # noqa: C901 - one linear report
         out.add(f"{title}: {pct(len(hits), len(doms))} registrable domains")
         if args.show:
             missed = sorted(set(doms) - set(hits))
-            shown = random.Random(6).sample(missed, min(args.show, len(missed)))
+            shown = random.Random(args.seed).sample(missed, min(args.show, len(missed)))
             print("   missed e.g.:", " ".join(sorted(shown)))
 
     def false_alarms(title: str, names: set[str]) -> list[str]:
@@ -233,7 +234,7 @@ def main() -> int:  # noqa: C901 - one linear report
         fps = [d for d in doms if rater.rate(d) is not None]
         out.add(f"{title}: {pct(len(fps), len(doms))}")
         if args.show:
-            for d in sorted(random.Random(6).sample(fps, min(args.show, len(fps)))):
+            for d in sorted(random.Random(args.seed).sample(fps, min(args.show, len(fps)))):
                 m = rater.rate(d)
                 assert m is not None
                 print(f"   FP {d}: {m.category} {m.rule}")
@@ -282,7 +283,7 @@ def main() -> int:  # noqa: C901 - one linear report
     unseen = {n for n in deployed if registrable(n) not in faf}
     false_alarms("generalisation: unlisted top-100k not shipped and not in the tuning set", unseen)
     education = load_education()
-    fps = false_alarms("education set (blocklists/data/education.txt), rater alone", set(education))
+    false_alarms("education set (blocklists/data/education.txt), rater alone", set(education))
     for spec in [
         "ut1/blacklists/child/domains",
         "ut1/blacklists/educational_games/domains",
@@ -326,25 +327,28 @@ def main() -> int:  # noqa: C901 - one linear report
     out.add(
         f"education set blocked, lists + rater + allow set: {len(edu_blocked)} of {len(education)}"
     )
-    assert not fps or True
 
     # ---- hot path: cached lookup overhead of RatedIndex over the base index
     sample_names = doms[:2000] + sorted(by_domain(unlisted))[:2000]
     for n in sample_names:
         rated.lookup(n)
-    reps = 20
-    t = time.perf_counter()
-    for _ in range(reps):
-        for n in sample_names:
-            index.lookup(n)
-    base_t = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(reps):
-        for n in sample_names:
-            rated.lookup(n)
-    rated_t = time.perf_counter() - t
-    over = (rated_t - base_t) / (reps * len(sample_names)) * 1e6
-    out.add(f"cached lookup overhead over the base index: {over:.2f} us per lookup")
+
+    def best_of(fn: object) -> float:
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(10):
+                for n in sample_names:
+                    fn(n)  # type: ignore[operator]
+            best = min(best, time.perf_counter() - t)
+        return best / (10 * len(sample_names)) * 1e6
+
+    base_us = best_of(index.lookup)
+    rated_us = best_of(rated.lookup)
+    over = rated_us - base_us
+    out.add(
+        f"cached lookup: base {base_us:.2f} us, with rater {rated_us:.2f} us, overhead {over:.2f} us"
+    )
     return 0
 
 
