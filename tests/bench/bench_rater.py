@@ -347,7 +347,7 @@ def main() -> int:  # noqa: C901 - one linear report
     rated_us = best_of(rated.lookup)
     over = rated_us - base_us
     out.add(
-        f"cached lookup: base {base_us:.2f} us, with rater {rated_us:.2f} us, overhead {over:.2f} us"
+        f"cached lookup: base {base_us:.2f} us, rated {rated_us:.2f} us, overhead {over:.2f} us"
     )
     return 0
 
