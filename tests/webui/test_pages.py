@@ -408,3 +408,26 @@ async def test_every_field_has_a_label(page: Page, harness: Harness) -> None:
         for tag, attrs, wrapped in parser.controls:
             labelled = wrapped or attrs.get("id") in parser.label_for or attrs.get("aria-label")
             assert labelled, (path, tag, attrs)
+
+
+async def test_history_older_than_the_retention_setting_is_deleted(aiohttp_client: Any,
+                                                                    harness: Harness) -> None:
+    import asyncio
+
+    from webui.app import create_app
+
+    now = harness.now()
+    harness.store.set_setting("retention_days", 2)
+    harness.store.log_queries([
+        QueryEvent(now - timedelta(days=3), "127.0.0.2", None, None, "old.example", "A",
+                   "allow", ""),
+        QueryEvent(now - timedelta(hours=1), "127.0.0.2", None, None, "new.example", "A",
+                   "allow", ""),
+    ])
+    await aiohttp_client(create_app(harness.services))  # starts the app's background tasks
+    for _ in range(100):
+        names = {r.event.qname for r in harness.store.activity()}
+        if names == {"new.example"}:
+            break
+        await asyncio.sleep(0.02)
+    assert names == {"new.example"}
