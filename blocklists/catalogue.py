@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from blocklists.feed import FeedError
 from policy.model import NEVER, SECURITY_CATEGORIES, Category
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ _KEYS = frozenset({"names", "description", "min_age", "security", "allow", "basi
 _REQUIRED = ("names", "description", "min_age", "basis")
 
 
-class CatalogueError(Exception):
-    """The category catalogue file is missing or wrong (the message names file and key)."""
+class CatalogueError(FeedError):
+    """The category catalogue file is missing or wrong (the message names file and key).
+
+    A FeedError, so `except FeedError` keeps covering every blocklists error (one error
+    family per package); callers keep the last good catalogue."""
 
 
 @dataclass(frozen=True, slots=True)
