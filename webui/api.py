@@ -220,13 +220,24 @@ async def api_child_delete(request: web.Request) -> web.StreamResponse:
 @routes.put("/api/v1/children/{id:\\d+}/settings")
 @api
 async def api_child_settings(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
     data = await body(request)
-    # JSON form: {"categories": {"gambling": "block"}, "safe_search": true, ...}
+    # {"categories": {"gambling": "block"}, "safe_search": true, ...}; what is left out
+    # keeps its current value (a form sends everything; an API client may send one field)
     cats = data.pop("categories", {})
     if not isinstance(cats, dict):
         raise FormError({"categories": ("err.choice", {})})
-    for slug, choice in cats.items():
-        data[f"cat_{slug}"] = choice
+    current = await db(svc.store.settings, _id(request))
+    for slug in svc.categories:
+        choice = "block" if slug in current.blocked else (
+            "allow" if slug in current.allowed else "age")
+        data[f"cat_{slug}"] = cats.pop(slug, choice)
+    if cats:  # unknown category slugs
+        raise FormError({"categories": ("err.choice", {})})
+    data.setdefault("safe_search", current.safe_search)
+    data.setdefault("youtube", current.youtube)
+    data.setdefault("mode", current.mode)
+    data.setdefault("services", sorted(current.services))
     await actions.save_child_settings(request, _id(request), data)
     return ok({"ok": True})
 

@@ -67,6 +67,13 @@ async def test_children_crud_and_validation(api: Api, harness: Harness) -> None:
                                   {"youtube": "sometimes"})
     assert status == 400 and body["field"] == "youtube"
     assert harness.store.settings(cid).youtube == "strict"  # nothing half-saved
+    status, _ = await api.call("PUT", f"/api/v1/children/{cid}/settings",
+                               {"categories": {"games": "age"}})
+    s = harness.store.settings(cid)  # only games changed
+    assert s.blocked == frozenset() and s.allowed == {"social"} and s.youtube == "strict"
+    status, body = await api.call("PUT", f"/api/v1/children/{cid}/settings",
+                                  {"categories": {"nope": "block"}})
+    assert status == 400 and body["field"] == "categories"
     status, body = await api.call("POST", f"/api/v1/children/{cid}/pause", {"minutes": 60})
     assert status == 200 and body["paused_until"]
     assert harness.store.settings(cid).paused_until is not None
