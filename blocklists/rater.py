@@ -403,6 +403,22 @@ class RatedIndex:
     def base(self) -> Index:
         return self._base
 
+    def rebased(self, base: Index) -> RatedIndex:
+        """The same rater, ages, popular set and caches over a new base index.
+
+        For list syncs: ratings depend only on the name, so a new index need not re-rate.
+        """
+        other = RatedIndex(
+            base,
+            self._rater,
+            category_ages=self._ages,
+            popular=self._popular,
+            cache_size=self._size,
+        )
+        other._by_name = self._by_name
+        other._by_domain = self._by_domain
+        return other
+
     def lookup(self, qname: str) -> tuple[Match, ...]:
         matches = self._base.lookup(qname)
         if self._rater is None:

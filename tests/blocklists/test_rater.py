@@ -345,3 +345,15 @@ def test_government_and_school_suffixes_are_not_rated(rater: NameRater) -> None:
     assert rater.rate("sexclinic.ac.uk") is None
     assert rater.rate("sexshop.co.uk") is not None  # an open registry is read
     assert rater.rate("porn.ac") is not None  # .ac alone is an open ccTLD
+
+
+def test_rebased_index_keeps_the_ratings() -> None:
+    rater = CountingRater()
+    old = RatedIndex(ListIndex({}), rater, category_ages=AGES)
+    assert old.lookup("www.freepornvideos.com")[0].source == SOURCE
+    listed = Match("adult", 18, "new-list", rule="freepornvideos.com")
+    new = old.rebased(ListIndex({"freepornvideos.com": listed}))
+    assert new.lookup("www.freepornvideos.com") == (listed,)
+    assert new.lookup("cdn.freepornvideos.com") == (listed,)
+    assert new.lookup("mirror.freepornvideos.net")[0].source == SOURCE
+    assert rater.calls == ["freepornvideos.com", "freepornvideos.net"]
