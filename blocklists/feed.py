@@ -6,8 +6,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-FeedFormat = Literal["hosts", "domains", "adblock", "rpz", "rating"]
-FORMATS: tuple[str, ...] = ("hosts", "domains", "adblock", "rpz", "rating")
+FeedFormat = Literal[
+    "hosts", "domains", "adblock", "rpz", "rating", "wildcard", "dnsmasq", "unbound"
+]
+FORMATS: tuple[str, ...] = (
+    "hosts", "domains", "adblock", "rpz", "rating", "wildcard", "dnsmasq", "unbound"
+)
 
 
 class FeedError(Exception):
