@@ -551,7 +551,7 @@ class Forward:
         cache: Cache,
         *,
         serve_stale_after: float = 1.8,
-        max_per_client: int = 50,
+        max_per_client: int = 100,
     ) -> None:
         self._upstream = upstream
         self._cache = cache
