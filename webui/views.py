@@ -12,10 +12,20 @@ from urllib.parse import urlsplit
 import prometheus_client
 from aiohttp import web
 
+from blocklists.feed import FORMATS
 from policy.model import ADULTS, Device
 from policy.store import Conflict, NotFound, StoreError
 from webui import actions, auth, present, static
-from webui.context import admin_only, category_name, db, page, principal, render, see_other
+from webui.context import (
+    admin_only,
+    category_name,
+    db,
+    page,
+    principal,
+    render,
+    see_other,
+    translator,
+)
 from webui.forms import FormError, form_fields
 from webui.i18n import LANGS
 from webui.keys import SERVICES, STATE
@@ -30,8 +40,6 @@ Ctx = dict[str, Any]
 def form_state(request: web.Request, form_id: str, raw: Mapping[str, object],
                err: FormError | None) -> Ctx:
     """What a template needs to show a failed form again: the values and the messages."""
-    from webui.context import translator
-
     t = translator(request)
     errors = {}
     if err is not None:
@@ -149,8 +157,6 @@ async def static_file(request: web.Request) -> web.Response:
 @routes.get("/")
 async def home(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    from webui.context import translator
-
     t = translator(request)
     now = svc.clock()
     children = await db(svc.store.children)
@@ -244,8 +250,6 @@ async def _or_404(aw: Awaitable[object]) -> object:
 async def child_page(request: web.Request, child_id: int, form: Ctx | None = None,
                      status: int = 200) -> web.Response:
     svc = request.app[SERVICES]
-    from webui.context import translator
-
     t = translator(request)
     try:
         child = await db(svc.store.child, child_id)
@@ -467,8 +471,6 @@ def _int_param(request: web.Request, name: str) -> int | None:
 async def activity_page(request: web.Request, form: Ctx | None = None, status: int = 200
                         ) -> web.Response:
     svc, state = request.app[SERVICES], request.app[STATE]
-    from webui.context import translator
-
     t = translator(request)
     child_id = _int_param(request, "child")
     device_id = _int_param(request, "device")
@@ -516,8 +518,6 @@ async def requests_page(request: web.Request) -> web.Response:
     reqs = await db(svc.store.requests)
     children = await db(svc.store.children)
     devices = {d.id: d for d in await db(svc.store.devices)}
-    from webui.context import translator
-
     t = translator(request)
     pending = [r for r in reqs if r.status == "pending"]
     answered = [r for r in reqs if r.status != "pending"][:30]
@@ -560,8 +560,6 @@ async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
 async def lists_page(request: web.Request, form: Ctx | None = None, status: int = 200
                      ) -> web.Response:
     svc, state = request.app[SERVICES], request.app[STATE]
-    from webui.context import translator
-
     t = translator(request)
     statuses = {s.name: s for s in await db(svc.store.feed_statuses)}
     feeds = actions.all_feeds(request)
@@ -573,7 +571,7 @@ async def lists_page(request: web.Request, form: Ctx | None = None, status: int 
         "sync_error": state.sync_error,
         "can_sync": svc.feed_sync is not None,
         "can_add": svc.add_feed is not None,
-        "formats": __import__("blocklists.feed", fromlist=["FORMATS"]).FORMATS,
+        "formats": FORMATS,
         "form": form or form_state(request, "", {}, None),
     }, status=status)
 

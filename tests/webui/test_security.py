@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+from datetime import date
 
 import pytest
 from aiohttp import web
@@ -196,7 +197,7 @@ def test_domain_validator_rejects_shell_and_newlines(text: str) -> None:
 def test_text_fields_reject_control_characters(text: str) -> None:
     try:
         child = forms.parse_child({"name": text, "born": "2017-01-01"},
-                                  __import__("datetime").date(2026, 1, 1))
+                                  date(2026, 1, 1))
     except forms.FormError as e:
         assert "name" in e.errors
         return
