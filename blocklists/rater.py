@@ -422,16 +422,17 @@ class RatedIndex:
     def lookup(self, qname: str) -> tuple[Match, ...]:
         matches = self._base.lookup(qname)
         if self._rater is None:
-            return tuple(matches)
-        covered = self._covered
-        for m in matches:
-            if m.exception or m.category in covered:
-                return tuple(matches)
+            return matches if type(matches) is tuple else tuple(matches)
+        if matches:
+            covered = self._covered
+            for m in matches:
+                if m.exception or m.category in covered:
+                    return matches if type(matches) is tuple else tuple(matches)
         hit = self._by_name.get(qname, _MISS)
         if hit is _MISS:
             hit = self._rate(qname)
         if hit is None:
-            return tuple(matches)
+            return matches if type(matches) is tuple else tuple(matches)
         return (*matches, hit)
 
     def _rate(self, qname: str) -> Match | None:

@@ -349,6 +349,17 @@ def main() -> int:  # noqa: C901 - one linear report
     out.add(
         f"cached lookup: base {base_us:.2f} us, rated {rated_us:.2f} us, overhead {over:.2f} us"
     )
+
+    class Empty:
+        def lookup(self, qname: str) -> tuple[Match, ...]:
+            return ()
+
+    empty = Empty()
+    bare = RatedIndex(empty, rater, category_ages=AGES, popular=popular)
+    for n in sample_names:
+        bare.lookup(n)
+    e_us, b_us = best_of(empty.lookup), best_of(bare.lookup)
+    out.add(f"cached lookup over an empty index: {e_us:.2f} -> {b_us:.2f} us (+{b_us - e_us:.2f})")
     return 0
 
 
