@@ -271,9 +271,9 @@ def _enough(evidence: list[tuple[float, str]]) -> tuple[str, ...]:
 
 
 def _beside_a_letter(words: Sequence[str], i: int) -> bool:
-    """Whether words[i] has a lone letter (not a digit) next to it in the split."""
+    """Whether words[i] has a lone letter next to it (not a digit, nor the words a and i)."""
     for j in (i - 1, i + 1):
-        if 0 <= j < len(words) and len(words[j]) == 1 and not words[j].isdigit():
+        if 0 <= j < len(words) and len(words[j]) == 1 and words[j] not in "0123456789ai":
             return True
     return False
 
