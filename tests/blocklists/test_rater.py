@@ -357,3 +357,18 @@ def test_rebased_index_keeps_the_ratings() -> None:
     assert new.lookup("cdn.freepornvideos.com") == (listed,)
     assert new.lookup("mirror.freepornvideos.net")[0].source == SOURCE
     assert rater.calls == ["freepornvideos.com", "freepornvideos.net"]
+
+
+def test_public_suffix_list_is_never_fetched(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    import blocklists.rater as rater_module
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the rater tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(rater_module, "_extractor", None)  # build a fresh extractor
+    assert registrable_domain("www.example.co.uk") == "example.co.uk"
+    assert NameRater().rate("online-casino-bonus.com") is not None
