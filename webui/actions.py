@@ -8,6 +8,7 @@ writes an audit line and nudges the resolver. Failures are `FormError` (400 + fi
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -46,7 +47,23 @@ class Locked(Exception):
 async def setup(request: web.Request, raw: Raw) -> Account:
     """Create the first account (an admin). Only while there is none."""
     svc, state = request.app[SERVICES], request.app[STATE]
-    creds, _ = forms.parse_new_account(raw)
+    errors: dict[str, forms.Msg] = {}
+    if svc.setup_code:  # guessing the code is throttled like a password
+        key, at = f"setup:{request.remote or 'unknown'}", svc.clock()
+        if await db(svc.store.login_failures, key, at - auth.LOCKOUT) >= auth.MAX_FAILURES:
+            raise Locked(at + auth.LOCKOUT)
+        code = raw.get("code")
+        if not isinstance(code, str) or not hmac.compare_digest(
+            code.strip().encode(), svc.setup_code.encode()
+        ):
+            await db(svc.store.record_login_failure, key, at)
+            errors["code"] = ("err.setup_code", {})
+    try:
+        creds, _ = forms.parse_new_account(raw)
+    except FormError as e:
+        errors.update(e.errors)
+    if errors:
+        raise FormError(errors)
     async with state.setup_lock:
         if state.has_accounts or await db(svc.store.account_count) > 0:
             state.has_accounts = True

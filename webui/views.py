@@ -70,7 +70,10 @@ def day_start(now: datetime) -> datetime:
 async def setup_page(request: web.Request) -> web.Response:
     if request.app[STATE].has_accounts:
         raise web.HTTPNotFound()
-    return render(request, "setup.html", {"form": form_state(request, "setup", {}, None)})
+    return render(request, "setup.html", {
+        "form": form_state(request, "setup", {}, None),
+        "need_code": bool(request.app[SERVICES].setup_code),
+    })
 
 
 @routes.post("/setup")
@@ -79,10 +82,18 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     try:
         await actions.setup(request, raw)
     except FormError as e:
-        return render(request, "setup.html", {"form": form_state(request, "setup", raw, e)},
-                      status=400)
+        return render(request, "setup.html", {
+            "form": form_state(request, "setup", raw, e),
+            "need_code": bool(request.app[SERVICES].setup_code),
+        }, status=400)
     except NotFound:
         raise web.HTTPNotFound() from None
+    except actions.Locked as e:
+        return render(request, "setup.html", {
+            "form": form_state(request, "setup", raw, FormError(
+                {"code": ("error.locked", {"until": e.until.strftime("%H:%M")})})),
+            "need_code": True,
+        }, status=429)
     raise see_other("/login", "setup")
 
 

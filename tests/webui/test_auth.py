@@ -302,3 +302,39 @@ async def test_parallel_guesses_count_as_tries(client, harness: Harness) -> None
     codes = sorted(r.status for r in statuses)
     assert codes.count(400) <= 5 and codes.count(429) >= 7
     assert harness.store.login_failures("user:mai", harness.now() - timedelta(minutes=15)) <= 5
+
+
+async def test_setup_code_when_the_operator_sets_one(aiohttp_client, harness: Harness) -> None:
+    from webui.app import create_app
+
+    harness.services.setup_code = "7Kq-29xz"
+    client = await aiohttp_client(create_app(harness.services))
+    html = await (await client.get("/setup")).text()
+    assert 'name="code"' in html
+    r = await client.post("/api/v1/setup", json={"username": "kid", "password": PASSWORD})
+    assert r.status == 400 and (await r.json())["field"] == "code"
+    r = await client.post("/setup", data={"username": "kid", "password": PASSWORD,
+                                          "confirm": PASSWORD, "code": "guess"})
+    assert r.status == 400 and 'id="setup-code-err"' in await r.text()
+    assert harness.store.account_count() == 0
+    r = await client.post("/api/v1/setup", json={"username": "mai", "password": PASSWORD,
+                                                 "code": "7Kq-29xz"})
+    assert r.status == 201
+
+
+async def test_setup_code_guessing_is_throttled(aiohttp_client, harness: Harness) -> None:
+    from webui.app import create_app
+
+    harness.services.setup_code = "7Kq-29xz"
+    client = await aiohttp_client(create_app(harness.services))
+    for i in range(5):
+        r = await client.post("/api/v1/setup", json={"username": "kid", "password": PASSWORD,
+                                                     "code": f"guess-{i}"})
+        assert r.status == 400
+    r = await client.post("/api/v1/setup", json={"username": "kid", "password": PASSWORD,
+                                                 "code": "7Kq-29xz"})
+    assert r.status == 429
+    r = await client.post("/setup", data={"username": "kid", "password": PASSWORD,
+                                          "confirm": PASSWORD, "code": "7Kq-29xz"})
+    assert r.status == 429
+    assert harness.store.account_count() == 0
