@@ -71,10 +71,16 @@ async def test_serve_answers_serves_metrics_and_stops_on_sigterm(tmp_path, fake_
                 await asyncio.sleep(0.2)
         assert reply is not None, "nestguard serve did not answer"
         assert reply.answer[0][0].address == "192.0.2.1"
+        metrics = None
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{web_port}/metrics") as resp:
-                assert resp.status == 200
-                assert "nestguard_queries_total" in await resp.text()
+            while time.monotonic() < deadline and metrics is None:
+                try:  # the web app starts after the DNS listeners
+                    async with http.get(f"http://127.0.0.1:{web_port}/metrics") as resp:
+                        assert resp.status == 200
+                        metrics = await resp.text()
+                except aiohttp.ClientConnectorError:
+                    await asyncio.sleep(0.2)
+        assert metrics is not None and "nestguard_queries_total" in metrics
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(proc.wait(), 10)
         assert code == 0
