@@ -11,8 +11,8 @@ Run from the repo root (not collected by pytest)::
    calibration loop (100 dict.get) to compare machines. Also one miss's `Cache.store`.
 2. latency: `open_resolver` (uvloop) in front of a dnsmasq upstream answering *.example locally
    (TTL 3600); dnsperf (on core 1) asks 2000 warmed names at --rate qps for --duration s; prints
-   p50/p99 from `dnsperf -v` and the server's CPU per query. Pass --stages to add a decider
-   (allow all) and activity/sightings sinks that drop their batches.
+   p50/p99 from `dnsperf -v` and the server's CPU per query (--rate 0: as fast as it goes).
+   Pass --stages to add a decider (allow all) and activity/sightings sinks that drop batches.
 """
 
 from __future__ import annotations
@@ -139,8 +139,7 @@ async def latency(upstream: tuple[str, int], rate: int, duration: int, stages: b
                     str(names),
                     "-l",
                     str(duration),
-                    "-Q",
-                    str(rate),
+                    *(("-Q", str(rate)) if rate else ()),
                     "-q",
                     "100",
                     "-t",
@@ -162,7 +161,8 @@ async def latency(upstream: tuple[str, int], rate: int, duration: int, stages: b
         print("latency: no answers")
         return
     print(
-        f"latency at {rate} qps ({'decider + sinks' if stages else 'no decider'}): n={n} "
+        f"{n / duration:.0f} qps answered; latency at {rate or 'max'} qps "
+        f"({'decider + sinks' if stages else 'no decider'}): n={n} "
         f"p50={lat[n // 2] * 1e3:.3f} ms p99={lat[int(n * 0.99)] * 1e3:.3f} ms "
         f"max={lat[-1] * 1e3:.3f} ms; server CPU {cpu / n * 1e6:.0f} us/query; hits={hits}"
     )
