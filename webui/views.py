@@ -197,6 +197,7 @@ async def home(request: web.Request) -> web.Response:
     return await page(request, "home.html", {
         "cards": cards,
         "new_devices": new_devices,
+        "any_devices": bool(devices),
         "others": others,
         "today": now.date(),
     })
