@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,7 +42,6 @@ from resolver.metrics import METRICS
 log = logging.getLogger(__name__)
 
 DB_NAME = "nestguard.sqlite"
-PURGE_EVERY = 3600.0
 RELOAD_EVERY = 0.5  # a CLI write (no nudge) is in force within a second; one cheap SELECT
 ADDED_FEEDS_KEY = "added_feeds"
 
@@ -108,6 +109,7 @@ class Household:
     status: ReloadStatus
     zone: ZoneInfo
     nudge: asyncio.Event = field(default_factory=asyncio.Event)
+    setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     web_feeds: list[Feed] = field(default_factory=list)
 
     # -- time and decisions ------------------------------------------------------------------
@@ -206,6 +208,8 @@ class Household:
         cfg = self.config
         host = cfg.web.listen[0]
         hosts = {"127.0.0.1", "localhost", "::1", host, *cfg.web.allowed_hosts}
+        pc = cfg.policy
+        has_page = pc.blockpage_ipv4 is not None or pc.blockpage_ipv6 is not None
         return create_app(
             WebServices(
                 store=self.store,
@@ -222,8 +226,10 @@ class Household:
                 secure_cookies=cfg.web.secure_cookies,
                 block_answer=cfg.policy.block_answer,
                 upstreams=[f"{h}:{p}" for h, p in cfg.dns.upstreams],
-                retention_days=cfg.policy.retention_days,
+                retention_days=cfg.policy.retention_days,  # the parent's setting wins
                 services_catalogue=load_services(),
+                block_modes=("null", "nxdomain", "blockpage") if has_page else ("null", "nxdomain"),
+                setup_code=self.setup_code,
             )
         )
 
@@ -236,6 +242,13 @@ def _popular() -> frozenset[str]:
     if _POPULAR is None:
         _POPULAR = load_popular()
     return _POPULAR
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -297,12 +310,17 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         METRICS.set_degraded("lists")
         base = CategoryIndex.empty()
     hh.live_index.value = hh.wrap_index(base)
+    if store is not None and not _loopback(config.web.listen[0]):
+        if await asyncio.to_thread(store.account_count) == 0:
+            # a child on the Wi-Fi must not create the first parent account: the set-up page
+            # asks for this code, shown only to whoever started nestguard (terminal, journal)
+            hh.setup_code = f"{secrets.randbelow(10**8):08d}"
+            log.warning("first-run set-up code for the web UI: %s", hh.setup_code)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     if background:
         if store is not None:
             tasks.append(asyncio.create_task(_reload(hh, stop, build)))
-            tasks.append(asyncio.create_task(_purge_loop(hh, stop)))
             if pc.leases_file is not None:
                 from policy.leases import leases_loop
 
@@ -335,21 +353,6 @@ async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object
             await asyncio.wait([task], timeout=1.0)
     finally:
         task.cancel()
-
-
-async def _purge_loop(hh: Household, stop: asyncio.Event) -> None:
-    """Retention: children's browsing history older than `retention_days` is deleted."""
-    assert hh.store is not None
-    keep = timedelta(days=hh.config.policy.retention_days)
-    while not stop.is_set():
-        try:
-            n = await asyncio.to_thread(hh.store.purge_activity, hh.now() - keep)
-            if n:
-                log.info("retention: deleted %d activity rows older than %s", n, keep)
-        except Exception:
-            log.exception("activity purge failed")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), PURGE_EVERY)
 
 
 
