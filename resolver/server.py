@@ -9,8 +9,9 @@ exceptions become SERVFAIL plus `log.exception`.
 UDP replies are kept within 512 bytes without EDNS and min(client size, 1232) with it; larger
 ones go out as TC=1 with only the question (W6). TCP (RFC 7766, W7): 2-byte length framing,
 pipelined queries answered as each is ready, idle connections closed after `tcp_idle` seconds,
-half-sent messages after `tcp_partial` seconds, at most `tcp_max_clients` connections and
-`tcp_max_pending` queries in flight per connection (reading pauses beyond).
+half-sent messages (and connections that never sent a whole query) after `tcp_partial` seconds,
+at most `tcp_max_clients` connections and `tcp_max_pending` queries in flight per connection
+(reading pauses beyond).
 """
 
 from __future__ import annotations
@@ -225,6 +226,7 @@ class _TcpConnection(asyncio.Protocol):
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
         self._peer = ""
+        self._served = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -254,7 +256,10 @@ class _TcpConnection(asyncio.Protocol):
             self._timer.cancel()
         if self._transport is None:
             return
-        delay = self._settings.tcp_partial if self._buf else self._settings.tcp_idle
+        # a connection that has not sent a whole query yet, or sits on half a message, gets the
+        # short timeout (slowloris); one that has been served gets the idle time (RFC 7766 6.2.3)
+        settings = self._settings
+        delay = settings.tcp_partial if self._buf or not self._served else settings.tcp_idle
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _expire(self) -> None:
@@ -274,6 +279,7 @@ class _TcpConnection(asyncio.Protocol):
                 break
             msg = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
+            self._served = True
             out = server.process(msg, self._peer, "tcp")
             if out is None:
                 continue

@@ -228,13 +228,20 @@ async def test_kdig_keepopen_pipelines(addr):
 
 
 async def test_idle_tcp_connection_closed(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("www.example", "A", "192.0.2.1")
     running = await nestguard_server(make_config(fake_upstream, tcp_idle=0.5))
     host, port = running.addresses[0]
     reader, writer = await asyncio.open_connection(host, port)
-    start = time.monotonic()
-    assert await asyncio.wait_for(reader.read(10), 3) == b""
-    assert 0.3 < time.monotonic() - start < 2.5
-    writer.close()
+    try:
+        q = dns.message.make_query("www.example", "A").to_wire()
+        writer.write(struct.pack(">H", len(q)) + q)
+        size = struct.unpack(">H", await asyncio.wait_for(reader.readexactly(2), 3))[0]
+        await reader.readexactly(size)
+        start = time.monotonic()
+        assert await asyncio.wait_for(reader.read(10), 3) == b""
+        assert 0.3 < time.monotonic() - start < 2.5
+    finally:
+        writer.close()
 
 
 async def test_half_sent_prefixes_closed(addr):
@@ -333,3 +340,22 @@ async def test_cname_loop_from_upstream_is_answered(nestguard_server, fake_upstr
         r = await ask(addr, "a.example")
         assert r.rcode() == dns.rcode.NOERROR
         assert {rrset.rdtype for rrset in r.answer} == {dns.rdatatype.CNAME}
+
+
+async def test_silent_tcp_connections_closed_early_served_ones_kept(addr):
+    host, port = addr
+    silent = [await asyncio.open_connection(host, port) for _ in range(20)]
+    served_r, served_w = await asyncio.open_connection(host, port)
+    q = dns.message.make_query("www.example", "A").to_wire()
+    served_w.write(struct.pack(">H", len(q)) + q)
+    size = struct.unpack(">H", await asyncio.wait_for(served_r.readexactly(2), 3))[0]
+    await served_r.readexactly(size)
+    start = time.monotonic()
+    results = await asyncio.gather(*(asyncio.wait_for(r.read(10), 6) for r, _ in silent))
+    assert results == [b""] * 20  # no query within the short timeout: closed
+    assert time.monotonic() - start < 5
+    served_w.write(struct.pack(">H", len(q)) + q)  # the served one is still open (idle 30 s)
+    size = struct.unpack(">H", await asyncio.wait_for(served_r.readexactly(2), 3))[0]
+    assert dns.message.from_wire(await served_r.readexactly(size)).answer
+    for _, w in [*silent, (served_r, served_w)]:
+        w.close()
