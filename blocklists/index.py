@@ -342,7 +342,7 @@ class _Builder:
         self.categories: list[str] = []
         self.cat_ids: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
-        self.inner: set[bytes] = set()  # parents (2+ labels) of listed names
+        self.inner = array.array("I")  # crc32 of the parents (2+ labels) of listed names
         self.started = time.monotonic()
 
     def skip(self, reason: str, count: int = 1) -> None:
@@ -390,11 +390,13 @@ class _Builder:
                          | (SUBDOMAINS_ONLY if e.subdomains_only else 0))
             line.append(e.line if 0 <= e.line < 2**32 else 0)
             added += 1
-            if b.count(b".") > 1:
-                rest = b.partition(b".")[2]
-                while b"." in rest:
-                    inner.add(rest)
-                    rest = rest.partition(b".")[2]
+            dots = b.count(b".")
+            if dots > 1:
+                pos = b.find(b".") + 1
+                while dots > 1:
+                    inner.append(crc32(b[pos:]))
+                    pos = b.find(b".", pos) + 1
+                    dots -= 1
         if len(names) > MAX_NAME_BYTES:
             raise FeedError("index too large (over 4 GiB of names)")
         return added
@@ -415,54 +417,53 @@ class _Builder:
             return self._finish_empty(fingerprint)
         import numpy as np  # build side only: the serving process never imports numpy
 
-        entries = len(self.keys)
-        for name in self.inner:  # markers: no name bytes, never reported
-            self.keys.append(crc32(name))
-            self.noff.append(len(self.names))
-            self.src.append(0)
-            self.cat.append(0)
-            self.age.append(0)
-            self.flags.append(INNER)
-            self.line.append(0)
-        self.inner.clear()
         keys = np.frombuffer(self.keys, dtype=np.uint32)
         order = np.argsort(keys, kind="stable")  # stable: the first line of a name stays first
-        sorted_keys = keys[order]
-        same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1
+        same = np.flatnonzero(np.diff(keys[order]) == 0) + 1
         drop = self._duplicates(order, same)
         if drop:
             self.skip("duplicate", len(drop))
             mask = np.ones(len(order), dtype=bool)
             mask[np.fromiter(drop, dtype=np.int64, count=len(drop))] = False
             order = order[mask]
-            sorted_keys = sorted_keys[mask]
-        n = len(order)
+        entries = len(order)
+        # INNER markers (parents of listed names) go after the entries; one stable sort by
+        # key then puts each marker after the entries that share its key
+        marker_keys = np.unique(np.frombuffer(self.inner, dtype=np.uint32))
+        m = len(marker_keys)
+        all_keys = np.concatenate([keys[order], marker_keys])
+        final = np.argsort(all_keys, kind="stable")
+
+        def column(data: array.array[int], dtype: Any, fill: int) -> Any:
+            col = np.frombuffer(data, dtype=dtype)[order]
+            return np.concatenate([col, np.full(m, fill, dtype=dtype)])[final]
+
+        noff = np.frombuffer(self.noff, dtype=np.uint32)
+        starts = np.concatenate([noff[:-1][order], np.zeros(m, np.uint32)])[final]
+        lengths = np.concatenate([(noff[1:] - noff[:-1])[order].astype(np.uint8),
+                                  np.zeros(m, np.uint8)])[final]
+        sorted_keys = all_keys[final]
+        n = len(sorted_keys)
         # 2n..4n buckets: most probes of a missing suffix find an empty bucket (one compare);
         # costs 8-16 bytes per entry, which beats a Python set by an order of magnitude
         bits = min(max(n.bit_length() + 1, 4), 30)
         counts = np.bincount(sorted_keys >> (32 - bits), minlength=1 << bits)
         dir_ = np.zeros((1 << bits) + 1, dtype=np.uint32)
         np.cumsum(counts, out=dir_[1:])
-        noff = np.frombuffer(self.noff, dtype=np.uint32)
-        starts = noff[:-1][order]
-        lengths = (noff[1:][order] - starts).astype(np.uint8)
-        src = np.frombuffer(self.src, dtype=np.uint16)[order]
-        cat = np.frombuffer(self.cat, dtype=np.uint16)[order]
-        flags = np.frombuffer(self.flags, dtype=np.uint8)[order]
-        real = (flags & INNER) == 0
-        by_source = np.bincount(src[real], minlength=len(self.sources)).tolist()
-        by_cat = np.bincount(cat[real], minlength=len(self.categories)).tolist()
-        entries = int(real.sum())
+        real_src = np.frombuffer(self.src, dtype=np.uint16)[order]
+        real_cat = np.frombuffer(self.cat, dtype=np.uint16)[order]
+        by_source = np.bincount(real_src, minlength=len(self.sources)).tolist()
+        by_cat = np.bincount(real_cat, minlength=len(self.categories)).tolist()
         sections: dict[str, Buffer] = {
             "dir": dir_.tobytes(),
-            "keys": sorted_keys.astype(np.uint32).tobytes(),
+            "keys": sorted_keys.tobytes(),
             "nstart": starts.tobytes(),
             "nlen": lengths.tobytes(),
-            "src": src.tobytes(),
-            "cat": cat.tobytes(),
-            "age": np.frombuffer(self.age, dtype=np.uint8)[order].tobytes(),
-            "flags": flags.tobytes(),
-            "line": np.frombuffer(self.line, dtype=np.uint32)[order].tobytes(),
+            "src": column(self.src, np.uint16, 0).tobytes(),
+            "cat": column(self.cat, np.uint16, 0).tobytes(),
+            "age": column(self.age, np.uint8, 0).tobytes(),
+            "flags": column(self.flags, np.uint8, INNER).tobytes(),
+            "line": column(self.line, np.uint32, 0).tobytes(),
             "names": self.names,
         }
         header = self._header(n, bits, by_source, by_cat, fingerprint)
@@ -512,7 +513,7 @@ class _Builder:
             prev = p
             i = int(order[p])
             sig = (bytes(names[noff[i] : noff[i + 1]]), src[i], cat[i], age[i], flags[i])
-            if sig in seen and not flags[i] & INNER:
+            if sig in seen:
                 drop.append(p)
             else:
                 seen.add(sig)
