@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from policy.live import Live
-from policy.model import Policy
+from policy.model import Device, Policy, Profile
 from resolver.pipeline import Query, Reply
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,23 @@ class Identify:
     def __init__(self, policy: Live[Policy], *, neighbours: Neighbours | None = None) -> None:
         self._policy = policy
         self._neighbours = neighbours
+        # (ip, mac) -> (device, profile) for the current snapshot (IPv6 lookups parse the /64)
+        self._memo: dict[tuple[str, str | None], tuple[Device | None, Profile]] = {}
+        self._memo_policy: Policy | None = None
 
     def enter(self, query: Query) -> Reply | None:
+        ip = query.client_ip
         mac = query.mac
-        if mac is None and self._neighbours is not None and ":" not in query.client_ip:
-            mac = query.mac = self._neighbours.mac_of(query.client_ip)
-        query.device, query.profile = self._policy.value.profile_for(query.client_ip, mac)
+        if mac is None and self._neighbours is not None and ":" not in ip:
+            mac = query.mac = self._neighbours.mac_of(ip)
+        policy = self._policy.value
+        memo = self._memo
+        if policy is not self._memo_policy or len(memo) > 10_000:
+            memo.clear()
+            self._memo_policy = policy
+        key = (ip, mac)
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = policy.profile_for(ip, mac)
+        query.device, query.profile = found
         return None

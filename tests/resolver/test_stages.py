@@ -458,3 +458,36 @@ def test_rate_limit_shares_one_window_per_ipv6_64():
     assert limit.enter(query("192.0.2.1")) is None
     clock.advance(61)
     assert limit.enter(query("2001:db8:1:2::9")) is None  # a new window
+
+
+async def test_ipv6_clients_identified_by_their_64(nestguard_server, fake_upstream, make_config):
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    fake_upstream.add("games.example", "A", "192.0.2.1")
+    policy, kid, default = household()
+    laptop = Device(12, "laptop", ("::/64",), owner=1)
+    policy = Policy(
+        revision=2,
+        devices=(*policy.devices, laptop),
+        profiles={1: kid},
+        adults_profile=policy.adults_profile,
+        default_profile=default,
+        by_prefix64={"::/64": laptop},
+    )
+
+    def decider(profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
+        return Verdict(Action.BLOCK, "category:games:16+") if profile is kid else ALLOW
+
+    running = await nestguard_server(
+        make_config(fake_upstream, listen=(("::1", 0),)),
+        Services(arp_path=None, decider=decider, live_policy=Live(policy)),
+    )
+    addr = running.addresses[0]
+    for _ in range(2):  # computed, then from Identify's memo
+        r = await ask(addr, "games.example")
+        assert r.answer[0][0].address == "0.0.0.0"
+    running.live_policy.value = Policy(3, (), {}, default, default)
+    r = await ask(addr, "games.example")
+    assert r.answer[0][0].address == "192.0.2.1"
