@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -278,6 +279,11 @@ async def run(config: object, services: Services | None = None) -> None:
             site = web.TCPSite(runner, host, port)
             await site.start()
             log.info("web on http://%s:%d/", host, port)
+        # The start-up heap (lists, the rater's lexicon, modules) lives as long as the process:
+        # keep it out of every collection. Measured: process() on a hit 22 -> 15 us with a
+        # household loaded. (Frozen objects are still freed by reference counting.)
+        gc.collect()
+        gc.freeze()
         await stop.wait()
         log.info("stopping")
     for sig in (signal.SIGTERM, signal.SIGINT):
