@@ -176,11 +176,20 @@ class Household:
         self.sync.trigger([feed.name])
 
     def wrap_index(self, base: CategoryIndex) -> Index:
+        """The index in force: the lists, plus the name rater for names no list knows.
+        A list swap keeps the rater's cache (ratings depend only on the name)."""
         lists = self.config.lists
         if not lists.rater:
             return base
+        current = self.live_index.value
+        if isinstance(current, RatedIndex):
+            return current.rebased(base)
         ages = {slug: c.min_age for slug, c in self.categories.items()}
-        rater = NameRater(categories=[c for c in lists.rater_categories if c in ages])
+        known = set(NameRater().categories)
+        wanted = [c for c in lists.rater_categories if c in ages and c in known]
+        for c in set(lists.rater_categories) - set(wanted):
+            log.warning("lists.rater_categories: the rater cannot rate %r; ignored", c)
+        rater = NameRater(categories=wanted)
         return RatedIndex(base, rater, category_ages=ages, popular=_popular())
 
     # -- the resolver's view -------------------------------------------------------------------
