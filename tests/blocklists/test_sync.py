@@ -61,7 +61,7 @@ def sample_names(text: bytes, k: int = 5) -> list[str]:
 @dataclass
 class Route:
     body: bytes = b""
-    mode: str = "ok"  # ok | 404 | stall | redirect | gzip-encoded
+    mode: str = "ok"  # ok | 404 | stall | redirect | gzip-encoded | endless
     location: str = ""
 
 
@@ -94,6 +94,12 @@ class FeedServer:
             await resp.prepare(request)
             await resp.write(route.body[: len(route.body) // 2])
             await asyncio.sleep(30)  # the client gives up first (read timeout)
+            return resp
+        if route.mode == "endless":  # chunked, no length, never ends (bounded for the test)
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            for _ in range(10_000):
+                await resp.write(route.body)
             return resp
         resp = web.Response(body=route.body, headers={"ETag": etag})
         if route.mode == "gzip-encoded":
@@ -326,6 +332,16 @@ async def test_size_cap_cuts_an_endless_body(
     sync, feed, names = await good_first_sync(tmp_path, store, server, gambling_text,
                                               max_bytes=len(gambling_text) + 100)
     server.serve("/gambling.txt", gambling_text * 3)
+    await assert_last_good_kept(sync, store, tmp_path, feed, names, gambling_text,
+                                "larger than")
+
+
+async def test_an_endless_stream_is_cut_at_the_cap(
+    tmp_path: Path, store: Store, server: FeedServer, gambling_text: bytes
+) -> None:
+    sync, feed, names = await good_first_sync(tmp_path, store, server, gambling_text,
+                                              max_bytes=2 * len(gambling_text))
+    server.serve("/gambling.txt", gambling_text + b"more.example\n", "endless")
     await assert_last_good_kept(sync, store, tmp_path, feed, names, gambling_text,
                                 "larger than")
 
