@@ -81,6 +81,7 @@ class Enforce:
         *,
         block: BlockSettings | None = None,
         now: Callable[[], datetime] | None = None,
+        mode: Callable[[], str] | None = None,
     ) -> None:
         self._decider = decider
         self._now = now or WallClock()
@@ -88,17 +89,26 @@ class Enforce:
         self._memo_now: datetime | None = None
         self._memo_second: datetime | None = None
         b = block or BlockSettings()
-        self._mode = b.answer
+        self._block = b
+        self._mode_of = mode  # the parents' choice in the web UI, read per block answer
         self._ttl = b.ttl
-        if b.answer == "blockpage":
-            a = ipaddress.IPv4Address(b.blockpage_ipv4 or "0.0.0.0").packed
+        self._mode = b.answer
+        self._answers = self._templates(b.answer)
+
+    def _templates(self, mode: str) -> dict[int, bytes]:
+        """Prebuilt A/AAAA block records for a block mode (no dnslib per query)."""
+        b = self._block
+        if mode == "blockpage" and (b.blockpage_ipv4 or b.blockpage_ipv6):
+            a = ipaddress.IPv4Address(b.blockpage_ipv4).packed if b.blockpage_ipv4 else None
             aaaa = ipaddress.IPv6Address(b.blockpage_ipv6).packed if b.blockpage_ipv6 else None
         else:
-            a = bytes(4)
-            aaaa = bytes(16)
-        self._answers: dict[int, bytes] = {wire.T_A: wire.rr(wire.T_A, b.ttl, a)}
+            a, aaaa = bytes(4), bytes(16)
+        answers: dict[int, bytes] = {}
+        if a is not None:
+            answers[wire.T_A] = wire.rr(wire.T_A, b.ttl, a)
         if aaaa is not None:
-            self._answers[wire.T_AAAA] = wire.rr(wire.T_AAAA, b.ttl, aaaa)
+            answers[wire.T_AAAA] = wire.rr(wire.T_AAAA, b.ttl, aaaa)
+        return answers
 
     # ------------------------------------------------------------------ hooks
 
@@ -169,6 +179,10 @@ class Enforce:
         ede = (ede_code(verdict.reason), verdict.reason)
         rcode = wire.NOERROR
         answer = b""
+        if self._mode_of is not None:
+            mode = self._mode_of()
+            if mode != self._mode:
+                self._mode, self._answers = mode, self._templates(mode)
         if style is BlockStyle.NXDOMAIN or (
             style is BlockStyle.DEFAULT and self._mode == "nxdomain"
         ):

@@ -110,6 +110,22 @@ class Household:
     zone: ZoneInfo
     nudge: asyncio.Event = field(default_factory=asyncio.Event)
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
+    block_answer: str | None = None  # the parents' choice (store setting), else the config's
+
+    def block_mode(self) -> str:
+        return self.block_answer or self.config.policy.block_answer
+
+    async def read_settings(self) -> None:
+        """Household settings the resolver uses directly (after each policy change)."""
+        if self.store is None:
+            return
+        mode = await asyncio.to_thread(self.store.get_setting, "block_answer", None)
+        pc = self.config.policy
+        has_page = pc.blockpage_ipv4 is not None or pc.blockpage_ipv6 is not None
+        if mode in ("null", "nxdomain") or (mode == "blockpage" and has_page):
+            self.block_answer = str(mode)
+        else:
+            self.block_answer = None
     web_feeds: list[Feed] = field(default_factory=list)
 
     # -- time and decisions ------------------------------------------------------------------
@@ -202,7 +218,8 @@ class Household:
             activity_sink=self.log_activity,
             sightings_sink=self.record_sightings,
             web_app=self.web_app,
-            now=self.now,
+            now=None,  # the resolver's per-second clock in policy.timezone (memo-friendly)
+            block_mode=self.block_mode,
         )
 
     def web_app(self) -> web.Application:
@@ -356,10 +373,15 @@ async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object
         reload_loop(hh.store, hh.live_policy, hh.categories, nudge=hh.nudge, stop=stop,
                     interval=RELOAD_EVERY, clock=hh.now, status=hh.status, **build)
     )
+    seen = -1
     try:
         while not task.done():
             METRICS.set_degraded("policy", hh.status.degraded)
-            await asyncio.wait([task], timeout=1.0)
+            if hh.live_policy.value.revision != seen:
+                seen = hh.live_policy.value.revision
+                with contextlib.suppress(Exception):
+                    await hh.read_settings()
+            await asyncio.wait([task], timeout=0.25)
     finally:
         task.cancel()
 

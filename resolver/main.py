@@ -90,6 +90,7 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] | None = None
     arp_path: Path | None = ARP_PATH
+    block_mode: Callable[[], str] | None = None  # the parents' block answer choice (web UI)
 
 
 @dataclass
@@ -197,6 +198,7 @@ def build_pipeline(
                 services.decider,
                 block=block_settings(config),
                 now=services.now or household_now(config),
+                mode=services.block_mode,
             ),
             cache,
         ],

@@ -317,3 +317,19 @@ async def test_a_corrupt_database_still_filters(household_server, fake_upstream,
     assert await a_record(addr, "school.example", STRANGER) == REAL
     METRICS.set_degraded("policy", False)
 
+
+
+async def test_the_parents_block_answer_choice_applies_at_once(household) -> None:
+    hh, addr, _ = household
+    assert await a_record(addr, "adult-site.example", KID) == "0.0.0.0"
+    await asyncio.to_thread(hh.store.set_setting, "block_answer", "nxdomain")  # Settings page
+    hh.nudge.set()
+    start = time.monotonic()
+    while await a_record(addr, "adult-site.example", KID) != "NXDOMAIN":
+        assert time.monotonic() - start < 1.0, "block answer mode not in force within 1 s"
+        await asyncio.sleep(0.05)
+    # blockpage without a block-page address configured cannot be served: stays as configured
+    await asyncio.to_thread(hh.store.set_setting, "block_answer", "blockpage")
+    await settle(hh)
+    await asyncio.sleep(0.6)
+    assert await a_record(addr, "adult-site.example", KID) == "0.0.0.0"
