@@ -1,9 +1,18 @@
 """Observe: the first stage. Times each query, counts it, queues its activity-log row.
 
-The hot path only appends a small tuple to a bounded in-memory queue; a background task turns
-the rows into `policy.model.QueryEvent`s and hands them in batches to an injected async sink
-(the store). When the queue is full, rows are dropped and counted (never block DNS). Device
-sightings (ip, mac) go the same way to a second sink, at most once a minute per address.
+The activity log holds *lookups*, not packets: a (client, qname, qtype, action, reason) is
+written at most once per `log_every` seconds (default 60). Devices repeat the same lookups many
+times a minute (apps polling, TTL-0 answers, several tabs); logging each repeat cost about a
+third of the CPU of a cached answer (the row, its conversion and the SQLite write) and told the
+parent nothing new. Metrics still count every query. A repeat within the window is dropped
+before anything else is built (one dict lookup); counts in the activity log and the UI's
+summaries are therefore counts of distinct lookups per minute, not of packets.
+
+The hot path only appends a small tuple to a bounded in-memory queue; a background task hands
+the rows in batches to an injected async sink (the store), converting them to
+`policy.model.QueryEvent`s there, off the query path. When the queue is full, rows are dropped
+and counted (never block DNS). Device sightings (ip, mac) go the same way to a second sink, at
+most once a minute per address.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ _ACTIONS = {
 }
 # outcomes not written to the activity log (floods and strangers)
 _UNLOGGED = frozenset({"ratelimited", "refused"})
+_MAX_LOGGED = 100_000  # lookups remembered for the once-per-minute activity check
 
 
 class BatchQueue(Generic[T, R]):
@@ -170,7 +180,11 @@ class Sightings:
 
 
 class Observe:
-    """Stage (leave only): metrics, activity row, sighting. Never blocks, never raises."""
+    """Stage (leave only): metrics, activity row, sighting. Never blocks, never raises.
+
+    Activity: a (client, qname, qtype, action, reason) is queued at most once per `log_every`
+    seconds (see the module docstring: the log holds lookups, not every repeated packet).
+    """
 
     def __init__(
         self,
@@ -179,6 +193,7 @@ class Observe:
         activity: BatchQueue[ActivityRow, QueryEvent] | None = None,
         sightings: Sightings | None = None,
         log_queries: bool = True,
+        log_every: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._metrics = metrics
@@ -188,6 +203,9 @@ class Observe:
         self._activity = activity if log_queries else None
         self._sightings = sightings
         self._clock = clock
+        self._log_every = log_every
+        # (client, qname, qtype, action[, reason]) -> monotonic time it was last queued
+        self._logged: dict[tuple[object, ...], float] = {}
 
     def leave(self, query: Query, reply: Reply) -> Reply:
         now = time.monotonic()
@@ -199,10 +217,10 @@ class Observe:
         queries[key] = queries.get(key, 0) + 1
         source = reply.source
         counts = self._durations.get(source)
+        elapsed = now - query.received_at
         if counts is None:
-            self._metrics.observe(source, now - query.received_at)
+            self._metrics.observe(source, elapsed)
         else:
-            elapsed = now - query.received_at
             counts[bisect_left(BUCKETS, elapsed)] += 1
             self._sums[source] += elapsed
         if outcome in _UNLOGGED:
@@ -211,18 +229,38 @@ class Observe:
         if activity is not None:
             profile = query.profile
             if profile is None or profile.log_queries:
-                activity.put(
-                    (
-                        time.time(),
-                        query.client_ip,
-                        query.device,
-                        profile,
-                        q.name,
-                        q.qtype,
-                        query.verdict,
-                        outcome,
+                verdict = query.verdict
+                if verdict is None:
+                    seen = (query.client_ip, q.name, q.qtype, _ACTIONS.get(outcome, outcome))
+                else:
+                    # the action's plain str (_value_): hashing the enum member runs Python code
+                    action = verdict.action._value_
+                    seen = (query.client_ip, q.name, q.qtype, action, verdict.reason)
+                logged = self._logged
+                last = logged.get(seen)
+                if last is None or now - last >= self._log_every:
+                    if last is None and len(logged) >= _MAX_LOGGED:
+                        self._prune(now)
+                    logged[seen] = now
+                    activity.put(
+                        (
+                            time.time(),
+                            query.client_ip,
+                            query.device,
+                            profile,
+                            q.name,
+                            q.qtype,
+                            verdict,
+                            outcome,
+                        )
                     )
-                )
-        if self._sightings is not None:
-            self._sightings.saw(query.client_ip, query.mac, now)
+        sightings = self._sightings
+        if sightings is not None:
+            sightings.saw(query.client_ip, query.mac, now)
         return reply
+
+    def _prune(self, now: float) -> None:
+        every = self._log_every
+        self._logged = {k: t for k, t in self._logged.items() if now - t < every}
+        if len(self._logged) >= _MAX_LOGGED // 2:
+            self._logged.clear()
