@@ -12,12 +12,17 @@ import asyncio
 import ipaddress
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import date
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from policy.model import ADULTS, Action, PolicyError
+
+if TYPE_CHECKING:
+    from policy.store import Store
+    from resolver.config import Config
+    from resolver.household import Household
 
 T = TypeVar("T")
 Sub = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -29,7 +34,7 @@ class UsageError(Exception):
     """Bad input on the command line: printed as one line, exit status 2."""
 
 
-def _config(args: argparse.Namespace) -> object:
+def _config(args: argparse.Namespace) -> Config:
     from resolver.config import load_config
 
     return load_config(args.config)
@@ -40,7 +45,9 @@ def _with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def _run(fn: Callable[[argparse.Namespace], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+def _run(
+    fn: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
     """Run an async command; turn expected errors into one line and exit status 2."""
 
     def wrapper(args: argparse.Namespace) -> int:
@@ -87,7 +94,7 @@ async def _child_add(args: argparse.Namespace) -> int:
     name = args.name.strip()
     if not name or len(name) > 64 or any(c in name for c in "\r\n\t"):
         raise UsageError("the child's name must be 1 to 64 characters on one line")
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
+    async with open_household(_config(args), background=False) as hh:
         store = _store(hh)
         child = await asyncio.to_thread(store.add_child, name, born, lang=args.lang)
         age = child.age_on(hh.now().date())
@@ -98,7 +105,7 @@ async def _child_add(args: argparse.Namespace) -> int:
 async def _child_list(args: argparse.Namespace) -> int:
     from resolver.household import open_household
 
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
+    async with open_household(_config(args), background=False) as hh:
         today = hh.now().date()
         for c in await asyncio.to_thread(_store(hh).children):
             print(f"{c.id}\t{c.name}\tborn {c.born}\t{c.age_on(today)} years")
@@ -110,7 +117,7 @@ async def _device_set(args: argparse.Namespace) -> int:
     from resolver.household import open_household
 
     identifier = parse_identifier(args.address)
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
+    async with open_household(_config(args), background=False) as hh:
         store = _store(hh)
         owner: int | str
         if args.adults:
@@ -131,7 +138,7 @@ async def _device_set(args: argparse.Namespace) -> int:
 async def _device_list(args: argparse.Namespace) -> int:
     from resolver.household import open_household
 
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
+    async with open_household(_config(args), background=False) as hh:
         store = _store(hh)
         names = {c.id: c.name for c in await asyncio.to_thread(store.children)}
         for d in await asyncio.to_thread(store.devices):
@@ -147,7 +154,7 @@ async def _explain(args: argparse.Namespace) -> int:
     from resolver.household import open_household
 
     client = parse_identifier(args.client)
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
+    async with open_household(_config(args), background=False) as hh:
         device, profile = hh.live_policy.value.profile_for(client)
         verdict = hh.explain(client, args.name)
         who = "unknown device (default profile)" if device is None else (
@@ -174,8 +181,8 @@ async def _lists_sync(args: argparse.Namespace) -> int:
     from blocklists.sync import status_lines
     from resolver.household import open_household
 
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
-        statuses = await hh.sync_feeds(args.names or None, force=True)
+    async with open_household(_config(args), background=False) as hh:
+        statuses = await hh.sync_feeds(args.names or None, force=True, shrink=args.shrink)
     for line in status_lines(statuses):
         print(line)
     if not statuses:
@@ -187,7 +194,7 @@ async def _lists_check(args: argparse.Namespace) -> int:
     from blocklists.sync import explain_matches
     from resolver.household import open_household
 
-    async with open_household(_config(args), background=False) as hh:  # type: ignore[arg-type]
+    async with open_household(_config(args), background=False) as hh:
         lines = explain_matches(hh.live_index.value, args.name)
     if not lines:
         print(f"{args.name}: no list or rating matches")
@@ -198,8 +205,8 @@ async def _lists_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(hh: object) -> object:
-    store = getattr(hh, "store", None)
+def _store(hh: Household) -> Store:
+    store = hh.store
     if store is None:
         raise UsageError("the database in data_dir cannot be opened (see the log above)")
     return store
@@ -244,6 +251,8 @@ def add_lists(sub: Sub) -> None:
     s = p.add_subparsers(dest="lists_command", required=True)
     sy = _with_config(s.add_parser("sync", help="download the feeds now"))
     sy.add_argument("names", nargs="*", help="only these feeds")
+    sy.add_argument("--shrink", action="store_true",
+                    help="accept a list that shrank to under half of its last good copy")
     sy.set_defaults(func=_run(_lists_sync))
     ch = _with_config(s.add_parser("check", help="every list and rating that matches NAME"))
     ch.add_argument("name")

@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,7 @@ from blocklists.feed import Feed
 from blocklists.index import CategoryIndex, SourceInfo
 from blocklists.names import canonical_name
 from blocklists.rater import NameRater, RatedIndex, load_popular
-from blocklists.sync import FeedSync
+from blocklists.sync import TRUSTED, FeedSync, UrlRules
 from policy.decide import decide
 from policy.live import Live
 from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
@@ -171,11 +171,11 @@ class Household:
         self.sync.trigger()
 
     async def sync_feeds(
-        self, names: Sequence[str] | None = None, *, force: bool = False
+        self, names: Sequence[str] | None = None, *, force: bool = False, shrink: bool = False
     ) -> list[FeedStatus]:
         """Sync now, in this task, and put the new index in force before returning."""
         before = self.sync.index
-        statuses = await self.sync.sync(names, force=force)
+        statuses = await self.sync.sync(names, force=force, allow_shrink=shrink)
         if self.sync.index is not before:
             self.live_index.value = self.wrap_index(self.sync.index)
         return statuses
@@ -270,6 +270,17 @@ def _popular() -> frozenset[str]:
     return _POPULAR
 
 
+def _url_rules(operator_feeds: set[str]) -> Callable[[Feed], UrlRules]:
+    """The operator's YAML feeds may use local paths and private addresses; feeds added in
+    the web UI get the strict rules (https, no loopback/private targets, each redirect checked:
+    RELIABILITY S1)."""
+
+    def rules(feed: Feed) -> UrlRules:
+        return TRUSTED if feed.name in operator_feeds else UrlRules()
+
+    return rules
+
+
 def _loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -317,6 +328,7 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         status_store=store if store is not None else MemoryStatus(),
         category_ages=ages,
         extra_sources=builtin_sources(config),
+        url_rules=_url_rules({f.name for f in config.feeds}),
     )
     hh = Household(
         config=config,
