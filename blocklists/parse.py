@@ -236,6 +236,51 @@ class _Builder:
         r.skipped += 1
         r.skipped_by[why] = r.skipped_by.get(why, 0) + 1
 
+    def trivial(self, no: int, line: str, comments: str = "#") -> bool:
+        """Reject a too-long line, skip a blank one or one starting with a `comments` character.
+
+        `line` is stripped. True if the line was handled so (the caller goes on to the next)."""
+        if len(line) > MAX_LINE:
+            self.reject(no, line, f"line longer than {MAX_LINE} characters")
+            return True
+        if not line:
+            self.skip("blank")
+            return True
+        if line[0] in comments:
+            self.skip("comment")
+            return True
+        return False
+
+    def plain_adder(self) -> Callable[[str, int], bool]:
+        """The parsers' hot path for this parse: `add_plain(name, no)`.
+
+        If `name` is a plain lower-case name (`fast_match`, at most MAX_NAME characters) and no
+        public suffix, it is added as `Entry(name, line=no)` (a name seen before counts as a
+        duplicate, as `add` would count it) and True is returned; else False, and the caller
+        reads the line the slow way. A closure over this parse's state: a call costs less
+        than a method reading its attributes, and it runs once per line."""
+        seen = self.seen
+        entries = self.result.entries
+        add = self.add
+        psl, psl_wild, _ = public_suffix_sets()
+
+        def add_plain(n: str, no: int) -> bool:
+            if (
+                len(n) <= MAX_NAME
+                and fast_match(n) is not None
+                and n not in psl
+                and n[n.find(".") + 1 :] not in psl_wild
+            ):
+                if n in seen:
+                    add(Entry(n, line=no))
+                else:
+                    seen[n] = len(entries)
+                    entries.append(_plain_entry(n, no))
+                return True
+            return False
+
+        return add_plain
+
 
 Lines = Iterable[tuple[int, str]]  # (1-based line number, line text, maybe with its line end)
 LineParser = Callable[[Lines, _Builder], None]
@@ -245,33 +290,12 @@ LineParser = Callable[[Lines, _Builder], None]
 
 
 def _parse_domains(lines: Lines, b: _Builder) -> None:
-    seen = b.seen
-    entries = b.result.entries
-    psl, psl_wild, _ = public_suffix_sets()
+    add_plain = b.plain_adder()
+    trivial = b.trivial
     for no, raw in lines:
         line = raw.strip()
-        # hot path: a plain lower-case name seen for the first time
-        if (
-            len(line) <= MAX_NAME
-            and fast_match(line) is not None
-            and line not in psl
-            and line[line.find(".") + 1 :] not in psl_wild
-        ):
-            if line in seen:
-                b.add(Entry(line, line=no))
-            else:
-                seen[line] = len(entries)
-                entries.append(_plain_entry(line, no))
-            continue
-        if len(line) > MAX_LINE:
-            b.reject(no, line, f"line longer than {MAX_LINE} characters")
-            continue
-        if not line:
-            b.skip("blank")
-            continue
-        c = line[0]
-        if c == "#" or c == ";" or c == "!":
-            b.skip("comment")
+        # hot path: a plain lower-case name
+        if add_plain(line, no) or trivial(no, line, "#;!"):
             continue
         _domain_slow(no, line, b)
 
@@ -315,32 +339,21 @@ def _is_address(token: str) -> bool:
 
 def _parse_hosts(lines: Lines, b: _Builder) -> None:
     seen = b.seen
-    entries = b.result.entries
-    psl, psl_wild, _ = public_suffix_sets()
+    add_plain = b.plain_adder()
+    trivial = b.trivial
     for no, raw in lines:
         line = raw.strip()
         # hot path: "0.0.0.0 name" / "127.0.0.1 name", a plain name seen for the first time
+        # (a name seen before takes the slow path, which skips an ip6-* name as localhost)
         if line.startswith("0.0.0.0 ") or line.startswith("127.0.0.1 "):
             n = line[line.index(" ") + 1 :]
             if (
-                len(n) <= MAX_NAME
-                and fast_match(n) is not None
-                and n not in seen
-                and n not in psl
-                and n[n.find(".") + 1 :] not in psl_wild
+                n not in seen
                 and n != "localhost.localdomain"  # the one local name with a dot
+                and add_plain(n, no)
             ):
-                seen[n] = len(entries)
-                entries.append(_plain_entry(n, no))
                 continue
-        if len(line) > MAX_LINE:
-            b.reject(no, line, f"line longer than {MAX_LINE} characters")
-            continue
-        if not line:
-            b.skip("blank")
-            continue
-        if line[0] == "#":
-            b.skip("comment")
+        if trivial(no, line):
             continue
         text = line.split("#", 1)[0] if "#" in line else line
         fields = text.split()
@@ -390,32 +403,17 @@ _ADB_OK_MODIFIERS = frozenset({"important", "all", "document", "doc"})
 
 
 def _parse_adblock(lines: Lines, b: _Builder) -> None:
-    seen = b.seen
-    entries = b.result.entries
-    psl, psl_wild, _ = public_suffix_sets()
+    add_plain = b.plain_adder()
+    trivial = b.trivial
     for no, raw in lines:
         line = raw.strip()
-        # hot path: "||name^" with a plain lower-case name seen for the first time
-        if line.startswith("||") and line.endswith("^"):
-            n = line[2:-1]
-            if (
-                len(n) <= MAX_NAME
-                and fast_match(n) is not None
-                and n not in seen
-                and n not in psl
-                and n[n.find(".") + 1 :] not in psl_wild
-            ):
-                seen[n] = len(entries)
-                entries.append(_plain_entry(n, no))
-                continue
-        if len(line) > MAX_LINE:
-            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+        # hot path: "||name^" with a plain lower-case name
+        if line.startswith("||") and line.endswith("^") and add_plain(line[2:-1], no):
             continue
-        if not line:
-            b.skip("blank")
+        if trivial(no, line, "!"):
             continue
         c = line[0]
-        if c == "!" or (c == "#" and not line.startswith("##") and not line.startswith("#@#")):
+        if c == "#" and not line.startswith("##") and not line.startswith("#@#"):
             b.skip("comment")
             continue
         if c == "[":
@@ -524,7 +522,7 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
     pending_no = 0
     seen = b.seen
     entries = b.result.entries
-    psl, psl_wild, _ = public_suffix_sets()
+    add_plain = b.plain_adder()
     for no, raw in lines:
         raw = raw.rstrip()  # trailing blanks and the line end mean nothing here
         # hot path: "name CNAME ." in a zone without $ORIGIN (hagezi, malware-filter, ...)
@@ -536,16 +534,7 @@ def _parse_rpz(lines: Lines, b: _Builder) -> None:
                 if idx is not None and not entries[idx].subdomains_only:
                     b.result.duplicates += 1
                     continue
-            if (
-                len(n) <= MAX_NAME
-                and fast_match(n) is not None
-                and n not in seen
-                and n not in psl
-                and n[n.find(".") + 1 :] not in psl_wild
-                and "rpz-" not in n
-            ):
-                seen[n] = len(entries)
-                entries.append(_plain_entry(n, no))
+            if "rpz-" not in n and add_plain(n, no):
                 continue
         line = raw
         if len(line) > MAX_LINE:
@@ -699,14 +688,7 @@ def _parse_rating(lines: Lines, b: _Builder, categories: Collection[str] | None)
         line = raw.strip()
         if no == 1 and line.startswith("\ufeff"):
             line = line[1:].strip()
-        if len(line) > MAX_LINE:
-            b.reject(no, line, f"line longer than {MAX_LINE} characters")
-            continue
-        if not line:
-            b.skip("blank")
-            continue
-        if line[0] == "#":
-            b.skip("comment")
+        if b.trivial(no, line):
             continue
         if '"' in line:
             try:
@@ -766,33 +748,15 @@ _DNSMASQ_FAST = re.compile(r"(?:address=/([^/]+)/(?:#|0\.0\.0\.0|::|)|(?:local|s
 
 
 def _parse_dnsmasq(lines: Lines, b: _Builder) -> None:
-    seen = b.seen
-    entries = b.result.entries
-    psl, psl_wild, _ = public_suffix_sets()
+    add_plain = b.plain_adder()
+    trivial = b.trivial
     for no, raw in lines:
         line = raw.strip()
-        # hot path: one plain name blocked, seen for the first time
+        # hot path: one plain name blocked
         f = _DNSMASQ_FAST.fullmatch(line)
-        if f is not None:
-            n = f.group(1) or f.group(2)
-            if (
-                len(n) <= MAX_NAME
-                and fast_match(n) is not None
-                and n not in seen
-                and n not in psl
-                and n[n.find(".") + 1 :] not in psl_wild
-            ):
-                seen[n] = len(entries)
-                entries.append(_plain_entry(n, no))
-                continue
-        if len(line) > MAX_LINE:
-            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+        if f is not None and add_plain(f.group(1) or f.group(2), no):
             continue
-        if not line:
-            b.skip("blank")
-            continue
-        if line[0] == "#":
-            b.skip("comment")
+        if trivial(no, line):
             continue
         m = _DNSMASQ.fullmatch(line)
         if m is None:
@@ -837,33 +801,15 @@ _UNBOUND_FAST = re.compile(r'local-zone: "([^"]+)\." always_nxdomain')
 
 
 def _parse_unbound(lines: Lines, b: _Builder) -> None:
-    seen = b.seen
-    entries = b.result.entries
-    psl, psl_wild, _ = public_suffix_sets()
+    add_plain = b.plain_adder()
+    trivial = b.trivial
     for no, raw in lines:
         line = raw.strip()
-        # hot path: `local-zone: "name." always_nxdomain`, a plain name seen for the first time
+        # hot path: `local-zone: "name." always_nxdomain` with a plain name
         f = _UNBOUND_FAST.fullmatch(line)
-        if f is not None:
-            n = f.group(1)
-            if (
-                len(n) <= MAX_NAME
-                and fast_match(n) is not None
-                and n not in seen
-                and n not in psl
-                and n[n.find(".") + 1 :] not in psl_wild
-            ):
-                seen[n] = len(entries)
-                entries.append(_plain_entry(n, no))
-                continue
-        if len(line) > MAX_LINE:
-            b.reject(no, line, f"line longer than {MAX_LINE} characters")
+        if f is not None and add_plain(f.group(1), no):
             continue
-        if not line:
-            b.skip("blank")
-            continue
-        if line[0] == "#":
-            b.skip("comment")
+        if trivial(no, line):
             continue
         if line in ("server:", "server: "):
             b.skip("header")
