@@ -49,6 +49,22 @@ def form_state(request: web.Request, form_id: str, raw: Mapping[str, object],
     return {"id": form_id, "errors": errors, "values": values}
 
 
+FormAction = Callable[[web.Request, Mapping[str, object]], Awaitable[object]]
+FormPage = Callable[[web.Request, Ctx, int], Awaitable[web.Response]]
+
+
+async def _form_post(request: web.Request, form_id: str, *, action: FormAction,
+                     page: FormPage, then: web.HTTPSeeOther) -> web.StreamResponse:
+    """A page's form, POST-redirect-GET: run `action` on the posted fields, then redirect
+    (`then`); on a FormError show `page` again with the form's values and messages (400)."""
+    raw = form_fields(await request.post())
+    try:
+        await action(request, raw)
+    except FormError as e:
+        return await page(request, form_state(request, form_id, raw, e), 400)
+    raise then
+
+
 def safe_next(value: str) -> str:
     """Only local paths after login (no open redirect)."""
     if not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -238,12 +254,8 @@ async def children_add(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/exceptions")
 async def exceptions_add(request: web.Request) -> web.StreamResponse:
-    raw = form_fields(await request.post())
-    try:
-        await actions.add_exception(request, raw)
-    except FormError as e:
-        return await children_page(request, form_state(request, "exception", raw, e), 400)
-    raise see_other("/children", "saved")
+    return await _form_post(request, "exception", action=actions.add_exception,
+                            page=children_page, then=see_other("/children", "saved"))
 
 
 @routes.post("/exceptions/{id:\\d+}/delete")
@@ -597,12 +609,8 @@ async def lists(request: web.Request) -> web.Response:
 @routes.post("/lists")
 @admin_only
 async def lists_add(request: web.Request) -> web.StreamResponse:
-    raw = form_fields(await request.post())
-    try:
-        await actions.add_feed(request, raw)
-    except FormError as e:
-        return await lists_page(request, form_state(request, "feed", raw, e), 400)
-    raise see_other("/lists", "feed_added")
+    return await _form_post(request, "feed", action=actions.add_feed, page=lists_page,
+                            then=see_other("/lists", "feed_added"))
 
 
 @routes.post("/lists/sync")
@@ -655,12 +663,8 @@ async def settings(request: web.Request) -> web.Response:
 @routes.post("/settings")
 @admin_only
 async def settings_save(request: web.Request) -> web.StreamResponse:
-    raw = form_fields(await request.post())
-    try:
-        await actions.save_household(request, raw)
-    except FormError as e:
-        return await settings_page(request, form_state(request, "household", raw, e), 400)
-    raise see_other("/settings", "saved")
+    return await _form_post(request, "household", action=actions.save_household,
+                            page=settings_page, then=see_other("/settings", "saved"))
 
 
 @routes.post("/settings/password")
@@ -695,12 +699,8 @@ async def settings_token_delete(request: web.Request) -> web.StreamResponse:
 @routes.post("/settings/accounts")
 @admin_only
 async def settings_account_add(request: web.Request) -> web.StreamResponse:
-    raw = form_fields(await request.post())
-    try:
-        await actions.add_account(request, raw)
-    except FormError as e:
-        return await settings_page(request, form_state(request, "account", raw, e), 400)
-    raise see_other("/settings", "saved")
+    return await _form_post(request, "account", action=actions.add_account,
+                            page=settings_page, then=see_other("/settings", "saved"))
 
 
 @routes.post("/settings/accounts/{id:\\d+}/delete")
