@@ -17,7 +17,7 @@ from aiohttp import web
 
 from blocklists.feed import Feed
 from policy.model import Child, Device
-from policy.store import AccessRequest, Conflict, NotFound, StoreError
+from policy.store import AccessRequest, Account, Conflict, NotFound, Rule, StoreError
 from webui import actions, present
 from webui.context import admin_only, db, principal, translator
 from webui.forms import FormError
@@ -97,6 +97,20 @@ def device_json(d: Device, stats: dict[int, tuple[datetime | None, int]]) -> dic
     }
 
 
+def account_json(a: Account) -> dict[str, object]:
+    return {"id": a.id, "username": a.username, "role": a.role}
+
+
+def rule_json(r: Rule) -> dict[str, object]:
+    return {"id": r.id, "domain": r.domain, "kind": r.kind}
+
+
+async def _device_stats(request: web.Request) -> dict[int, tuple[datetime | None, int]]:
+    """Each device's last query and today's count, for device_json."""
+    svc = request.app[SERVICES]
+    return await db(svc.store.device_stats, svc.clock().date())
+
+
 def request_json(r: AccessRequest) -> dict[str, object]:
     return {
         "id": r.id, "child_id": r.child_id, "device_id": r.device_id, "client": r.client,
@@ -116,7 +130,7 @@ async def api_setup(request: web.Request) -> web.StreamResponse:
     if request.app[STATE].has_accounts:
         return json_error(404, "setup is done")
     account = await actions.setup(request, await body(request))
-    return ok({"id": account.id, "username": account.username, "role": account.role}, 201)
+    return ok(account_json(account), 201)
 
 
 @routes.post("/api/v1/login")
@@ -191,8 +205,7 @@ async def api_child(request: web.Request) -> web.StreamResponse:
             "services": sorted(settings.services), "mode": settings.mode,
             "paused_until": settings.paused_until.isoformat() if settings.paused_until else None,
         },
-        "rules": [{"id": r.id, "domain": r.domain, "kind": r.kind}
-                  for r in await db(svc.store.rules, child.id)],
+        "rules": [rule_json(r) for r in await db(svc.store.rules, child.id)],
         "grants": [{"id": g.id, "domain": g.domain, "category": g.category,
                     "until": g.until.isoformat()}
                    for g in await db(svc.store.grants, active_at=now) if g.child_id == child.id],
@@ -264,7 +277,7 @@ async def api_child_resume(request: web.Request) -> web.StreamResponse:
 @api
 async def api_rule_add(request: web.Request) -> web.StreamResponse:
     rule = await actions.add_rule(request, _id(request), await body(request))
-    return ok({"id": rule.id, "domain": rule.domain, "kind": rule.kind}, 201)
+    return ok(rule_json(rule), 201)
 
 
 @routes.delete("/api/v1/rules/{id:\\d+}")
@@ -331,18 +344,16 @@ async def api_exception_delete(request: web.Request) -> web.StreamResponse:
 @api
 async def api_devices(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    stats = await db(svc.store.device_stats, svc.clock().date())
+    stats = await _device_stats(request)
     return ok([device_json(d, stats) for d in await db(svc.store.devices)])
 
 
 @routes.put("/api/v1/devices/{address}")
 @api
 async def api_device_update(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
     device = await actions.device_by_address(request, request.match_info["address"])
     device = await actions.update_device(request, device, await body(request))
-    stats = await db(svc.store.device_stats, svc.clock().date())
-    return ok(device_json(device, stats))
+    return ok(device_json(device, await _device_stats(request)))
 
 
 @routes.delete("/api/v1/devices/{address}")
@@ -363,10 +374,8 @@ async def api_grant_delete(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/devices/merge")
 @api
 async def api_devices_merge(request: web.Request) -> web.StreamResponse:
-    svc = request.app[SERVICES]
     device = await actions.merge_devices(request, await body(request))
-    stats = await db(svc.store.device_stats, svc.clock().date())
-    return ok(device_json(device, stats))
+    return ok(device_json(device, await _device_stats(request)))
 
 
 # activity, summary ---------------------------------------------------------------------------
@@ -480,8 +489,8 @@ async def api_token_delete(request: web.Request) -> web.StreamResponse:
 @api
 async def api_accounts(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    return ok([{"id": a.id, "username": a.username, "role": a.role,
-                "created": a.created.isoformat()} for a in await db(svc.store.accounts)])
+    return ok([{**account_json(a), "created": a.created.isoformat()}
+               for a in await db(svc.store.accounts)])
 
 
 @routes.post("/api/v1/accounts")
@@ -489,7 +498,7 @@ async def api_accounts(request: web.Request) -> web.StreamResponse:
 @api
 async def api_account_add(request: web.Request) -> web.StreamResponse:
     a = await actions.add_account(request, await body(request))
-    return ok({"id": a.id, "username": a.username, "role": a.role}, 201)
+    return ok(account_json(a), 201)
 
 
 @routes.delete("/api/v1/accounts/{id:\\d+}")
