@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -25,6 +27,7 @@ from webui.forms import FormError, Raw, fail
 from webui.keys import SERVICES, STATE
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOGINS = Counter(
     "nestguard_web_logins_total", "Web UI login attempts by outcome", ["outcome"]
@@ -211,10 +214,19 @@ async def delete_token(request: web.Request, token_id: int) -> None:
     svc = request.app[SERVICES]
     p = principal(request)
     mine = {t.id: t for t in await db(svc.store.tokens, None if p.is_admin else p.account_id)}
-    if token_id not in mine:
-        raise NotFound(f"token {token_id}")
-    await db(svc.store.delete_token, token_id)
-    await record(request, "token.delete", mine[token_id].name)
+    token = await _remove_known(mine, token_id, what="token", remove=svc.store.delete_token)
+    await record(request, "token.delete", token.name)
+
+
+async def _remove_known(
+    known: Mapping[int, T], item_id: int, *, what: str, remove: Callable[[int], object]
+) -> T:
+    """Remove the item `item_id` if it is among `known` (the ones the caller may touch), else
+    NotFound(f"{what} {item_id}"). Returns the item (for the audit line)."""
+    if item_id not in known:
+        raise NotFound(f"{what} {item_id}")
+    await db(remove, item_id)
+    return known[item_id]
 
 
 # children --------------------------------------------------------------------------------
@@ -322,10 +334,7 @@ async def add_rule(request: web.Request, child_id: int, raw: Raw) -> Rule:
 async def remove_rule(request: web.Request, rule_id: int) -> None:
     svc = request.app[SERVICES]
     rules = {r.id: r for r in await db(svc.store.rules)}
-    if rule_id not in rules:
-        raise NotFound(f"rule {rule_id}")
-    rule = rules[rule_id]
-    await db(svc.store.remove_rule, rule_id)
+    rule = await _remove_known(rules, rule_id, what="rule", remove=svc.store.remove_rule)
     await record(request, f"rule.{rule.kind}.remove", f"#{rule.child_id}: {rule.domain}")
 
 
@@ -352,10 +361,8 @@ async def end_grant(request: web.Request, child_id: int, grant_id: int) -> None:
     svc = request.app[SERVICES]
     child = await db(svc.store.child, child_id)
     mine = {g.id: g for g in await db(svc.store.grants) if g.child_id == child_id}
-    if grant_id not in mine:
-        raise NotFound(f"grant {grant_id}")
-    await db(svc.store.remove_grant, grant_id)
-    await record(request, "grant.end", f"{child.name}: {mine[grant_id].domain or '–'}")
+    grant = await _remove_known(mine, grant_id, what="grant", remove=svc.store.remove_grant)
+    await record(request, "grant.end", f"{child.name}: {grant.domain or '–'}")
 
 
 async def delete_device(request: web.Request, device_id: int) -> None:
@@ -393,10 +400,10 @@ async def remove_schedule(request: web.Request, child_id: int, schedule_id: int)
     svc = request.app[SERVICES]
     child = await db(svc.store.child, child_id)
     mine = {s.id: s for s in await db(svc.store.schedules, child_id)}
-    if schedule_id not in mine:
-        raise NotFound(f"schedule {schedule_id}")
-    await db(svc.store.remove_schedule, schedule_id)
-    await record(request, "schedule.remove", f"{child.name}: {mine[schedule_id].name}")
+    schedule = await _remove_known(
+        mine, schedule_id, what="schedule", remove=svc.store.remove_schedule
+    )
+    await record(request, "schedule.remove", f"{child.name}: {schedule.name}")
 
 
 async def add_exception(request: web.Request, raw: Raw) -> HouseholdException:
@@ -419,10 +426,8 @@ async def add_exception(request: web.Request, raw: Raw) -> HouseholdException:
 async def remove_exception(request: web.Request, exc_id: int) -> None:
     svc = request.app[SERVICES]
     known = {e.id: e for e in await db(svc.store.exceptions)}
-    if exc_id not in known:
-        raise NotFound(f"exception {exc_id}")
-    await db(svc.store.remove_exception, exc_id)
-    await record(request, "exception.remove", known[exc_id].name)
+    exc = await _remove_known(known, exc_id, what="exception", remove=svc.store.remove_exception)
+    await record(request, "exception.remove", exc.name)
 
 
 # devices ---------------------------------------------------------------------------------
