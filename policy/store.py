@@ -315,6 +315,12 @@ class Store:
             except sqlite3.Error as e:
                 raise StoreError(f"{self.path}: {e}") from e
 
+    def _delete(self, table: str, row_id: int, what: str, *, bump: bool) -> None:
+        """Delete one row of `table` by id (one transaction), or NotFound("no {what} ...")."""
+        with self._write(bump=bump) as c:
+            if c.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,)).rowcount == 0:
+                raise NotFound(f"no {what} with id {row_id}")
+
     def revision(self) -> int:
         with self._read() as c:
             row = c.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
@@ -384,11 +390,7 @@ class Store:
 
     def child(self, child_id: int) -> Child:
         with self._read() as c:
-            row = c.execute(
-                "SELECT id, name, born, lang FROM children WHERE id = ?", (child_id,)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no child with id {child_id}")
+            row = _by_id(c, "SELECT id, name, born, lang FROM children", child_id, what="child")
         return _child(row)
 
     def child_by_name(self, name: str) -> Child:
@@ -400,11 +402,7 @@ class Store:
 
     def settings(self, child_id: int) -> ChildSettings:
         with self._read() as c:
-            row = c.execute(
-                "SELECT settings, paused_until FROM children WHERE id = ?", (child_id,)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no child with id {child_id}")
+            row = _by_id(c, "SELECT settings, paused_until FROM children", child_id, what="child")
         return _settings_from(json.loads(row[0]), _dt(row[1]))
 
     def save_settings(self, child_id: int, settings: ChildSettings) -> None:
@@ -460,16 +458,12 @@ class Store:
             return Rule(_lastrowid(cur), child_id, name, kind)
 
     def remove_rule(self, rule_id: int) -> None:
-        with self._write(bump=True) as c:
-            if c.execute("DELETE FROM rules WHERE id = ?", (rule_id,)).rowcount == 0:
-                raise NotFound(f"no rule with id {rule_id}")
+        self._delete("rules", rule_id, "rule", bump=True)
 
     def rules(self, child_id: int | None = None) -> list[Rule]:
-        sql = "SELECT id, child_id, domain, kind FROM rules"
-        params: tuple[object, ...] = ()
-        if child_id is not None:
-            sql += " WHERE child_id = ?"
-            params = (child_id,)
+        sql, params = _where(
+            "SELECT id, child_id, domain, kind FROM rules", "child_id = ?", child_id
+        )
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY domain, id", params).fetchall()
         return [Rule(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
@@ -486,10 +480,7 @@ class Store:
             return replace(schedule, id=_lastrowid(cur))
 
     def remove_schedule(self, schedule_id: int) -> None:
-        with self._write(bump=True) as c:
-            cur = c.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
-            if cur.rowcount == 0:
-                raise NotFound(f"no schedule with id {schedule_id}")
+        self._delete("schedules", schedule_id, "schedule", bump=True)
 
     def schedules(self, child_id: int) -> list[Schedule]:
         with self._read() as c:
@@ -530,9 +521,7 @@ class Store:
             return replace(exc, name=exc.name.strip(), id=_lastrowid(cur))
 
     def remove_exception(self, exc_id: int) -> None:
-        with self._write(bump=True) as c:
-            if c.execute("DELETE FROM exceptions WHERE id = ?", (exc_id,)).rowcount == 0:
-                raise NotFound(f"no exception with id {exc_id}")
+        self._delete("exceptions", exc_id, "exception", bump=True)
 
     def exceptions(self) -> list[HouseholdException]:
         with self._read() as c:
@@ -569,16 +558,12 @@ class Store:
 
     def remove_grant(self, grant_id: int) -> None:
         """End a grant early."""
-        with self._write(bump=True) as c:
-            if c.execute("DELETE FROM grants WHERE id = ?", (grant_id,)).rowcount == 0:
-                raise NotFound(f"no grant with id {grant_id}")
+        self._delete("grants", grant_id, "grant", bump=True)
 
     def grants(self, *, active_at: datetime | None = None) -> list[Grant]:
-        sql = "SELECT id, child_id, until, domain, category FROM grants"
-        params: tuple[object, ...] = ()
-        if active_at is not None:
-            sql += " WHERE until > ?"
-            params = (_ts(active_at),)
+        sql, params = _where(
+            "SELECT id, child_id, until, domain, category FROM grants", "until > ?", _ts(active_at)
+        )
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY until, id", params).fetchall()
         return [Grant(int(r[1]), _dt_req(r[2]), r[3], r[4], int(r[0])) for r in rows]
@@ -602,11 +587,9 @@ class Store:
 
     @staticmethod
     def _devices(c: sqlite3.Connection, device_id: int | None = None) -> list[Device]:
-        sql = "SELECT id, name, child_id, adults, new FROM devices"
-        params: tuple[object, ...] = ()
-        if device_id is not None:
-            sql += " WHERE id = ?"
-            params = (device_id,)
+        sql, params = _where(
+            "SELECT id, name, child_id, adults, new FROM devices", "id = ?", device_id
+        )
         rows = c.execute(sql + " ORDER BY id", params).fetchall()
         idents: dict[int, list[str]] = {}
         if device_id is None:
@@ -720,9 +703,7 @@ class Store:
             return self._device(c, device_id)
 
     def delete_device(self, device_id: int) -> None:
-        with self._write(bump=True) as c:
-            if c.execute("DELETE FROM devices WHERE id = ?", (device_id,)).rowcount == 0:
-                raise NotFound(f"no device with id {device_id}")
+        self._delete("devices", device_id, "device", bump=True)
 
     def add_identifier(self, device_id: int, identifier: str) -> Device:
         """Attach an address to the device; Conflict if another device holds it."""
@@ -1083,9 +1064,7 @@ class Store:
             return int(cur.rowcount)
 
     def _request(self, c: sqlite3.Connection, request_id: int) -> AccessRequest:
-        row = c.execute(self._REQUEST_COLUMNS + " WHERE id = ?", (request_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no request with id {request_id}")
+        row = _by_id(c, self._REQUEST_COLUMNS, request_id, what="request")
         return _request(row)
 
     def request(self, request_id: int) -> AccessRequest:
@@ -1180,9 +1159,7 @@ class Store:
 
     def account_by_id(self, account_id: int) -> Account:
         with self._read() as c:
-            row = c.execute(self._ACCOUNT_COLUMNS + " WHERE id = ?", (account_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"no account with id {account_id}")
+            row = _by_id(c, self._ACCOUNT_COLUMNS, account_id, what="account")
         return _account(row)
 
     def accounts(self) -> list[Account]:
@@ -1203,9 +1180,7 @@ class Store:
 
     def delete_account(self, account_id: int) -> None:
         """Delete the account with its sessions and tokens."""
-        with self._write() as c:
-            if c.execute("DELETE FROM accounts WHERE id = ?", (account_id,)).rowcount == 0:
-                raise NotFound(f"no account with id {account_id}")
+        self._delete("accounts", account_id, "account", bump=False)
 
     def add_session(self, session: Session) -> None:
         with self._write() as c:
@@ -1270,19 +1245,17 @@ class Store:
         return None if row is None else _token(row)
 
     def tokens(self, account_id: int | None = None) -> list[ApiToken]:
-        sql = "SELECT id, account_id, name, token_hash, created FROM tokens"
-        params: tuple[object, ...] = ()
-        if account_id is not None:
-            sql += " WHERE account_id = ?"
-            params = (account_id,)
+        sql, params = _where(
+            "SELECT id, account_id, name, token_hash, created FROM tokens",
+            "account_id = ?",
+            account_id,
+        )
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY id", params).fetchall()
         return [_token(r) for r in rows]
 
     def delete_token(self, token_id: int) -> None:
-        with self._write() as c:
-            if c.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount == 0:
-                raise NotFound(f"no token with id {token_id}")
+        self._delete("tokens", token_id, "token", bump=False)
 
     def audit(self, who: str, action: str, detail: str = "") -> None:
         with self._write() as c:
@@ -1567,6 +1540,21 @@ def _describe(e: sqlite3.Error) -> str:
     ):
         return f"database is corrupt: {text}"
     return text
+
+
+def _by_id(c: sqlite3.Connection, select: str, row_id: int, *, what: str) -> _Row:
+    """The row `select` finds with this id, or NotFound("no {what} with id {row_id}")."""
+    row = c.execute(select + " WHERE id = ?", (row_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no {what} with id {row_id}")
+    return row
+
+
+def _where(sql: str, condition: str, value: object) -> tuple[str, tuple[object, ...]]:
+    """`sql` filtered by `condition` (one `?`) on `value`, or not filtered when value is None."""
+    if value is None:
+        return sql, ()
+    return f"{sql} WHERE {condition}", (value,)
 
 
 def _lastrowid(cur: sqlite3.Cursor) -> int:
