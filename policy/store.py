@@ -383,14 +383,16 @@ class Store:
                     else:
                         c.execute("DELETE FROM exceptions WHERE id = ?", (exc_id,))
 
+    _CHILD_COLUMNS = "SELECT id, name, born, lang FROM children"  # the columns _child reads
+
     def children(self) -> list[Child]:
         with self._read() as c:
-            rows = c.execute("SELECT id, name, born, lang FROM children ORDER BY id").fetchall()
+            rows = c.execute(self._CHILD_COLUMNS + " ORDER BY id").fetchall()
         return [_child(r) for r in rows]
 
     def child(self, child_id: int) -> Child:
         with self._read() as c:
-            row = _by_id(c, "SELECT id, name, born, lang FROM children", child_id, what="child")
+            row = _by_id(c, self._CHILD_COLUMNS, child_id, what="child")
         return _child(row)
 
     def child_by_name(self, name: str) -> Child:
@@ -1235,21 +1237,17 @@ class Store:
             )
             return ApiToken(_lastrowid(cur), account_id, name, token_hash, _utc(now))
 
+    _TOKEN_COLUMNS = "SELECT id, account_id, name, token_hash, created FROM tokens"  # _token
+
     def token(self, token_hash: str) -> ApiToken | None:
         with self._read() as c:
             row = c.execute(
-                "SELECT id, account_id, name, token_hash, created FROM tokens"
-                " WHERE token_hash = ?",
-                (token_hash,),
+                self._TOKEN_COLUMNS + " WHERE token_hash = ?", (token_hash,)
             ).fetchone()
         return None if row is None else _token(row)
 
     def tokens(self, account_id: int | None = None) -> list[ApiToken]:
-        sql, params = _where(
-            "SELECT id, account_id, name, token_hash, created FROM tokens",
-            "account_id = ?",
-            account_id,
-        )
+        sql, params = _where(self._TOKEN_COLUMNS, "account_id = ?", account_id)
         with self._read() as c:
             rows = c.execute(sql + " ORDER BY id", params).fetchall()
         return [_token(r) for r in rows]
