@@ -188,7 +188,7 @@ class Cache:
                 data = req[:2] + tail
             else:
                 data = self._wire(query, entry, body)
-            return Reply(data, "cache", "cached", entry.targets, rcode=entry.rcode)
+            return Reply(data, "cache", "cached", entry.targets, None, entry.rcode)
         if now < entry.expires + self.settings.stale_window:
             sf = self._servfail.get(key)
             if sf is not None and sf[0] > now:

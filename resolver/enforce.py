@@ -118,7 +118,16 @@ class Enforce:
         if decider is None or profile is None:
             return None
         q = query.question
-        verdict = self.verdict(profile, q.name, q.qtype)
+        # self.verdict, inlined for the common case (a memo hit within the same clock tick)
+        now = self._now()
+        if now is self._memo_now:
+            hit = self._memo.get((id(profile), q.name, q.qtype))
+            if hit is not None and hit[0] is profile:
+                verdict = hit[1]
+            else:
+                verdict = self.verdict(profile, q.name, q.qtype, now)
+        else:
+            verdict = self.verdict(profile, q.name, q.qtype, now)
         query.verdict = verdict
         action = verdict.action
         if action is Action.ALLOW:
@@ -145,14 +154,17 @@ class Enforce:
                 return self.block(query, v)
         return reply
 
-    def verdict(self, profile: Profile, qname: str, qtype: int) -> Verdict:
+    def verdict(
+        self, profile: Profile, qname: str, qtype: int, now: datetime | None = None
+    ) -> Verdict:
         """The decider's verdict, memoised within one second of the household clock.
 
         So a swapped index counts within a second at most; a new policy snapshot brings new
         Profile objects, which miss at once. (The default WallClock returns one object per
         second, so the check is an identity test; other clocks are compared by the second.)
         """
-        now = self._now()
+        if now is None:
+            now = self._now()
         memo = self._memo
         if now is not self._memo_now:
             second = now.replace(microsecond=0)

@@ -30,6 +30,8 @@ from resolver.pipeline import Pipeline, Query, Reply
 
 log = logging.getLogger(__name__)
 
+_QUESTIONS = wire._MEMO
+
 Send = Callable[[bytes], None]
 
 
@@ -47,6 +49,7 @@ class DnsServer:
         self, pipeline: Pipeline, *, metrics: Metrics, settings: ServerSettings | None = None
     ) -> None:
         self.pipeline = pipeline
+        self.answer_now = pipeline.answer_now
         self.metrics = metrics
         self.settings = settings or ServerSettings()
         self._udp: list[asyncio.DatagramTransport] = []
@@ -61,7 +64,9 @@ class DnsServer:
         """The reply to send now, a Query that needs `finish`, or None (silence)."""
         q = None
         try:
-            q = wire.parse_query(data)
+            q = _QUESTIONS.get(data[2:])  # wire.parse_query's memo, read inline (every query)
+            if q is None:
+                q = wire.parse_query(data)
             if q.opcode != 0:
                 self.metrics.count("notimp", q.qtype)
                 return wire.build_reply(q, data, rcode=wire.NOTIMP)
@@ -77,9 +82,12 @@ class DnsServer:
                 time.monotonic(),
                 edns.mac if edns is not None else None,
             )
-            reply = self.pipeline.answer_now(query)
+            reply = self.answer_now(query)
             if reply is None:
                 return query
+            out = reply.wire
+            if out is not None and (len(out) <= 512 or transport != "udp"):
+                return out  # _finalize's common case, inline
             return self._finalize(query, reply)
         except wire.Drop:
             self.metrics.count("malformed", 0)
