@@ -329,8 +329,7 @@ class Store:
     # children ------------------------------------------------------------------------
 
     def add_child(self, name: str, born: date, *, lang: str = "vi") -> Child:
-        name, lang = _check_name(name, "child name"), _check_lang(lang)
-        born = _check_born(born)
+        name, born, lang = _check_child(name, born, lang)
         with self._write(bump=True) as c:
             self._ensure_unique_child(c, name, None)
             cur = c.execute(
@@ -341,8 +340,7 @@ class Store:
         return Child(child_id, name, born, lang)
 
     def update_child(self, child_id: int, *, name: str, born: date, lang: str) -> Child:
-        name, lang = _check_name(name, "child name"), _check_lang(lang)
-        born = _check_born(born)
+        name, born, lang = _check_child(name, born, lang)
         with self._write(bump=True) as c:
             self._ensure_unique_child(c, name, child_id)
             cur = c.execute(
@@ -1619,6 +1617,12 @@ def _check_lang(lang: str) -> str:
     if lang not in ("vi", "en"):
         raise StoreError(f"language {lang!r} is not 'vi' or 'en'")
     return lang
+
+
+def _check_child(name: str, born: date, lang: str) -> tuple[str, date, str]:
+    """A child's name, birth date and language checked (StoreError) and normalised."""
+    name, lang = _check_name(name, "child name"), _check_lang(lang)
+    return name, _check_born(born), lang
 
 
 def _check_born(born: date) -> date:
