@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ class ServerSettings:
     tcp_max_clients: int = 200
     tcp_max_pending: int = 32
     udp_rcvbuf: int = 4 * 1024 * 1024
+    # The GIL switch interval while serving. Background threads (the activity log's SQLite
+    # writer, asyncio.to_thread calls) otherwise keep the listener waiting up to CPython's
+    # default 5 ms for the GIL whenever they run Python code (measured: mixed-load p99 at
+    # 2,000 qps 17 ms with the activity log on, 3 ms with it off). None leaves it alone.
+    gil_switch_interval: float | None = 0.0005
 
 
 class DnsServer:
@@ -145,6 +151,9 @@ class DnsServer:
     async def start(self, listen: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
         """Bind UDP and TCP on each address (same port; port 0 picks one). Returns them."""
         loop = asyncio.get_running_loop()
+        switch = self.settings.gil_switch_interval
+        if switch is not None and sys.getswitchinterval() > switch:
+            sys.setswitchinterval(switch)  # process-wide; the DNS listener is the latency path
         for host, port in listen:
             for attempt in range(10):
                 udp_sock = _udp_socket(host, port, self.settings.udp_rcvbuf)
