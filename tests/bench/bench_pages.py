@@ -1,6 +1,6 @@
 """Page latency with 20,000 activity rows, and the scrypt cost (run by hand; not collected).
 
-    .venv/bin/python tests/webui/bench_pages.py
+    .venv/bin/python tests/bench/bench_pages.py
 """
 
 from __future__ import annotations
