@@ -111,6 +111,7 @@ class Household:
     nudge: asyncio.Event = field(default_factory=asyncio.Event)
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     block_answer: str | None = None  # the parents' choice (store setting), else the config's
+    _log_memo: tuple[Policy, dict[int, bool]] | None = None
 
     def block_mode(self) -> str:
         return self.block_answer or self.config.policy.block_answer
@@ -145,18 +146,30 @@ class Household:
     async def log_activity(self, events: list[QueryEvent]) -> None:
         if self.store is None or not self.config.policy.log_queries:
             return
-        policy = self.live_policy.value
-        keep = [e for e in events if self._loggable(policy, e)]
-        if keep:
-            await asyncio.to_thread(self.store.log_queries, keep)
+        await asyncio.to_thread(self._write_activity, self.live_policy.value, events)
 
-    def _loggable(self, policy: Policy, event: QueryEvent) -> bool:
-        if event.child_id is not None:
-            return True
-        if event.device_id is None:
-            return policy.default_profile.log_queries
-        device = next((d for d in policy.devices if d.id == event.device_id), None)
-        return device is None or policy.profile_of(device).log_queries
+    def _write_activity(self, policy: Policy, events: list[QueryEvent]) -> None:
+        """In the writer thread: drop what must not be logged (adults' devices unless
+        log_adults), then one batch insert."""
+        assert self.store is not None
+        logged = self._logged_devices(policy)
+        default = policy.default_profile.log_queries
+        keep = [
+            e for e in events
+            if e.child_id is not None
+            or (default if e.device_id is None else logged.get(e.device_id, True))
+        ]
+        if keep:
+            self.store.log_queries(keep)
+
+    def _logged_devices(self, policy: Policy) -> dict[int, bool]:
+        """device id -> whether its queries are logged, once per policy snapshot."""
+        cached = self._log_memo
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        table = {d.id: policy.profile_of(d).log_queries for d in policy.devices}
+        self._log_memo = (policy, table)
+        return table
 
     async def record_sightings(self, sightings: Sequence[object]) -> None:
         if self.store is None:

@@ -238,6 +238,7 @@ class Observe:
             profile = query.profile
             if profile is None or profile.log_queries:
                 verdict = query.verdict
+                seen: tuple[str, str, int, str] | tuple[str, str, int, str, str]
                 if verdict is None:
                     seen = (query.client_ip, q.name, q.qtype, _ACTIONS.get(outcome, outcome))
                 else:
