@@ -38,29 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-DATA = Path(os.environ.get("NESTGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.support.shared_data import DATA, DOMAIN_LIST_FORMATS  # noqa: E402
 
-# path glob -> format (as tests/blocklists/test_real_lists.py); URL lists are left out
-FORMATS: list[tuple[str, str]] = [
-    ("blocklistproject/adguard/*-ags.txt", "adblock"),
-    ("blocklistproject/alt-version/*-nl.txt", "domains"),
-    ("blocklistproject/dnsmasq-version/*-dnsmasq.txt", "dnsmasq"),
-    ("blocklistproject/*.txt", "hosts"),
-    ("dibdot-doh/doh-domains*.txt", "domains"),
-    ("hagezi-fork-gaby/adblock/*", "adblock"),
-    ("hagezi-fork-gaby/dnsmasq/*", "dnsmasq"),
-    ("hagezi-fork-gaby/domains/*", "domains"),
-    ("hagezi-fork-gaby/hosts/*", "hosts"),
-    ("hagezi-fork-gaby/rpz/*", "rpz"),
-    ("hagezi-fork-gaby/unbound/*", "unbound"),
-    ("hagezi-fork-gaby/wildcard/*", "wildcard"),
-    ("sinfonietta/*-hosts", "hosts"),
-    ("trustpositif-mirror/rpz/*", "rpz"),
-    ("trustpositif-mirror/*-only.txt", "hosts"),
-    ("trustpositif-mirror/gambling-au.txt", "domains"),
-    ("trustpositif-mirror/whitelist.txt", "domains"),
-    ("ut1/blacklists/*/domains", "domains"),
-]
+FORMATS = DOMAIN_LIST_FORMATS  # URL lists are left out
 SKIP = ("LICENSE", "README")
 
 

@@ -11,39 +11,18 @@ Skips when the data folder is absent (env NESTGUARD_SHARED_DATA, default ../shar
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from blocklists.parse import ParseResult, detect_format, parse_file, read_sample
-
-REPO = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("NESTGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
+from tests.support.shared_data import DATA, DOMAIN_LIST_FORMATS
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data absent: {DATA}")
 
-# path glob -> format; the first matching glob wins
 FORMATS: list[tuple[str, str]] = [
-    ("blocklistproject/adguard/*-ags.txt", "adblock"),
-    ("blocklistproject/alt-version/*-nl.txt", "domains"),
-    ("blocklistproject/dnsmasq-version/*-dnsmasq.txt", "dnsmasq"),
-    ("blocklistproject/*.txt", "hosts"),
-    ("dibdot-doh/doh-domains*.txt", "domains"),
-    ("hagezi-fork-gaby/adblock/*", "adblock"),
-    ("hagezi-fork-gaby/dnsmasq/*", "dnsmasq"),
-    ("hagezi-fork-gaby/domains/*", "domains"),
-    ("hagezi-fork-gaby/hosts/*", "hosts"),
-    ("hagezi-fork-gaby/rpz/*", "rpz"),
-    ("hagezi-fork-gaby/unbound/*", "unbound"),
-    ("hagezi-fork-gaby/wildcard/*", "wildcard"),
-    ("sinfonietta/*-hosts", "hosts"),
-    ("trustpositif-mirror/rpz/*", "rpz"),
-    ("trustpositif-mirror/*-only.txt", "hosts"),
-    ("trustpositif-mirror/gambling-au.txt", "domains"),
-    ("trustpositif-mirror/whitelist.txt", "domains"),
-    ("ut1/blacklists/*/domains", "domains"),
+    *DOMAIN_LIST_FORMATS,
     # URL-prefix lists: parsed as domains on purpose, every line must say "URL, not a domain"
     ("ut1/blacklists/*/urls", "domains"),
 ]
