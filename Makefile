@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/mypy resolver blocklists policy webui
 
 bench: $(STAMP)
-	$(BIN)/python tests/bench/run_all.py
+	$(BIN)/python tests/bench/bench_resolver.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
