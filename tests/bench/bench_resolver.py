@@ -220,8 +220,8 @@ def running(
 # -- servers ------------------------------------------------------------------------------------
 
 
-def upstream_command(tmp: Path, port: int) -> list[str]:
-    conf = tmp / "upstream.conf"
+def unbound_run(conf: Path, port: int, rest: str) -> list[str]:
+    """An unbound in the foreground on 127.0.0.1:port: the common server settings + `rest`."""
     conf.write_text(
         f"""server:
   interface: 127.0.0.1
@@ -230,23 +230,33 @@ def upstream_command(tmp: Path, port: int) -> list[str]:
   do-daemonize: no
   username: ""
   chroot: ""
-  directory: "{tmp}"
+  directory: "{conf.parent}"
   pidfile: ""
   use-syslog: no
   logfile: ""
   verbosity: 0
   do-ip6: no
-  access-control: 127.0.0.0/8 allow
+"""
+        + rest
+        + """remote-control:
+  control-enable: no
+"""
+    )
+    return ["unbound", "-d", "-c", str(conf)]
+
+
+def upstream_command(tmp: Path, port: int) -> list[str]:
+    return unbound_run(
+        tmp / "upstream.conf",
+        port,
+        f"""  access-control: 127.0.0.0/8 allow
   so-rcvbuf: 4m
   local-zone: "." redirect
   local-data: ". 3600 IN A 192.0.2.1"
   local-zone: "nx.{ZONE}." static
   local-data: "nx.{ZONE}. 3600 IN SOA ns.{ZONE}. h.{ZONE}. 1 3600 600 86400 300"
-remote-control:
-  control-enable: no
-"""
+""",
     )
-    return ["unbound", "-d", "-c", str(conf)]
 
 
 def nestguard_command(tmp: Path, port: int, upstream: int, args: argparse.Namespace) -> list[str]:
@@ -305,22 +315,10 @@ def dnsmasq_command(tmp: Path, port: int, upstream: int, args: argparse.Namespac
 
 
 def unbound_command(tmp: Path, port: int, upstream: int, args: argparse.Namespace) -> list[str]:
-    conf = tmp / "unbound.conf"
-    conf.write_text(
-        f"""server:
-  interface: 127.0.0.1
-  port: {port}
-  num-threads: 1
-  do-daemonize: no
-  username: ""
-  chroot: ""
-  directory: "{tmp}"
-  pidfile: ""
-  use-syslog: no
-  logfile: ""
-  verbosity: 0
-  do-ip6: no
-  do-not-query-localhost: no
+    return unbound_run(
+        tmp / "unbound.conf",
+        port,
+        f"""  do-not-query-localhost: no
   module-config: "iterator"
   qname-minimisation: no
   msg-cache-size: 64m
@@ -330,11 +328,8 @@ def unbound_command(tmp: Path, port: int, upstream: int, args: argparse.Namespac
 forward-zone:
   name: "."
   forward-addr: 127.0.0.1@{upstream}
-remote-control:
-  control-enable: no
-"""
+""",
     )
-    return ["unbound", "-d", "-c", str(conf)]
 
 
 COMMANDS = {"nestguard": nestguard_command, "dnsmasq": dnsmasq_command, "unbound": unbound_command}
