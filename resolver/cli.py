@@ -124,14 +124,13 @@ async def _device_set(args: argparse.Namespace) -> int:
             owner = ADULTS
         else:
             owner = (await asyncio.to_thread(store.child_by_name, args.child)).id
+        # one transaction: creates the device, or sets its owner (and name) if known
         device = await asyncio.to_thread(
             store.upsert_device, identifier, name=args.name, owner=owner
         )
-        device = await asyncio.to_thread(store.set_owner, device.id, owner)
-        if args.name:
-            device = await asyncio.to_thread(store.rename_device, device.id, args.name)
     whose = "the adults" if owner == ADULTS else args.child
-    print(f"device {device.name or identifier} ({identifier}) now belongs to {whose}")
+    label = identifier if device.name in ("", identifier) else f"{device.name} ({identifier})"
+    print(f"device {label} now belongs to {whose}")
     return 0
 
 
