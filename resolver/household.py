@@ -38,12 +38,14 @@ from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.store import FeedStatus, Store
 from resolver.config import Config
 from resolver.metrics import METRICS
+from resolver.observe import Sighting
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "nestguard.sqlite"
 RELOAD_EVERY = 0.5  # a CLI write (no nudge) is in force within a second; one cheap SELECT
 ADDED_FEEDS_KEY = "added_feeds"
+BLOCK_MODES = ("null", "nxdomain", "blockpage")  # blockpage only with its address configured
 
 
 class MemoryStatus:
@@ -109,9 +111,15 @@ class Household:
     status: ReloadStatus
     zone: ZoneInfo
     nudge: asyncio.Event = field(default_factory=asyncio.Event)
+    web_feeds: list[Feed] = field(default_factory=list)  # added in the web UI (store setting)
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     block_answer: str | None = None  # the parents' choice (store setting), else the config's
-    _log_memo: tuple[Policy, dict[int, bool]] | None = None
+    _log_memo: tuple[Policy, dict[int, bool]] | None = field(default=None, init=False)
+
+    @property
+    def has_block_page(self) -> bool:
+        pc = self.config.policy
+        return pc.blockpage_ipv4 is not None or pc.blockpage_ipv6 is not None
 
     def block_mode(self) -> str:
         return self.block_answer or self.config.policy.block_answer
@@ -121,13 +129,10 @@ class Household:
         if self.store is None:
             return
         mode = await asyncio.to_thread(self.store.get_setting, "block_answer", None)
-        pc = self.config.policy
-        has_page = pc.blockpage_ipv4 is not None or pc.blockpage_ipv6 is not None
-        if mode in ("null", "nxdomain") or (mode == "blockpage" and has_page):
+        if mode in ("null", "nxdomain") or (mode == "blockpage" and self.has_block_page):
             self.block_answer = str(mode)
         else:
             self.block_answer = None
-    web_feeds: list[Feed] = field(default_factory=list)
 
     # -- time and decisions ------------------------------------------------------------------
     def now(self) -> datetime:
@@ -171,11 +176,10 @@ class Household:
         self._log_memo = (policy, table)
         return table
 
-    async def record_sightings(self, sightings: Sequence[object]) -> None:
+    async def record_sightings(self, sightings: Sequence[Sighting]) -> None:
         if self.store is None:
             return
-        rows = [(s.ip, s.mac, s.at) for s in sightings]  # type: ignore[attr-defined]
-        await asyncio.to_thread(self.store.seen, rows)
+        await asyncio.to_thread(self.store.seen, sightings)  # Sighting is (ip, mac, at)
         self.nudge.set()  # a new device shows up in the policy (and the UI) at once
 
     # -- feeds -------------------------------------------------------------------------------
@@ -247,8 +251,6 @@ class Household:
         cfg = self.config
         host = cfg.web.listen[0]
         hosts = {"127.0.0.1", "localhost", "::1", host, *cfg.web.allowed_hosts}
-        pc = cfg.policy
-        has_page = pc.blockpage_ipv4 is not None or pc.blockpage_ipv6 is not None
         return create_app(
             WebServices(
                 store=self.store,
@@ -267,7 +269,7 @@ class Household:
                 upstreams=[f"{h}:{p}" for h, p in cfg.dns.upstreams],
                 retention_days=cfg.policy.retention_days,  # the parent's setting wins
                 services_catalogue=load_services(),
-                block_modes=("null", "nxdomain", "blockpage") if has_page else ("null", "nxdomain"),
+                block_modes=BLOCK_MODES if self.has_block_page else BLOCK_MODES[:2],
                 setup_code=self.setup_code,
             )
         )
