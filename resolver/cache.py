@@ -155,6 +155,7 @@ class Cache:
         self.evictions = 0
         self.stale_served = 0
         self.rebind_filtered = 0
+        self.generation = 0  # bumped by clear()
 
     # ------------------------------------------------------------------ stage hooks
 
@@ -188,6 +189,7 @@ class Cache:
                 data = req[:2] + tail
             else:
                 data = self._wire(query, entry, body)
+            query.replay_until = entry.expires
             return Reply(data, "cache", "cached", entry.targets, None, entry.rcode)
         if now < entry.expires + self.settings.stale_window:
             sf = self._servfail.get(key)
@@ -355,6 +357,7 @@ class Cache:
         return self._bytes
 
     def clear(self) -> None:
+        self.generation += 1  # answers replayed from the old contents stop at once
         self._entries.clear()
         self._servfail.clear()
         self._bytes = 0

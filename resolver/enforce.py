@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -201,6 +202,7 @@ class Enforce:
             rcode = wire.NXDOMAIN
         elif style is BlockStyle.DEFAULT and q.qclass == wire.C_IN:
             answer = self._answers.get(q.qtype, b"")
+        query.replay_until = math.inf  # the same within the second (policy and mode checked)
         return Reply(
             wire.build_reply(
                 q, query.request, rcode=rcode, answer=answer, ancount=1 if answer else 0, ede=ede

@@ -88,9 +88,15 @@ class RateLimit:
         self.limited = 0
 
     def enter(self, query: Query) -> Reply | None:
-        if self._limit <= 0:
+        if self._limit <= 0 or self.admit(query.client_ip):
             return None
-        key = query.client_ip
+        return refused(query, "ratelimited", "rate limit")
+
+    def admit(self, ip: str) -> bool:
+        """Count one query from `ip`; False when it is over the limit."""
+        if self._limit <= 0:
+            return True
+        key = ip
         if ":" in key:  # IPv6: one window per /64
             prefix = self._keys.get(key)
             if prefix is None:
@@ -104,12 +110,12 @@ class RateLimit:
             if win is None and len(self._windows) > 50_000:
                 self._prune(now)
             self._windows[key] = [now, 1.0]
-            return None
+            return True
         win[1] += 1
         if win[1] <= self._limit:
-            return None
+            return True
         self.limited += 1
-        return refused(query, "ratelimited", "rate limit")
+        return False
 
     def _prune(self, now: float) -> None:
         self._windows = {k: w for k, w in self._windows.items() if now - w[0] < self._per}

@@ -6,7 +6,8 @@ The stage order is fixed here (STYLE.md principle 1)::
 
 Observe first so it sees every reply; the guards before any work; local names before policy so
 they never reach an upstream; Enforce above Cache so policy changes need no flush (C5) and cached
-answers get the CNAME-cloaking check too.
+answers get the CNAME-cloaking check too. In front of the chain, the server replays the chain's
+own answer to a repeat of a UDP packet from the same client within the second (resolver/replay.py).
 
 Wiring points for the rest of nestguard are the fields of `Services` (live policy, decider,
 activity and sightings sinks, web app factory); `open_resolver(config, services)` is what both
@@ -51,6 +52,7 @@ from resolver.observe import (
     sighting_of,
 )
 from resolver.pipeline import Pipeline, chain
+from resolver.replay import Replay
 from resolver.server import DnsServer, ServerSettings
 
 log = logging.getLogger(__name__)
@@ -257,7 +259,19 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
             sightings=sightings,
             metrics=metrics,
         )
-        server = DnsServer(pipeline, metrics=metrics, settings=server_settings(config))
+        replay = None
+        if services.now is None:  # a fake wall clock in tests would outrun the per-second memo
+            replay = Replay(
+                metrics=metrics,
+                clock=services.clock,
+                live=live_policy,
+                mode=services.block_mode,
+                cache=cache,
+                rate=next((s for s in pipeline.stages if isinstance(s, RateLimit)), None),
+            )
+        server = DnsServer(
+            pipeline, metrics=metrics, settings=server_settings(config), replay=replay
+        )
         stack.push_async_callback(server.drain, 2.0)
         stack.callback(server.stop_listening)
         addresses = await server.start(list(_get(dns, "listen", (("127.0.0.1", 1053),))))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from resolver import wire
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, Query, Reply
+from resolver.replay import Replay
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,15 @@ class ServerSettings:
 
 class DnsServer:
     def __init__(
-        self, pipeline: Pipeline, *, metrics: Metrics, settings: ServerSettings | None = None
+        self,
+        pipeline: Pipeline,
+        *,
+        metrics: Metrics,
+        settings: ServerSettings | None = None,
+        replay: Replay | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.replay = replay  # repeats of a UDP packet within the second (resolver/replay.py)
         self.answer_now = pipeline.answer_now
         self.metrics = metrics
         self.settings = settings or ServerSettings()
@@ -69,7 +76,12 @@ class DnsServer:
     def process(self, data: bytes, client_ip: str, transport: str) -> bytes | Query | None:
         """The reply to send now, a Query that needs `finish`, or None (silence)."""
         q = None
+        replay = self.replay if transport == "udp" else None
         try:
+            if replay is not None:
+                out = replay.answer(data, client_ip)
+                if out is not None:
+                    return out
             q = _QUESTIONS.get(data[2:])  # wire.parse_query's memo, read inline (every query)
             if q is None:
                 q = wire.parse_query(data)
@@ -93,6 +105,8 @@ class DnsServer:
                 return query
             out = reply.wire
             if out is not None and (len(out) <= 512 or transport != "udp"):
+                if replay is not None and query.replay_until:
+                    replay.keep(query, reply, out)
                 return out  # _finalize's common case, inline
             return self._finalize(query, reply)
         except wire.Drop:
