@@ -6,6 +6,8 @@ Run from the repo root (not collected by pytest)::
     .venv/bin/python tests/bench/bench_resolver.py                 # all servers, 10 s per run
     .venv/bin/python tests/bench/bench_resolver.py --only nestguard --duration 5
     .venv/bin/python tests/bench/bench_resolver.py --blocked       # add the 100%-blocked workload
+    .venv/bin/python tests/bench/bench_resolver.py --only nestguard --only dnsmasq --only echo \
+        --workload hits                                            # the loop's own ceiling
 
 Layout (2 cores): each server under test is pinned to core 0 (``taskset -c 0``); dnsperf and the
 upstream run on core 1. The upstream is **unbound serving local data** (``local-zone: "."
@@ -50,7 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SERVERS = ("nestguard", "dnsmasq", "unbound")
+SERVERS = ("nestguard", "dnsmasq", "unbound", "echo")
+DEFAULT_SERVERS = ("nestguard", "dnsmasq", "unbound")
 ZONE = "bench.example"
 BLOCKED_ZONE = "blocked.bench.example"
 CLIENTS = 10
@@ -332,7 +335,32 @@ forward-zone:
     )
 
 
-COMMANDS = {"nestguard": nestguard_command, "dnsmasq": dnsmasq_command, "unbound": unbound_command}
+# The ceiling of any Python server on this loop: uvloop's UDP path answering every packet with
+# its own question (QR set, no records), no other work. Not a DNS server: the hits/blocked rows
+# say how close nestguard's hot path is to the loop and socket costs alone (--only echo).
+ECHO = """
+import asyncio, sys, uvloop
+class P(asyncio.DatagramProtocol):
+    def connection_made(self, t): self.t = t
+    def datagram_received(self, d, a): self.t.sendto(d[:2] + bytes((d[2] | 0x80, 0x80)) + d[4:], a)
+async def main():
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(P, local_addr=("127.0.0.1", int(sys.argv[1])))
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
+
+
+def echo_command(tmp: Path, port: int, upstream: int, args: argparse.Namespace) -> list[str]:
+    return [str(REPO / ".venv" / "bin" / "python"), "-c", ECHO, str(port)]
+
+
+COMMANDS = {
+    "nestguard": nestguard_command,
+    "dnsmasq": dnsmasq_command,
+    "unbound": unbound_command,
+    "echo": echo_command,
+}
 
 
 # -- dnsperf ------------------------------------------------------------------------------------
@@ -549,7 +577,7 @@ def main() -> int:
         if args.names_file
         else [f"h{i}.{ZONE}" for i in range(args.hit_names)]
     )
-    servers = args.only or list(SERVERS)
+    servers = args.only or list(DEFAULT_SERVERS)
     tmp = Path(tempfile.mkdtemp(prefix="nestguard-bench-"))
     rows: list[Row] = []
     try:
