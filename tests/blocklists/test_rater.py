@@ -64,6 +64,19 @@ MUST_NOT_MATCH = [
     "classicfm.com",
     "shuttlecockclub.org",
     "assassinscreed.com",
+    # false alarms of the tuning set: brands, Chinese pinyin, a graphics API, gaming
+    "xxxlutz.de",  # furniture, not 'xxx'
+    "nisbets.co.uk",  # catering equipment, not 'bets'
+    "charlesproxy.com",  # a developer's debugging proxy
+    "msappproxy.net",  # Microsoft's application proxy
+    "favpng.com",  # 'fav png', not 'vpn'
+    "51fapiao.cn",  # fapiao: invoice
+    "putaojiu.com",  # putao: grape
+    "javashuo.com",
+    "vulkan.org",  # the graphics API, not the casino brand
+    "vulkan-tutorial.com",
+    "hardcoregamer.com",
+    "hardcoregaming101.net",
 ]
 
 
@@ -98,6 +111,16 @@ MUST_MATCH = [
     ("buy-kratom-online.com", "drugs", "kratom"),
     ("fastfreevpn.app", "bypass", "vpn"),
     ("schoolproxy-unblocker.net", "bypass", "proxy"),
+    # brand + number mirror families of the training lists, in new mirrors
+    ("pkr88jaya.net", "gambling", "pkr88"),
+    ("pk88hoki.xyz", "gambling", "pk88"),
+    ("pok3r88asia.club", "gambling", "pok3r88"),
+    ("we1win27.com", "gambling", "we1win"),
+    ("tube8.stream", "adult", "tube8"),
+    ("lewd-anime.net", "adult", "lewd"),
+    # words made weaker need company now
+    ("vulkan777.ru", "gambling", "vulkan"),
+    ("hardcore-videos.net", "adult", "hardcore"),
 ]
 
 
@@ -121,6 +144,24 @@ def test_evidence_text_names_the_words(rater: NameRater) -> None:
     strong = rater.rate("pornhub-xxx-milf.net")
     assert weak is not None and strong is not None
     assert weak.confidence < strong.confidence
+
+
+def test_a_mirror_family_rating_says_which_brand_fired(rater: NameRater) -> None:
+    match = rater.rate("www.pk88silver77.com")
+    assert match is not None
+    assert (match.category, match.rule) == ("gambling", "name contains 'pk88'")
+    assert rater.rate("pk8.org") is None  # the stem alone is not the brand
+
+
+def test_the_popular_review_file_is_well_formed() -> None:
+    """tests/bench/rater_popular_review.txt: every false alarm and unsure name says why."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "rater_popular_review.txt"
+    rows = [line.split(maxsplit=2) for line in path.read_text("utf-8").splitlines()]
+    rows = [r for r in rows if r and not r[0].startswith("#")]
+    assert rows and all(r[1] in ("ok", "fp", "unsure") for r in rows)
+    assert all(len(r) == 3 for r in rows if r[1] != "ok")
+    names = [r[0] for r in rows]
+    assert len(names) == len(set(names)) and names == sorted(names)
 
 
 def test_adult_wins_over_dating_and_top_level_domain_counts(rater: NameRater) -> None:
