@@ -299,12 +299,20 @@ class Cache:
                 self._servfail.clear()
         self._servfail[key] = (now + backoff, backoff)
 
-    def store(self, query: Query, record: DNSRecord) -> Entry:
+    def store(self, query: Query, record: DNSRecord | wire.AddressAnswer) -> Entry:
         """Build the entry for an upstream answer; keep it when cacheable. Returns it anyway."""
         q = query.question
         labels = query.resolve_labels if query.resolve_labels is not None else q.labels
         name = query.resolve_name if query.resolve_name is not None else q.name
-        entry, ttl = self._build(record, labels, name, q.qtype, q.qclass, q.do)
+        built: tuple[Entry, int | None] | None = None
+        if isinstance(record, wire.AddressAnswer):
+            built = self._build_address(record, name)
+            if built is None:  # a rebinding address: dnslib's path filters it
+                record = DNSRecord.parse(record.wire)
+        if built is None:
+            assert isinstance(record, DNSRecord)
+            built = self._build(record, labels, name, q.qtype, q.qclass, q.do)
+        entry, ttl = built
         key = (name, q.qtype, q.qclass, q.do)
         self._servfail.pop(key, None)
         if ttl is not None and ttl > 0:
@@ -369,6 +377,40 @@ class Cache:
         if ttl >= 0x80000000:
             ttl = s.max_ttl
         return min(max(ttl, s.min_ttl), s.max_ttl)
+
+    def _build_address(
+        self, answer: wire.AddressAnswer, name: str
+    ) -> tuple[Entry, int | None] | None:
+        """The entry for an address answer (wire.address_answer), its bytes kept as they stand:
+        what `_build` makes of the same reply, without dnslib. None when an address needs the
+        rebinding filter (R1), which `_build` applies."""
+        if not _allowed(name, self.settings.rebind_allow) and any(
+            is_rebind_packed(a) for a in answer.rdata
+        ):
+            return None
+        msg = answer.wire
+        qend = answer.start
+        clamp = self._clamp
+        ttls = tuple(clamp(t) for t in answer.ttls)
+        body = bytearray(msg[qend : answer.end])
+        offsets = tuple(off - qend for off in answer.ttl_offsets)
+        for off, ttl in zip(offsets, ttls, strict=True):
+            _TTL.pack_into(body, off, ttl)
+        an = len(ttls)
+        now = self._clock()
+        entry = Entry(
+            body=bytes(body),
+            ttl_offsets=offsets,
+            ttls=ttls,
+            counts=(_COUNTS.pack(1, an, 0, 0), _COUNTS.pack(1, an, 0, 1)),
+            rcode=wire.NOERROR,
+            ad=answer.ad,
+            stored=now,
+            expires=now,
+            targets=(),
+            size=len(body) + len(name) + _OVERHEAD,
+        )
+        return entry, min(ttls)
 
     def _build(
         self,
@@ -536,7 +578,7 @@ class Upstream(Protocol):
 
     async def query(
         self, labels: tuple[bytes, ...], qtype: int, qclass: int = 1, *, do: bool = False
-    ) -> DNSRecord: ...
+    ) -> DNSRecord | wire.AddressAnswer: ...
 
 
 class Forward:
@@ -561,7 +603,7 @@ class Forward:
         self._stale_after = serve_stale_after
         self._max_per_client = max_per_client
         self._per_client: dict[str, int] = {}
-        self._background: set[asyncio.Task[DNSRecord]] = set()
+        self._background: set[asyncio.Task[DNSRecord | wire.AddressAnswer]] = set()
         self.overloaded = 0
 
     async def __call__(self, query: Query) -> Reply:
@@ -605,7 +647,7 @@ class Forward:
             return self._cache.servfail(query)
         return Reply(None, "upstream", "answered", record=record)
 
-    def _refreshed(self, query: Query, task: asyncio.Task[DNSRecord]) -> None:
+    def _refreshed(self, query: Query, task: asyncio.Task[DNSRecord | wire.AddressAnswer]) -> None:
         self._background.discard(task)
         if task.cancelled():
             return

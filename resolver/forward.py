@@ -38,13 +38,15 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 from dnslib import EDNS0, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError
 from dnslib.label import DNSBuffer, DNSLabelError
 from prometheus_client import Counter, Histogram
+
+from resolver.wire import AddressAnswer, address_answer, name_to_wire
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,9 @@ UPSTREAM_OVERLOAD = Counter(
 
 
 _Key = tuple[tuple[bytes, ...], int, int, bool]  # lower-cased labels, qtype, qclass, DO
-_Reply = tuple[bytes, DNSRecord]  # the validated wire bytes and their parse
+# what an upstream answered: dnslib's parse, or the commonest shape read without it
+Answer: TypeAlias = DNSRecord | AddressAnswer
+_Reply = tuple[bytes, Answer]  # the validated wire bytes and their reading
 
 
 _IDS: list[int] = []
@@ -152,6 +156,7 @@ class _Question:
     labels: tuple[bytes, ...]  # lower-cased
     qtype: int
     qclass: int
+    section: bytes = b""  # as sent: the lower-cased name, type, class (b"": not known)
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -160,6 +165,10 @@ def _family(host: str) -> socket.AddressFamily:
 
 def _label(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _rcode(answer: Answer) -> int:
+    return answer.rcode if isinstance(answer, AddressAnswer) else answer.header.rcode
 
 
 def _validate(data: bytes, qid: int, question: _Question) -> DNSRecord:
@@ -306,8 +315,9 @@ class Forwarder:
 
     async def query(
         self, labels: tuple[bytes, ...], qtype: int, qclass: int = 1, *, do: bool = False
-    ) -> DNSRecord:
-        """The upstream's answer (rcode NOERROR or NXDOMAIN) to this question.
+    ) -> Answer:
+        """The upstream's answer (rcode NOERROR or NXDOMAIN) to this question: dnslib's parse,
+        or for the commonest shape (addresses for the name asked) a `AddressAnswer`.
 
         Raises UpstreamError when every upstream failed within ``timeout`` or when
         ``max_inflight`` resolutions are already running. Callers get their own record object.
@@ -318,7 +328,9 @@ class Forwarder:
         key = (lowered, qtype, qclass, do)
         task = self._inflight.get(key)
         if task is not None:
-            data, _record = await asyncio.shield(task)
+            data, shared = await asyncio.shield(task)
+            if isinstance(shared, AddressAnswer):
+                return shared  # immutable
             try:
                 return DNSRecord.parse(data)  # a private copy for each joiner
             except _DNSLIB_ERRORS as e:  # pragma: no cover - parsed once already
@@ -327,7 +339,9 @@ class Forwarder:
             UPSTREAM_OVERLOAD.inc()
             raise UpstreamError(f"{self._max_inflight} upstream queries already in flight")
         wire = self._build(labels, qtype, qclass, do)
-        question = _Question(lowered, qtype, qclass)
+        question = _Question(
+            lowered, qtype, qclass, name_to_wire(lowered) + struct.pack("!HH", qtype, qclass)
+        )
         task = asyncio.get_running_loop().create_task(self._resolve(wire, question))
         self._inflight[key] = task
         task.add_done_callback(lambda _t: self._forget(key, task))
@@ -415,13 +429,13 @@ class Forwarder:
             if not upstream.edns:
                 wire = _without_edns(wire)
             reply = await self._exchange(upstream, wire, question, timeout)
-            if reply[1].header.rcode == _RCODE_FORMERR and upstream.edns:
+            if _rcode(reply[1]) == _RCODE_FORMERR and upstream.edns:
                 # RFC 6891 section 7: a server that does not know OPT answers FORMERR; ask
                 # again without it, and keep asking that upstream without it.
                 remaining = timeout - (loop.time() - started)
                 if remaining > 0.05:
                     plain = await self._exchange(upstream, _without_edns(wire), question, remaining)
-                    if plain[1].header.rcode != _RCODE_FORMERR:
+                    if _rcode(plain[1]) != _RCODE_FORMERR:
                         upstream.edns = False
                         log.warning("upstream %s rejects EDNS; asking it without", upstream.label)
                         reply = plain
@@ -430,7 +444,7 @@ class Forwarder:
             if e.kind != "servfail":
                 self._mark_dead(upstream, loop.time())
             raise
-        rcode = reply[1].header.rcode
+        rcode = _rcode(reply[1])
         if rcode not in _OK_RCODES:
             kind = "refused" if rcode == _RCODE_REFUSED else "servfail"
             self._count_error(upstream, kind)
@@ -484,7 +498,7 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         qid, packet = self._with_id(wire)
         upstream.queries.inc()
-        result: asyncio.Future[tuple[bytes, DNSRecord | None]] = loop.create_future()
+        result: asyncio.Future[tuple[bytes, Answer | None]] = loop.create_future()
         fd = -1
         try:
             sock = socket.socket(upstream.family, socket.SOCK_DGRAM)
@@ -512,7 +526,7 @@ class Forwarder:
     def _readable(
         self,
         sock: socket.socket,
-        result: asyncio.Future[tuple[bytes, DNSRecord | None]],
+        result: asyncio.Future[tuple[bytes, Answer | None]],
         upstream: _Upstream,
         qid: int,
         question: _Question,
@@ -532,9 +546,16 @@ class Forwarder:
                 continue
             if len(data) >= 12 and struct.unpack_from("!H", data)[0] == qid:
                 flags = struct.unpack_from("!H", data, 2)[0]
-                if flags & 0x8000 and flags & 0x0200 and (flags >> 11) & 0xF == 0:
-                    result.set_result((data, None))  # TC=1: the caller retries over TCP
-                    return
+                if flags & 0x8000 and (flags >> 11) & 0xF == 0:
+                    if flags & 0x0200:
+                        result.set_result((data, None))  # TC=1: the caller retries over TCP
+                        return
+                    # the commonest reply (addresses for the name asked): no dnslib, ~0.1 ms
+                    # less per miss; anything else is parsed and checked below
+                    fast = address_answer(data, question.section) if question.section else None
+                    if fast is not None:
+                        result.set_result((data, fast))
+                        return
             try:
                 record = _validate(data, qid, question)
             except _Spoof:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from policy.model import Device, Profile, Verdict
-from resolver.wire import Question
+from resolver.wire import AddressAnswer, Question
 
 if TYPE_CHECKING:
     from dnslib import DNSRecord
@@ -59,7 +59,7 @@ class Reply:
     source: str
     outcome: str = "answered"
     targets: tuple[str, ...] = ()
-    record: DNSRecord | None = None
+    record: DNSRecord | AddressAnswer | None = None  # an upstream's answer (forward.py)
     rcode: int = 0
 
 

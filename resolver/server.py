@@ -345,6 +345,10 @@ def _from_record(query: Query, reply: Reply) -> bytes:
     record = reply.record
     if record is None:
         return wire.build_reply(query.question, query.request, rcode=wire.SERVFAIL)
+    if isinstance(record, wire.AddressAnswer):
+        from dnslib import DNSRecord  # off the hot path: only without a Cache stage
+
+        record = DNSRecord.parse(record.wire)
     q = query.question
     record.header.id = int.from_bytes(query.request[:2], "big")
     record.ar = [rr for rr in record.ar if rr.rtype != wire.T_OPT]

@@ -453,6 +453,76 @@ def rr_ttl_offsets(msg: bytes, start: int, count: int) -> list[int]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class AddressAnswer:
+    """An upstream reply of the commonest shape, read without dnslib (`address_answer`)."""
+
+    wire: bytes  # the whole reply, as received
+    start: int  # where its answer records start (just after the question)
+    end: int  # where they end
+    ttl_offsets: tuple[int, ...]  # of each answer record's TTL, into `wire`
+    ttls: tuple[int, ...]
+    rdata: tuple[bytes, ...]  # the 4 or 16 address bytes of each record
+    ad: bool
+    rcode: int = NOERROR
+
+
+def address_answer(msg: bytes, question: bytes) -> AddressAnswer | None:
+    """`msg` read as the commonest upstream reply, or None for any other shape.
+
+    The shape: NOERROR; one question, equal (ASCII case aside) to `question`, the question
+    section we sent; one or more A records (or AAAA) for the question's own type, each owned by
+    a pointer to the question name (0xC00C) with 4 (16) bytes of data; no authority records;
+    nothing after the answers but, optionally, one OPT record that ends the message. Such a
+    reply has no name anywhere but the question, so its answer bytes can be cached as they
+    stand. Everything else -- CNAME chains, NXDOMAIN and NODATA with their SOA, DNSSEC records,
+    odd compression -- is left to dnslib (forward.py, cache.py), as are header checks (ID, QR,
+    opcode, TC), which the caller makes first.
+    """
+    n = len(msg)
+    qend = 12 + len(question)
+    if n < qend + 16 or msg[3] & 0x0F or msg[4:6] != b"\x00\x01" or msg[8:10] != b"\x00\x00":
+        return None
+    an = (msg[6] << 8) | msg[7]
+    ar = (msg[10] << 8) | msg[11]
+    if an == 0 or ar > 1 or msg[12:qend].lower() != question:
+        return None
+    qtype = (question[-4] << 8) | question[-3]
+    if qtype == T_A:
+        size = 4
+    elif qtype == T_AAAA:
+        size = 16
+    else:
+        return None
+    if question[-2:] != b"\x00\x01":  # class IN
+        return None
+    p = qend
+    offsets = []
+    ttls = []
+    rdata = []
+    fixed = _RR_FIXED
+    for _ in range(an):
+        if p + 12 + size > n or msg[p] != 0xC0 or msg[p + 1] != 12:
+            return None
+        rtype, rclass, ttl, rdlen = fixed.unpack_from(msg, p + 2)
+        if rtype != qtype or rclass != C_IN or rdlen != size:
+            return None
+        offsets.append(p + 6)
+        ttls.append(ttl)
+        rdata.append(msg[p + 12 : p + 12 + size])
+        p += 12 + size
+    end = p
+    if ar:
+        if p + 11 > n or msg[p] != 0 or (msg[p + 1] << 8) | msg[p + 2] != T_OPT:
+            return None
+        p += 11 + ((msg[p + 9] << 8) | msg[p + 10])
+    if p != n:
+        return None
+    return AddressAnswer(
+        msg, qend, end, tuple(offsets), tuple(ttls), tuple(rdata), bool(msg[3] & 0x20)
+    )
+
+
 def rr(rtype: int, ttl: int, rdata: bytes, *, owner: bytes = b"\xc0\x0c") -> bytes:
     """One resource record, owner defaulting to a pointer at the question name."""
     return owner + _RR_FIXED.pack(rtype, C_IN, ttl, len(rdata)) + rdata
