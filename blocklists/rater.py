@@ -19,8 +19,11 @@ How a name is read:
    Bare substring search would.
 4. Each word carries weights per category (blocklists/data/rater-words.txt). A category
    fires when its distinct words add up to >= 1.0: "porn" fires alone, "hot" + "girls" +
-   "cams" fire together, "sex" + "education" does not. Categories are tried in order adult,
-   gambling, dating, drugs, bypass: the first that fires is the rating.
+   "cams" fire together, "sex" + "education" does not. A run of digits is a little evidence
+   ("<num>"), more when it is glued to a gambling word in the same piece ("<num-beside>": "win79",
+   "888win", "lucky88", the betting-mirror shape), so a weak word and its number fire together.
+   Categories are tried in order adult, gambling, dating, drugs, bypass: the first that fires is
+   the rating.
 
 The rating is its own source ("name-rater") with a confidence; `min_age` is a placeholder
 that `RatedIndex` fills from the catalogue's category ages. `RatedIndex` wraps any `Index`:
@@ -80,6 +83,7 @@ _MAX_WORD: Final = 20  # longer words are never looked up (bounds the work per l
 _THRESHOLD: Final = 1.0
 _SHORT: Final = 4  # weak words this short need a real word or a boundary on both sides
 _NUMBER: Final = "<num>"  # the rater-words.txt entry standing for any run of digits
+_BESIDE: Final = "<num-beside>"  # more, when the digits touch an evidence word ('win79', '888win')
 _INSTITUTIONAL_TLDS: Final = frozenset({"gov", "edu", "mil", "int"})
 _INSTITUTIONAL_SLDS: Final = frozenset(
     {"gov", "govt", "gouv", "gob", "go", "edu", "ac", "sch", "k12", "mil", "police", "school"}
@@ -299,15 +303,18 @@ class NameRater:
         return tuple(self._words(label))
 
     def _words(self, label: str) -> list[str]:
+        return [w for piece in self._pieces(label) for w in piece]
+
+    def _pieces(self, label: str) -> list[list[str]]:
+        """The label's words, per piece between hyphens (or other non-[a-z0-9] characters)."""
         text = normalise_label(label)
-        out: list[str] = []
+        out: list[list[str]] = []
         for chunk in text.replace("_", "-").split("-"):
             if chunk.isalnum() and chunk.isascii():
-                out.extend(self._lex.split(chunk))
+                out.append(self._lex.split(chunk))
             elif chunk:  # '\DDD' escapes or leftovers: split on anything that is not [a-z0-9]
                 clean = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in chunk)
-                for piece in clean.split():
-                    out.extend(self._lex.split(piece))
+                out.extend(self._lex.split(piece) for piece in clean.split())
         return out
 
     def explain(self, qname: str) -> Rating:
@@ -315,11 +322,14 @@ class NameRater:
         label, suffix = split_name(qname)
         if _institutional(suffix):
             return Rating((), {}, (), None, 0.0)
-        words = self._words(label) if label else []
+        pieces = self._pieces(label) if label else []
+        words = [w for piece in pieces for w in piece]
+        piece_of = [n for n, piece in enumerate(pieces) for _ in piece]
         scores: dict[str, float] = {}
         evidence: dict[str, list[tuple[float, str]]] = {}
         weights = self._lex.weights
         seen: set[str] = set()
+        counted: dict[int, str] = {}  # index -> key of the words that count
         for i, word in enumerate(words):
             key = _NUMBER if word.isdigit() and word not in weights else word
             if key in seen or key not in weights:
@@ -332,10 +342,30 @@ class NameRater:
             ):
                 continue  # "a"+"kush"+"erst": a weak short word amid junk is chance
             seen.add(key)
+            counted[i] = key
             for category, weight in weights[key].items():
                 scores[category] = scores.get(category, 0.0) + weight
                 if weight > 0 and key != _NUMBER:
                     evidence.setdefault(category, []).append((weight, f"'{word}'"))
+        for category, weight in weights.get(_BESIDE, {}).items():
+            # a digit run glued to an evidence word: the mirror-brand shape ('win79', '888win')
+            for i, word in enumerate(words):
+                if not word.isdigit():
+                    continue
+                glued = [
+                    j
+                    for j in (i - 1, i + 1)
+                    if 0 <= j < len(words)
+                    and piece_of[j] == piece_of[i]
+                    and not words[j].isdigit()
+                    and weights.get(counted.get(j, ""), {}).get(category, 0.0) > 0
+                ]
+                if glued:
+                    j = glued[0]
+                    text = words[j] + word if j < i else word + words[j]
+                    scores[category] = scores.get(category, 0.0) + weight
+                    evidence.setdefault(category, []).append((weight, f"'{text}'"))
+                    break
         top = suffix.rsplit(".", 1)[-1] if suffix else ""
         if top in _TLD_WEIGHTS:
             category, weight = _TLD_WEIGHTS[top]

@@ -77,6 +77,10 @@ MUST_NOT_MATCH = [
     "vulkan-tutorial.com",
     "hardcoregamer.com",
     "hardcoregaming101.net",
+    "win10os.com",  # Windows versions, not 'win' + a number
+    "xpwin7.com",
+    "qq3366.net",  # Tencent's messenger
+    "awin1.com",  # an affiliate network
 ]
 
 
@@ -121,6 +125,10 @@ MUST_MATCH = [
     # words made weaker need company now
     ("vulkan777.ru", "gambling", "vulkan"),
     ("hardcore-videos.net", "adult", "hardcore"),
+    # a weak gambling word glued to a number: the betting-mirror shape
+    ("win79.app", "gambling", "win79"),
+    ("888win.club", "gambling", "888win"),
+    ("lucky88.vin", "gambling", "lucky88"),
 ]
 
 
@@ -151,6 +159,13 @@ def test_a_mirror_family_rating_says_which_brand_fired(rater: NameRater) -> None
     assert match is not None
     assert (match.category, match.rule) == ("gambling", "name contains 'pk88'")
     assert rater.rate("pk8.org") is None  # the stem alone is not the brand
+
+
+def test_a_number_counts_most_when_glued_to_a_gambling_word(rater: NameRater) -> None:
+    glued = rater.rate("sodo66.com")
+    assert glued is not None and glued.category == "gambling" and "'sodo66'" in glued.rule
+    assert rater.rate("lucky-day-77.com") is None  # the same words, the number apart
+    assert rater.rate("vip88.com") is None  # 'vip' is too common with numbers
 
 
 def test_the_popular_review_file_is_well_formed() -> None:
