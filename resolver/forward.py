@@ -43,7 +43,7 @@ from typing import Any, TypeAlias
 from dnslib import EDNS0, DNSError, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError
-from dnslib.label import DNSBuffer, DNSLabelError
+from dnslib.label import DNSLabelError
 from prometheus_client import Counter, Histogram
 
 from resolver.wire import AddressAnswer, address_answer, name_to_wire
@@ -356,16 +356,14 @@ class Forwarder:
 
     @staticmethod
     def _build(labels: tuple[bytes, ...], qtype: int, qclass: int, do: bool) -> bytes:
-        """The query with ID 0: dnslib encodes the name; header, question tail and OPT come
-        from a template dnslib built once per (qtype, qclass, DO) -- a full DNSRecord.pack()
-        per miss cost ~10x more."""
-        try:
-            header, tail = _template(qtype, qclass, do)
-            buffer = DNSBuffer()
-            buffer.encode_name_nocompress(DNSLabel(labels))
-        except _DNSLIB_ERRORS as e:
-            raise UpstreamError(f"cannot build a query for {labels!r}: {e}") from e
-        return header + bytes(buffer.data) + tail
+        """The query with ID 0: the name's wire form (labels of 1-63 bytes, 255 in all), then
+        the header, question tail and OPT from a template dnslib built once per (qtype, qclass,
+        DO) -- a full DNSRecord.pack() per miss cost ~10x more."""
+        name = name_to_wire(labels)
+        if len(name) > 255 or not all(0 < len(label) <= 63 for label in labels):
+            raise UpstreamError(f"cannot build a query for {labels!r}: not a valid name")
+        header, tail = _template(qtype, qclass, do)
+        return header + name + tail
 
     def _order(self) -> list[_Upstream]:
         """Healthy upstreams in configured order, then failed ones, the longest-dead last."""
