@@ -305,13 +305,14 @@ class Cache:
         labels = query.resolve_labels if query.resolve_labels is not None else q.labels
         name = query.resolve_name if query.resolve_name is not None else q.name
         built: tuple[Entry, int | None] | None = None
+        private_ok = query.lan  # the router's answers for LAN names: private addresses are right
         if isinstance(record, wire.AddressAnswer):
-            built = self._build_address(record, name)
+            built = self._build_address(record, name, private_ok)
             if built is None:  # a rebinding address: dnslib's path filters it
                 record = DNSRecord.parse(record.wire)
         if built is None:
             assert isinstance(record, DNSRecord)
-            built = self._build(record, labels, name, q.qtype, q.qclass, q.do)
+            built = self._build(record, labels, name, q.qtype, q.qclass, q.do, private_ok)
         entry, ttl = built
         key = (name, q.qtype, q.qclass, q.do)
         self._servfail.pop(key, None)
@@ -379,13 +380,15 @@ class Cache:
         return min(max(ttl, s.min_ttl), s.max_ttl)
 
     def _build_address(
-        self, answer: wire.AddressAnswer, name: str
+        self, answer: wire.AddressAnswer, name: str, private_ok: bool = False
     ) -> tuple[Entry, int | None] | None:
         """The entry for an address answer (wire.address_answer), its bytes kept as they stand:
         what `_build` makes of the same reply, without dnslib. None when an address needs the
         rebinding filter (R1), which `_build` applies."""
-        if not _allowed(name, self.settings.rebind_allow) and any(
-            is_rebind_packed(a) for a in answer.rdata
+        if (
+            not private_ok
+            and not _allowed(name, self.settings.rebind_allow)
+            and any(is_rebind_packed(a) for a in answer.rdata)
         ):
             return None
         msg = answer.wire
@@ -420,6 +423,7 @@ class Cache:
         qtype: int,
         qclass: int,
         do: bool,
+        private_ok: bool = False,
     ) -> tuple[Entry, int | None]:
         """(entry, lifetime or None when not cacheable) for an upstream reply."""
         s = self.settings
@@ -463,7 +467,7 @@ class Cache:
                 if rr.rtype == wire.T_RRSIG and names[i] != current and names[i] in chain_names:
                     answers.append(rr)
         rebind = False
-        if final and not _allowed(name, s.rebind_allow):
+        if final and not private_ok and not _allowed(name, s.rebind_allow):
             if any(_rebind_rr(rr) for rr in final):
                 rebind = True
                 self.rebind_filtered += 1
@@ -597,8 +601,10 @@ class Forward:
         *,
         serve_stale_after: float = 1.8,
         max_per_client: int = 100,
+        router: Upstream | None = None,
     ) -> None:
         self._upstream = upstream
+        self._router = router  # LAN names (query.lan, LocalNames) go here, never upstream
         self._cache = cache
         self._stale_after = serve_stale_after
         self._max_per_client = max_per_client
@@ -626,7 +632,8 @@ class Forward:
     async def _resolve(self, query: Query) -> Reply:
         q = query.question
         labels = query.resolve_labels if query.resolve_labels is not None else q.labels
-        coro = self._upstream.query(labels, q.qtype, q.qclass, do=q.do)
+        upstream = self._router if query.lan and self._router is not None else self._upstream
+        coro = upstream.query(labels, q.qtype, q.qclass, do=q.do)
         stale = query.stale
         try:
             if stale is None:

@@ -44,6 +44,9 @@ from blocklists.feed import FORMATS, Feed
 log = logging.getLogger(__name__)
 
 HostPort = tuple[str, int]
+# Domains home routers give LAN devices (OpenWrt "lan", Fritz!Box "fritz.box", others "home",
+# "localdomain"; ICANN reserved "internal" for private use): never sent to public upstreams.
+DEFAULT_LOCAL_DOMAINS: tuple[str, ...] = ("lan", "home", "internal", "localdomain", "fritz.box")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 BlockAnswer = Literal["null", "nxdomain", "blockpage"]
 
@@ -97,6 +100,11 @@ class DnsConfig:
     tcp_max_clients: int = 100
     rate_limit: RateLimit = field(default_factory=RateLimit)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    # The home router's DNS: asked for LAN names (local_domains, home.arpa, single-label names,
+    # reverse lookups of private addresses), which never go to `upstreams` (R2). None: those
+    # names are answered NXDOMAIN here.
+    router: HostPort | None = None
+    local_domains: tuple[str, ...] = DEFAULT_LOCAL_DOMAINS
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +442,8 @@ class _Loader:
                 "tcp_max_clients",
                 "rate_limit",
                 "cache",
+                "router",
+                "local_domains",
             ),
         )
         d = DnsConfig()
@@ -466,6 +476,18 @@ class _Loader:
                     f"{_join(*upstream)} is nestguard's own listen address "
                     f"{_join(*loop)}; queries would loop",
                 )
+        router = None
+        if s.get("router") is not None:
+            router = self.get(
+                s, "dns", "router", lambda v: parse_host_port(v, default_port=53), None
+            )
+            if router is not None and (loop := _loops_to(router, listen)):
+                self.fail(
+                    "dns.router",
+                    f"{_join(*router)} is nestguard's own listen address {_join(*loop)}; "
+                    "set the router's own address (e.g. 192.168.1.1)",
+                )
+        local_domains = self.get_list(s, "dns", "local_domains", _local_domain, d.local_domains)
         rate = self.mapping(s.get("rate_limit"), "dns.rate_limit", ("queries", "per_seconds"))
         r = RateLimit()
         rate_limit = RateLimit(
@@ -486,6 +508,8 @@ class _Loader:
             ),
             rate_limit=rate_limit,
             cache=self.cache(s.get("cache")),
+            router=router,
+            local_domains=local_domains,
         )
 
     def cache(self, value: object) -> CacheConfig:
@@ -737,6 +761,19 @@ def _log_level(value: object) -> str:
     if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
         raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
     return value.lower()
+
+
+def _local_domain(value: object) -> str:
+    """A LAN domain such as 'lan' or 'fritz.box' (lower-cased, no dots at the ends)."""
+    if isinstance(value, str):
+        name = value.strip().strip(".").lower()
+        labels = name.split(".")
+        if name and all(
+            0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
+            for label in labels
+        ):
+            return name
+    raise ValueError(f"{value!r} is not a domain name (e.g. 'lan' or 'fritz.box')")
 
 
 def _network(value: object) -> Network:

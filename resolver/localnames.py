@@ -1,19 +1,25 @@
 """LocalNames: names that never leave the house (R2), and ANY (RFC 8482).
 
-Answered here, never forwarded (RFC 6761, RFC 6303, RFC 8375; as dnsmasq --bogus-priv
+Never forwarded to the upstreams (RFC 6761, RFC 6303, RFC 8375; as dnsmasq --bogus-priv
 --domain-needed):
 
-- single-label names ("printer", "wpad") -> NXDOMAIN;
 - `localhost` and `*.localhost` -> 127.0.0.1 / ::1 (other types NODATA);
-- `home.arpa`, `local`, `invalid`, `test` and their subdomains -> NXDOMAIN;
-- reverse lookups of private space: in-addr.arpa for 0/8, 10/8, 100.64/10, 127/8, 169.254/16,
-  172.16/12, 192.168/16, and ip6.arpa for ::, ::1, fc00::/7 (ULA), fe80::/10 -> NXDOMAIN.
+- `local` (mDNS), `invalid`, `test` and their subdomains -> NXDOMAIN;
+- LAN names -> the home router when `dns.router` is set (conditional forwarding, as Pi-hole and
+  AdGuard Home offer it, so "nas.lan" and the printer keep working), else NXDOMAIN here. LAN
+  names are: single-label names ("printer", "wpad"), `home.arpa` and the `dns.local_domains`
+  ("lan", "fritz.box", ...) with their subdomains, and reverse lookups of private space:
+  in-addr.arpa for 0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12, 192.168/16, and
+  ip6.arpa for ::, ::1, fc00::/7 (ULA), fe80::/10. The router's private addresses are kept (the
+  rebinding filter is for public names).
 
 ANY queries get the RFC 8482 answer: one synthesized HINFO RRset, CPU "RFC8482", OS "" (as
 Cloudflare and Unbound `deny-any` do), so ANY can never be used for amplification (A3).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from resolver import wire
 from resolver.pipeline import Query, Reply
@@ -60,10 +66,32 @@ def is_private_reverse(name: str) -> bool:
 
 
 class LocalNames:
-    """Stage: answer local and private names (and ANY) here."""
+    """Stage: answer local and private names (and ANY) here; mark LAN names for the router."""
 
-    def __init__(self, *, ttl: int = 60) -> None:
+    def __init__(
+        self, *, ttl: int = 60, lan_domains: Iterable[str] = (), router: bool = False
+    ) -> None:
         self._ttl = ttl
+        self._lan = frozenset({"home.arpa", *lan_domains})
+        self._lan_tlds = frozenset(d.rsplit(".", 1)[-1] for d in self._lan)  # a quick "no"
+        self._router = router
+
+    def is_lan(self, name: str) -> bool:
+        """Whether a canonical name (with at least one dot) is in a LAN domain."""
+        lan = self._lan
+        while True:
+            if name in lan:
+                return True
+            dot = name.find(".")
+            if dot < 0:
+                return False
+            name = name[dot + 1 :]
+
+    def _lan_name(self, query: Query) -> Reply | None:
+        if self._router:
+            query.lan = True
+            return None  # Forward asks the router
+        return self._reply(query, rcode=wire.NXDOMAIN)
 
     def enter(self, query: Query) -> Reply | None:
         q = query.question
@@ -76,15 +104,16 @@ class LocalNames:
                 return None  # the root
             if name == "localhost":
                 return self._localhost(query)
-            return self._reply(query, rcode=wire.NXDOMAIN)
+            return self._lan_name(query)
         tld = name[dot + 1 :]
         if tld in _LOCAL_TLDS:
             if tld == "localhost":
                 return self._localhost(query)
             return self._reply(query, rcode=wire.NXDOMAIN)
-        if tld == "arpa":
-            if name == "home.arpa" or name.endswith(".home.arpa") or is_private_reverse(name):
-                return self._reply(query, rcode=wire.NXDOMAIN)
+        if tld in self._lan_tlds and (
+            self.is_lan(name) or (tld == "arpa" and is_private_reverse(name))
+        ):
+            return self._lan_name(query)
         return None
 
     def _localhost(self, query: Query) -> Reply:

@@ -37,6 +37,7 @@ from aiohttp import web
 from policy.live import Live
 from policy.model import Policy, Profile
 from resolver.cache import Cache, CacheSettings, Forward, Upstream
+from resolver.config import DEFAULT_LOCAL_DOMAINS
 from resolver.enforce import BlockSettings, Decider, Enforce, WallClock
 from resolver.guard import Acl, RateLimit
 from resolver.identify import ARP_PATH, Identify, Neighbours
@@ -191,7 +192,10 @@ def build_pipeline(
                 per_seconds=float(_get(rate, "per_seconds", 60.0)),
                 clock=services.clock,
             ),
-            LocalNames(),
+            LocalNames(
+                lan_domains=_get(dns, "local_domains", DEFAULT_LOCAL_DOMAINS),
+                router=_get(dns, "router", None) is not None,
+            ),
             Identify(
                 live_policy,
                 neighbours=Neighbours(services.arp_path) if services.arp_path else None,
@@ -227,6 +231,18 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
             await forwarder.start()
             stack.push_async_callback(forwarder.close)
             upstream = forwarder
+        router = None
+        router_address = _get(dns, "router", None)
+        if router_address is not None:
+            from resolver.forward import Forwarder
+
+            router = Forwarder(
+                [router_address],
+                timeout=float(_get(dns, "timeout", 2.0)),
+                max_inflight=_get(dns, "max_inflight", 150),
+            )
+            await router.start()
+            stack.push_async_callback(router.close)
         activity = None
         if services.activity_sink is not None:
             activity = BatchQueue(services.activity_sink, event_of, name="activity")
@@ -245,7 +261,10 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
         metrics.cache = cache
         c = _get(dns, "cache", None)
         forward = Forward(
-            upstream, cache, serve_stale_after=float(_get(c, "serve_stale_after", 1.8))
+            upstream,
+            cache,
+            serve_stale_after=float(_get(c, "serve_stale_after", 1.8)),
+            router=router,
         )
         stack.push_async_callback(forward.close)
         live_policy = services.live_policy or Live(default_policy())

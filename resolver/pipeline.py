@@ -41,6 +41,7 @@ class Query:
     resolve_labels: tuple[bytes, ...] | None = None
     resolve_name: str | None = None
     stale: Any = None  # an expired cache entry that may be served (Cache writes)
+    lan: bool = False  # a LAN name for the home router, never the upstreams (LocalNames writes)
     # until when (cache clock) the answer may be replayed to a repeat of this packet: the stage
     # that answers sets it (Cache: the entry's expiry; Enforce: a block); 0 = never (replay.py)
     replay_until: float = 0.0
