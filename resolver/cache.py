@@ -189,7 +189,8 @@ class Cache:
                 data = req[:2] + tail
             else:
                 data = self._wire(query, entry, body)
-            query.replay_until = entry.expires
+            # the reply holds until the TTLs tick (or the entry expires): Replay
+            query.replay_until = min(entry.expires, entry.stored + elapsed + 1)
             return Reply(data, "cache", "cached", entry.targets, None, entry.rcode)
         if now < entry.expires + self.settings.stale_window:
             sf = self._servfail.get(key)

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 from dnslib import CNAME, QTYPE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
@@ -83,8 +84,11 @@ class Enforce:
         block: BlockSettings | None = None,
         now: Callable[[], datetime] | None = None,
         mode: Callable[[], str] | None = None,
+        index: Any = None,
     ) -> None:
         self._decider = decider
+        self._index = index  # Live[Index] the decider reads: a new one clears the memo at once
+        self._memo_lists: object = index.value if index is not None else None
         self._now = now or WallClock()
         self._memo: dict[tuple[int, str, int], tuple[Profile, Verdict]] = {}
         self._memo_now: datetime | None = None
@@ -121,7 +125,8 @@ class Enforce:
         q = query.question
         # self.verdict, inlined for the common case (a memo hit within the same clock tick)
         now = self._now()
-        if now is self._memo_now:
+        index = self._index
+        if now is self._memo_now and (index is None or index.value is self._memo_lists):
             hit = self._memo.get((id(profile), q.name, q.qtype))
             if hit is not None and hit[0] is profile:
                 verdict = hit[1]
@@ -160,13 +165,18 @@ class Enforce:
     ) -> Verdict:
         """The decider's verdict, memoised within one second of the household clock.
 
-        So a swapped index counts within a second at most; a new policy snapshot brings new
-        Profile objects, which miss at once. (The default WallClock returns one object per
-        second, so the check is an identity test; other clocks are compared by the second.)
+        A new policy snapshot brings new Profile objects, which miss at once; a new list index
+        clears the memo when the stage knows it (`index`), else counts within a second. (The
+        default WallClock returns one object per second, so the check is an identity test;
+        other clocks are compared by the second.)
         """
         if now is None:
             now = self._now()
         memo = self._memo
+        index = self._index
+        if index is not None and index.value is not self._memo_lists:
+            memo.clear()
+            self._memo_lists = index.value
         if now is not self._memo_now:
             second = now.replace(microsecond=0)
             if second != self._memo_second:

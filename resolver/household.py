@@ -237,6 +237,7 @@ class Household:
             web_app=self.web_app,
             now=None,  # the resolver's per-second clock in policy.timezone (memo-friendly)
             block_mode=self.block_mode,
+            live_index=self.live_index,
         )
 
     def web_app(self) -> web.Application:

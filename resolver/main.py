@@ -94,6 +94,7 @@ class Services:
     now: Callable[[], datetime] | None = None
     arp_path: Path | None = ARP_PATH
     block_mode: Callable[[], str] | None = None  # the parents' block answer choice (web UI)
+    live_index: Live[Any] | None = None  # the lists the decider reads (known: replay longer)
 
 
 @dataclass
@@ -205,6 +206,7 @@ def build_pipeline(
                 block=block_settings(config),
                 now=services.now or household_now(config),
                 mode=services.block_mode,
+                index=services.live_index,
             ),
             cache,
         ],
@@ -284,6 +286,7 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
                 metrics=metrics,
                 clock=services.clock,
                 live=live_policy,
+                index=services.live_index,
                 mode=services.block_mode,
                 cache=cache,
                 rate=next((s for s in pipeline.stages if isinstance(s, RateLimit)), None),

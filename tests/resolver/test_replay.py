@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 
 import pytest
 from dnslib import DNSRecord
 
+from policy.live import Live
 from policy.model import ALLOW, Action, Verdict
 from resolver import wire
 from resolver.main import Services, default_policy
@@ -177,3 +179,46 @@ async def test_tcp_is_never_replayed(start):
         assert addresses(await reader.readexactly(size)) == ["192.0.2.1"]
         writer.close()
     assert running.server.replay.hits == 0
+
+
+async def test_with_known_lists_a_block_is_replayed_past_the_second(
+    nestguard_server, make_config, fake_upstream
+):
+    """Household mode (the decider reads the policy and the lists): a block answer holds until
+    the next whole minute, and a list sync (a new index) ends it at once."""
+    if (left := 60 - time.time() % 60) < 3:
+        await asyncio.sleep(left + 0.1)  # not across a wall-clock minute
+    clock = FakeClock()
+    decider = Switch()
+    decider.blocked.add("ads.example")
+    lists = Live(object())
+    services = Services(arp_path=None, clock=clock, decider=decider, live_index=lists)
+    running = await nestguard_server(make_config(fake_upstream), services)
+    addr = running.addresses[0]
+    assert addresses(await exchange(addr, packet("ads.example", 1))) == ["0.0.0.0"]
+    clock.advance(1.5)  # a cache hit would have ticked
+    assert addresses(await exchange(addr, packet("ads.example", 2))) == ["0.0.0.0"]
+    assert running.server.replay.hits == 1
+    decider.blocked.clear()
+    lists.value = object()  # a sync swapped the index: the chain decides again, at once
+    fake_upstream.add("ads.example", "A", "192.0.2.9")
+    assert addresses(await exchange(addr, packet("ads.example", 3))) == ["192.0.2.9"]
+    assert addresses(await exchange(addr, packet("ads.example", 4))) == ["192.0.2.9"]
+    assert running.server.replay.hits == 1
+
+
+async def test_without_known_lists_a_block_holds_a_second(
+    nestguard_server, make_config, fake_upstream
+):
+    clock = FakeClock()
+    decider = Switch()
+    decider.blocked.add("ads.example")
+    services = Services(arp_path=None, clock=clock, decider=decider)
+    running = await nestguard_server(make_config(fake_upstream), services)
+    addr = running.addresses[0]
+    await exchange(addr, packet("ads.example", 1))
+    await exchange(addr, packet("ads.example", 2))
+    assert running.server.replay.hits == 1
+    clock.advance(1.0)
+    await exchange(addr, packet("ads.example", 3))
+    assert running.server.replay.hits == 1  # the chain decided again
