@@ -547,15 +547,7 @@ def _canon(label: DNSLabel) -> str:
 
 
 def _allowed(name: str, names: frozenset[str]) -> bool:
-    if not names:
-        return False
-    while True:
-        if name in names:
-            return True
-        dot = name.find(".")
-        if dot < 0:
-            return False
-        name = name[dot + 1 :]
+    return bool(names) and wire.within(name, names)
 
 
 def _svc_target(rr: RR) -> str:

@@ -76,17 +76,6 @@ class LocalNames:
         self._lan_tlds = frozenset(d.rsplit(".", 1)[-1] for d in self._lan)  # a quick "no"
         self._router = router
 
-    def is_lan(self, name: str) -> bool:
-        """Whether a canonical name (with at least one dot) is in a LAN domain."""
-        lan = self._lan
-        while True:
-            if name in lan:
-                return True
-            dot = name.find(".")
-            if dot < 0:
-                return False
-            name = name[dot + 1 :]
-
     def _lan_name(self, query: Query) -> Reply | None:
         if self._router:
             query.lan = True
@@ -111,7 +100,7 @@ class LocalNames:
                 return self._localhost(query)
             return self._reply(query, rcode=wire.NXDOMAIN)
         if tld in self._lan_tlds and (
-            self.is_lan(name) or (tld == "arpa" and is_private_reverse(name))
+            wire.within(name, self._lan) or (tld == "arpa" and is_private_reverse(name))
         ):
             return self._lan_name(query)
         return None

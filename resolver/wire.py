@@ -121,6 +121,17 @@ def _escape(label: bytes) -> str:
     return "".join(out)
 
 
+def within(name: str, domains: frozenset[str]) -> bool:
+    """Whether a canonical name is one of `domains` or below one of them."""
+    while True:
+        if name in domains:
+            return True
+        dot = name.find(".")
+        if dot < 0:
+            return False
+        name = name[dot + 1 :]
+
+
 def name_to_wire(labels: tuple[bytes, ...] | list[bytes]) -> bytes:
     return b"".join(bytes((len(lab),)) + lab for lab in labels) + b"\x00"
 
