@@ -406,6 +406,62 @@ def test_neighbours_reread_at_most_every_few_seconds(tmp_path):
     assert Neighbours(tmp_path / "missing").mac_of("192.168.1.20") is None
 
 
+def _netlink_neighbour(ip: str, mac: bytes | None, state: int) -> bytes:
+    """One RTM_NEWNEIGH message as the kernel sends it (attributes padded to 4 bytes)."""
+    import socket
+    import struct
+
+    attrs = struct.pack("=HH", 20, 1) + socket.inet_pton(socket.AF_INET6, ip)
+    if mac is not None:
+        attrs += struct.pack("=HH", 10, 2) + mac + b"\x00\x00"
+    body = struct.pack("=BBHiHBB", socket.AF_INET6, 0, 0, 2, state, 0, 0) + attrs
+    return struct.pack("=IHHII", 16 + len(body), 28, 2, 1, 0) + body
+
+
+def test_ipv6_neighbours_from_a_netlink_dump():
+    import struct
+
+    from resolver.identify import parse_neighbours
+
+    mac = bytes.fromhex("aabbccddeeff")
+    data = (
+        _netlink_neighbour("2001:db8::5", mac, 0x02)  # reachable
+        + _netlink_neighbour("2001:db8::6", mac, 0x04)  # stale: still that MAC
+        + _netlink_neighbour("2001:db8::7", mac, 0x20)  # failed
+        + _netlink_neighbour("2001:db8::8", None, 0x02)  # no link-layer address
+    )
+    table: dict[str, str] = {}
+    assert parse_neighbours(data, table) is False  # the dump goes on
+    assert table == {"2001:db8::5": "aa:bb:cc:dd:ee:ff", "2001:db8::6": "aa:bb:cc:dd:ee:ff"}
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)
+    assert parse_neighbours(done, table) is True
+    assert parse_neighbours(b"\x05\x00\x00\x00" + bytes(12), {}) is True  # garbage: stop
+
+
+def test_an_ipv6_privacy_address_is_known_by_its_mac(tmp_path):
+    """The phone (known by MAC) asks from a temporary IPv6 address: still the child's phone."""
+    from dnslib import DNSRecord
+
+    from resolver import wire
+    from resolver.identify import Identify
+    from resolver.pipeline import Query
+
+    policy, kid, _default = household()
+    arp = tmp_path / "arp"
+    arp.write_text("IP address HW type Flags HW address Mask Device\n")
+    stage = Identify(
+        Live(policy),
+        neighbours=Neighbours(arp, ipv6=lambda: {"::1": "aa:bb:cc:dd:ee:ff"}),
+    )
+    query_data = bytes(DNSRecord.question("games.example").pack())
+    q = Query(query_data, wire.parse_query(query_data), "::1", "udp", 0.0)
+    stage.enter(q)
+    assert q.mac == "aa:bb:cc:dd:ee:ff" and q.profile is kid
+    other = Query(query_data, wire.parse_query(query_data), "::2", "udp", 0.0)
+    stage.enter(other)
+    assert other.mac is None and other.profile is not kid
+
+
 def test_verdict_memo_follows_the_clock_and_the_snapshot():
     from datetime import UTC
 
