@@ -326,10 +326,11 @@ class Forwarder:
         self, labels: tuple[bytes, ...], qtype: int, qclass: int = 1, *, do: bool = False
     ) -> Answer:
         """The upstream's answer (rcode NOERROR or NXDOMAIN) to this question: dnslib's parse,
-        or for the commonest shape (addresses for the name asked) a `AddressAnswer`.
+        or for the commonest shape (addresses for the name asked) an `AddressAnswer`.
 
         Raises UpstreamError when every upstream failed within ``timeout`` or when
-        ``max_inflight`` resolutions are already running. Callers get their own record object.
+        ``max_inflight`` resolutions are already running. Coalesced callers each get their own
+        dnslib record (the cache changes it); an AddressAnswer is immutable and shared.
         """
         if self._closed:
             raise UpstreamError("forwarder is closed")

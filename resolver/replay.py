@@ -49,7 +49,7 @@ class _Generation(Protocol):
 
 
 class Replay:
-    """Per-second answers by (client, packet without ID). See the module docstring."""
+    """The chain's answers by (client, packet without ID), while they hold (module docstring)."""
 
     __slots__ = (
         "_clock",
