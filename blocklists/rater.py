@@ -495,17 +495,23 @@ class RatedIndex:
         cache[key] = value
 
 
-def load_popular(path: Path | str | None = None) -> frozenset[str]:
-    """The popular registrable domains (blocklists/data/popular.txt unless `path` is given)."""
+def _shipped_names(file: str, path: Path | str | None, what: str) -> list[str]:
+    """The names of a one-name-a-line list (`#` comments), lower-cased, in file order: the
+    shipped blocklists/data/`file`, or `path`."""
     try:
         if path is None:
-            text = (resources.files("blocklists") / "data" / "popular.txt").read_text("utf-8")
+            text = (resources.files("blocklists") / "data" / file).read_text("utf-8")
         else:
             text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
-        raise RaterError(f"cannot read the popular-domains list: {e}") from e
+        raise RaterError(f"cannot read the {what}: {e}") from e
     names = (line.split("#", 1)[0].strip().lower() for line in text.splitlines())
-    return frozenset(n for n in names if n)
+    return [n for n in names if n]
+
+
+def load_popular(path: Path | str | None = None) -> frozenset[str]:
+    """The popular registrable domains (blocklists/data/popular.txt unless `path` is given)."""
+    return frozenset(_shipped_names("popular.txt", path, "popular-domains list"))
 
 
 def load_education(path: Path | str | None = None) -> tuple[str, ...]:
@@ -514,15 +520,7 @@ def load_education(path: Path | str | None = None) -> tuple[str, ...]:
     The file is in `domains` format with comments; feed it to the index as category
     "education" with exception=True (see blocklists/data/education.txt for each entry's source).
     """
-    try:
-        if path is None:
-            text = (resources.files("blocklists") / "data" / "education.txt").read_text("utf-8")
-        else:
-            text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise RaterError(f"cannot read the education allow set: {e}") from e
-    names = (line.split("#", 1)[0].strip().lower() for line in text.splitlines())
-    return tuple(dict.fromkeys(n for n in names if n))
+    return tuple(dict.fromkeys(_shipped_names("education.txt", path, "education allow set")))
 
 
 def education_matches(names: Sequence[str], *, source: str = "education") -> dict[str, Match]:
