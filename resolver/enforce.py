@@ -212,7 +212,7 @@ class Enforce:
             rcode = wire.NXDOMAIN
         elif style is BlockStyle.DEFAULT and q.qclass == wire.C_IN:
             answer = self._answers.get(q.qtype, b"")
-        query.replay_until = math.inf  # the same within the second (policy and mode checked)
+        query.replay_until = math.inf  # a constant TTL: Replay caps it (replay.py)
         return Reply(
             wire.build_reply(
                 q, query.request, rcode=rcode, answer=answer, ancount=1 if answer else 0, ede=ede

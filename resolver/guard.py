@@ -88,7 +88,7 @@ class RateLimit:
         self.limited = 0
 
     def enter(self, query: Query) -> Reply | None:
-        if self._limit <= 0 or self.admit(query.client_ip):
+        if self.admit(query.client_ip):
             return None
         return refused(query, "ratelimited", "rate limit")
 

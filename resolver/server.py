@@ -61,7 +61,7 @@ class DnsServer:
         replay: Replay | None = None,
     ) -> None:
         self.pipeline = pipeline
-        self.replay = replay  # repeats of a UDP packet within the second (resolver/replay.py)
+        self.replay = replay  # repeats of a UDP packet, while they hold (resolver/replay.py)
         self.answer_now = pipeline.answer_now
         self.metrics = metrics
         self.settings = settings or ServerSettings()
