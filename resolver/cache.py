@@ -36,12 +36,14 @@ from dnslib.label import DNSBuffer
 
 from resolver import wire
 from resolver.forward import UpstreamError
+from resolver.guard import device_key
 from resolver.pipeline import Query, Reply
 
 log = logging.getLogger(__name__)
 
 _COUNTS = struct.Struct(">HHHH")
 _TTL = struct.Struct(">I")
+MIN_SHARE = 4  # upstream queries a device may always have out, however many devices wait
 _OVERHEAD = 200  # rough bytes per entry beyond the body (key, object, dict slot)
 
 Key = tuple[str, int, int, bool]
@@ -593,34 +595,42 @@ class Forward:
         cache: Cache,
         *,
         serve_stale_after: float = 1.8,
-        max_per_client: int = 100,
+        max_inflight: int = 150,
         router: Upstream | None = None,
     ) -> None:
         self._upstream = upstream
         self._router = router  # LAN names (query.lan, LocalNames) go here, never upstream
         self._cache = cache
         self._stale_after = serve_stale_after
-        self._max_per_client = max_per_client
+        self._max_inflight = max_inflight
         self._per_client: dict[str, int] = {}
         self._background: set[asyncio.Task[DNSRecord | wire.AddressAnswer]] = set()
         self.overloaded = 0
 
     async def __call__(self, query: Query) -> Reply:
-        """Resolve upstream, at most `max_per_client` at once per client (A4): fast SERVFAIL."""
-        client = query.client_ip
-        busy = self._per_client.get(client, 0)
-        if busy >= self._max_per_client:
+        """Resolve upstream, each device within its fair share of the in-flight cap (fast
+        SERVFAIL beyond it), so devices asking slow names cannot starve the others.
+
+        With n devices waiting on the upstream (this one counted), each may have
+        max_inflight // (n + 1) queries out: there is always room for one more device.
+        A device is its address, or the MAC a trusted forwarder passed (guard.device_key).
+        """
+        client = device_key(query)
+        per_client = self._per_client
+        busy = per_client.get(client, 0)
+        devices = len(per_client) + (busy == 0)
+        if busy >= max(MIN_SHARE, self._max_inflight // (devices + 1)):
             self.overloaded += 1
             return self._cache.servfail(query)
-        self._per_client[client] = busy + 1
+        per_client[client] = busy + 1
         try:
             return await self._resolve(query)
         finally:
-            left = self._per_client[client] - 1
+            left = per_client[client] - 1
             if left:
-                self._per_client[client] = left
+                per_client[client] = left
             else:
-                del self._per_client[client]
+                del per_client[client]
 
     async def _resolve(self, query: Query) -> Reply:
         q = query.question

@@ -105,6 +105,10 @@ class DnsConfig:
     # names are answered NXDOMAIN here.
     router: HostPort | None = None
     local_domains: tuple[str, ...] = DEFAULT_LOCAL_DOMAINS
+    # Forwarders (the home router running dnsmasq with `add-mac`) whose queries carry the
+    # asking device's MAC in EDNS option 65001. The option is believed only from these
+    # addresses: any device can put a MAC in its own query, so from anyone else it is ignored.
+    trusted_mac_sources: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +448,7 @@ class _Loader:
                 "cache",
                 "router",
                 "local_domains",
+                "trusted_mac_sources",
             ),
         )
         d = DnsConfig()
@@ -510,6 +515,9 @@ class _Loader:
             cache=self.cache(s.get("cache")),
             router=router,
             local_domains=local_domains,
+            trusted_mac_sources=self.get_list(
+                s, "dns", "trusted_mac_sources", _network, d.trusted_mac_sources
+            ),
         )
 
     def cache(self, value: object) -> CacheConfig:

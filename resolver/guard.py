@@ -15,15 +15,19 @@ from resolver.pipeline import Query, Reply
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Acl:
-    """Stage: answer only clients inside `networks` (RFC 5358); REFUSED otherwise."""
+class Networks:
+    """Is an address inside one of these networks? Answers are memoised per address string
+    (IPv4-mapped IPv6 counts as IPv4; a zone suffix such as '%eth0' is ignored)."""
 
     def __init__(self, networks: Sequence[Network]) -> None:
         self._networks = tuple(networks)
-        self._memo: dict[str, bool] = {}
+        self.memo: dict[str, bool] = {}
 
-    def allowed(self, ip: str) -> bool:
-        ok = self._memo.get(ip)
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def __contains__(self, ip: str) -> bool:
+        ok = self.memo.get(ip)
         if ok is None:
             try:
                 addr = ipaddress.ip_address(ip.split("%", 1)[0])
@@ -33,14 +37,25 @@ class Acl:
                 if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
                     addr = addr.ipv4_mapped
                 ok = any(addr in net for net in self._networks if net.version == addr.version)
-            if len(self._memo) > 10_000:
-                self._memo.clear()
-            self._memo[ip] = ok
+            if len(self.memo) > 10_000:
+                self.memo.clear()
+            self.memo[ip] = ok
         return ok
+
+
+class Acl:
+    """Stage: answer only clients inside `networks` (RFC 5358); REFUSED otherwise."""
+
+    def __init__(self, networks: Sequence[Network]) -> None:
+        self._networks = Networks(networks)
+        self._memo = self._networks.memo  # read inline: this runs for every query
+
+    def allowed(self, ip: str) -> bool:
+        return ip in self._networks
 
     def enter(self, query: Query) -> Reply | None:
         ok = self._memo.get(query.client_ip)
-        if ok or (ok is None and self.allowed(query.client_ip)):
+        if ok or (ok is None and query.client_ip in self._networks):
             return None
         return refused(query, "refused", "client not allowed")
 
@@ -56,6 +71,12 @@ def refused(query: Query, outcome: str, text: str) -> Reply:
     )
 
 
+def device_key(query: Query) -> str:
+    """Who asked, for per-device limits: the MAC a trusted forwarder passed (every device
+    behind the router shares the router's address), else the address (see client_key)."""
+    return query.mac if query.forwarded and query.mac is not None else client_key(query.client_ip)
+
+
 def client_key(ip: str) -> str:
     """Rate-limit key: the IPv4 address, or the IPv6 /64 (privacy addresses share it)."""
     if ":" not in ip:
@@ -68,8 +89,10 @@ def client_key(ip: str) -> str:
 
 
 class RateLimit:
-    """Stage: at most `queries` per `per_seconds` per client (fixed window); REFUSED beyond.
+    """Stage: at most `queries` per `per_seconds` per device (fixed window); REFUSED beyond.
 
+    A device is its address (an IPv6 /64), or the MAC a trusted forwarder passed with the
+    query, so one device behind a MAC-passing router cannot use up the whole house's window.
     queries <= 0 disables the limit.
     """
 
@@ -88,12 +111,14 @@ class RateLimit:
         self.limited = 0
 
     def enter(self, query: Query) -> Reply | None:
-        if self.admit(query.client_ip):
+        mac = query.mac
+        if self.admit(mac if mac is not None and query.forwarded else query.client_ip):
             return None
         return refused(query, "ratelimited", "rate limit")
 
     def admit(self, ip: str) -> bool:
-        """Count one query from `ip`; False when it is over the limit."""
+        """Count one query from `ip` (an address, or a forwarded MAC); False when it is over
+        the limit."""
         if self._limit <= 0:
             return True
         key = ip

@@ -149,6 +149,7 @@ def server_settings(config: object) -> ServerSettings:
     return ServerSettings(
         tcp_idle=float(_get(dns, "tcp_idle", d.tcp_idle)),
         tcp_max_clients=_get(dns, "tcp_max_clients", d.tcp_max_clients),
+        trusted_mac_sources=tuple(_get(dns, "trusted_mac_sources", ())),
     )
 
 
@@ -266,6 +267,7 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
             upstream,
             cache,
             serve_stale_after=float(_get(c, "serve_stale_after", 1.8)),
+            max_inflight=_get(dns, "max_inflight", 150),
             router=router,
         )
         stack.push_async_callback(forward.close)

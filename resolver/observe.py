@@ -45,7 +45,7 @@ class Sighting(NamedTuple):
     A tuple (ip, mac, at), as `policy.store.Store.seen` takes them.
     """
 
-    ip: str
+    ip: str  # "" when only the MAC is known (a query a trusted forwarder passed on)
     mac: str | None
     at: datetime
 
@@ -186,6 +186,19 @@ class Sightings:
         self._seen[ip] = (mac, now)
         self.queue.put((ip, mac, time.time()))
 
+    def saw_forwarded(self, mac: str, now: float) -> None:
+        """A device known only by the MAC a trusted forwarder passed: the address the query
+        came from is the forwarder's, so it is never paired with the MAC (it would move the
+        router's address from device to device)."""
+        key = "mac " + mac
+        last = self._seen.get(key)
+        if last is not None and now - last[1] < self._every:
+            return
+        if len(self._seen) > 50_000:
+            self._seen.clear()
+        self._seen[key] = (mac, now)
+        self.queue.put(("", mac, time.time()))
+
 
 class Observe:
     """Stage (leave only): metrics, activity row, sighting. Never blocks, never raises.
@@ -265,7 +278,10 @@ class Observe:
                     )
         sightings = self._sightings
         if sightings is not None:
-            sightings.saw(query.client_ip, query.mac, now)
+            if query.forwarded and query.mac is not None:
+                sightings.saw_forwarded(query.mac, now)
+            else:
+                sightings.saw(query.client_ip, query.mac, now)
         return reply
 
     def _prune(self, now: float) -> None:

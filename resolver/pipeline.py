@@ -34,6 +34,9 @@ class Query:
     transport: str  # "udp" | "tcp"
     received_at: float  # time.monotonic() when read
     mac: str | None = None  # EDNS add-mac option (server) or neighbour table (Identify)
+    # the MAC came in the query from a trusted forwarder (server): client_ip is the
+    # forwarder's address, not the device's
+    forwarded: bool = False
     device: Device | None = None  # Identify
     profile: Profile | None = None  # Identify
     verdict: Verdict | None = None  # Enforce

@@ -118,6 +118,8 @@ class Replay:
 
     def keep(self, query: Query, reply: Reply, out: bytes) -> None:
         """Remember the chain's answer `out` to `query` (UDP, <= 512 bytes)."""
+        if query.forwarded:
+            return  # one forwarder speaks for many devices: `answer` could not count per device
         counts = self._metrics.durations.get(reply.source)
         if counts is None:
             return

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from resolver import wire
+from resolver.guard import Network, Networks
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, Query, Reply
 from resolver.replay import Replay
@@ -49,6 +50,8 @@ class ServerSettings:
     # default 5 ms for the GIL whenever they run Python code (measured: mixed-load p99 at
     # 2,000 qps 17 ms with the activity log on, 3 ms with it off). None leaves it alone.
     gil_switch_interval: float | None = 0.0005
+    # addresses whose EDNS MAC option (65001, dnsmasq's add-mac) is believed; see DnsConfig
+    trusted_mac_sources: tuple[Network, ...] = ()
 
 
 class DnsServer:
@@ -65,6 +68,7 @@ class DnsServer:
         self.answer_now = pipeline.answer_now
         self.metrics = metrics
         self.settings = settings or ServerSettings()
+        self._mac_sources = Networks(self.settings.trusted_mac_sources)
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self._connections: set[_TcpConnection] = set()
@@ -92,14 +96,10 @@ class DnsServer:
             if edns is not None and edns.version > 0:
                 self.metrics.count("formerr", q.qtype)
                 return wire.build_reply(q, data, rcode=wire.BADVERS)
-            query = Query(
-                data,
-                q,
-                client_ip,
-                transport,
-                time.monotonic(),
-                edns.mac if edns is not None else None,
-            )
+            mac = None
+            if edns is not None and edns.mac is not None and client_ip in self._mac_sources:
+                mac = edns.mac  # from anyone else the option is ignored: any device can send it
+            query = Query(data, q, client_ip, transport, time.monotonic(), mac, mac is not None)
             reply = self.answer_now(query)
             if reply is None:
                 return query

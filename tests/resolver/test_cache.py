@@ -320,3 +320,25 @@ async def test_in_flight_cap_per_client_fails_fast_and_hits_stay_fast(
     assert codes.count(dns.rcode.NOERROR) >= 1
     assert forward.overloaded >= 20
     assert time.monotonic() - start < 4
+
+
+async def test_devices_asking_slow_names_leave_a_share_for_a_third(
+    nestguard_server, fake_upstream, make_config
+):
+    """Two devices with 100 slow names each must not starve a third device's new names."""
+    fake_upstream.add("*.slow.example", "A", "192.0.2.1")
+    running = await nestguard_server(make_config(fake_upstream, timeout=1.8))
+    addr = running.addresses[0]
+    fake_upstream.set_mode(Mode.DELAY, delay=0.8)
+    greedy = [
+        asyncio.create_task(ask(addr, f"{who}-{i}.slow.example", source=ip, timeout=4))
+        for who, ip in (("a", "127.0.0.2"), ("b", "127.0.0.3"))
+        for i in range(100)
+    ]
+    await asyncio.sleep(0.15)
+    third = await asyncio.gather(
+        *(ask(addr, f"c-{i}.slow.example", source="127.0.0.4", timeout=4) for i in range(20))
+    )
+    assert [r.rcode() for r in third] == [dns.rcode.NOERROR] * 20
+    codes = [r.rcode() for r in await asyncio.gather(*greedy)]
+    assert codes.count(dns.rcode.SERVFAIL) >= 50  # the greedy two were held to their shares

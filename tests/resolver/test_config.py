@@ -140,6 +140,7 @@ web:
         ("dns:\n  max_inflight: many\n", "dns.max_inflight", "not a whole number"),
         ("dns:\n  max_inflight: true\n", "dns.max_inflight", "not a whole number"),
         ("dns:\n  allow_networks: [10.0.0.0/33]\n", r"dns\.allow_networks\[0\]", "network"),
+        ("dns:\n  trusted_mac_sources: [router]\n", r"dns\.trusted_mac_sources\[0\]", "network"),
         ("dns:\n  rate_limit: {queries: 0}\n", "dns.rate_limit.queries", "out of range"),
         ("dns:\n  cache: {min_ttl: 60, max_ttl: 30}\n", "dns.cache.min_ttl", "above max_ttl"),
         ("dns:\n  cache: {stale: 1}\n", "dns.cache.stale", "unknown key"),

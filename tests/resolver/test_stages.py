@@ -306,8 +306,10 @@ async def test_identify_by_address_and_mac(nestguard_server, fake_upstream, make
             return Verdict(Action.BLOCK, "category:games:16+")
         return ALLOW
 
+    # 127.0.0.3 is the router, which passes each device's MAC (dnsmasq add-mac)
+    router = ipaddress.ip_network("127.0.0.3/32")
     running = await nestguard_server(
-        make_config(fake_upstream),
+        make_config(fake_upstream, trusted_mac_sources=(router,)),
         Services(arp_path=None, decider=decider, live_policy=Live(policy)),
     )
     addr = running.addresses[0]
@@ -318,6 +320,9 @@ async def test_identify_by_address_and_mac(nestguard_server, fake_upstream, make
     mac = dns.edns.GenericOption(65001, bytes.fromhex("aabbccddeeff"))
     r = await ask(addr, "games.example", source="127.0.0.3", options=[mac])
     assert r.answer[0][0].address == "0.0.0.0"
+    # from an address that is not a trusted forwarder, the option is ignored
+    r = await ask(addr, "games.example", source="127.0.0.4", options=[mac])
+    assert r.answer[0][0].address == "192.0.2.1"
     # a policy swap takes effect at once
     running.live_policy.value = Policy(1, (), {}, default, default)
     r = await ask(addr, "games.example", source="127.0.0.2")
