@@ -415,7 +415,7 @@ async def api_activity(request: web.Request) -> web.StreamResponse:
         "device_id": r.event.device_id, "child_id": r.event.child_id,
         "name": r.event.qname, "site": present.registrable(r.event.qname, tld),
         "type": r.event.qtype, "action": r.event.action, "reason": r.event.reason,
-        "why": present.reason_text(r.event.reason, t, svc.categories),
+        "why": present.reason_text(r.event.reason, t, svc.categories, source=r.event.source),
     } for r in rows])
 
 
