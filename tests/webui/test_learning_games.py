@@ -8,7 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from policy.model import QueryEvent
-from tests.webui.conftest import Harness
+from tests.webui.conftest import Harness, setup_and_login, years_ago
+from tests.webui.test_api import Api
 from tests.webui.test_pages import Page, add_child, page  # noqa: F401  (the page fixture)
 
 
@@ -56,3 +57,21 @@ async def test_activity_says_which_entry_let_it_through(page: Page, harness: Har
     assert r.status == 200
     why = {row["name"]: row["why"] for row in await r.json()}
     assert why["www.coolmathgames.com"].startswith("Được mở vì là trang học tập: coolmathgames")
+
+
+async def test_the_switch_through_the_api(client: Any, harness: Harness) -> None:
+    api = Api(client, await setup_and_login(client))
+    status, child = await api.call("POST", "/api/v1/children",
+                                   {"name": "Minh", "born": years_ago(9).isoformat()})
+    cid = child["id"]
+    status, detail = await api.call("GET", f"/api/v1/children/{cid}")
+    assert detail["settings"]["learning_games"] is True
+    status, body = await api.call("PUT", f"/api/v1/children/{cid}/settings",
+                                  {"learning_games": "off"})
+    assert status == 400 and body["field"] == "learning_games"
+    assert harness.store.settings(cid).learning_games is True
+    status, _ = await api.call("PUT", f"/api/v1/children/{cid}/settings",
+                               {"learning_games": False})
+    assert status == 200 and harness.store.settings(cid).learning_games is False
+    status, _ = await api.call("PUT", f"/api/v1/children/{cid}/settings", {"youtube": "strict"})
+    assert harness.store.settings(cid).learning_games is False  # left out: kept
