@@ -730,13 +730,11 @@ def _learning_note(matches: Sequence[Match]) -> list[str]:
     if allow is None or game is None:
         return []
     where = f"{allow.source} line {allow.line}" if allow.line else allow.source
-    note = (
-        f"=> let through as a learning site by {where} (entry {allow.rule}) when games are"
-        f" blocked, for children whose 'learning games stay open' switch is on (the default)"
-    )
     if any(m.category in SECURITY_CATEGORIES and not m.exception for m in matches):
-        note += "; still blocked for everyone: a security list matches"
-    return [note]
+        return [f"=> a learning site by {where} (entry {allow.rule}), but a security list"
+                f" matches: blocked for everyone"]
+    return [f"=> let through as a learning site by {where} (entry {allow.rule}) when games are"
+            f" blocked, for children whose 'learning games stay open' switch is on (the default)"]
 
 
 def status_lines(statuses: Iterable[FeedStatus]) -> list[str]:

@@ -85,6 +85,7 @@ async def test_the_switch_through_dns(household_server, fake_upstream: FakeUpstr
         f"{entry_line('coolmathgames.com')} (entry coolmathgames.com)")
     assert "security" not in lines[-1]
     lines = explain_matches(hh.live_index.value, "mathplayground.com")
-    assert lines[-1].endswith("still blocked for everyone: a security list matches")
+    assert lines[-1].startswith("=> a learning site by education line")
+    assert lines[-1].endswith("but a security list matches: blocked for everyone")
     assert not any("learning site" in line
                    for line in explain_matches(hh.live_index.value, "en.wikipedia.org"))
