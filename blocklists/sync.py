@@ -51,8 +51,9 @@ from blocklists.verify import (
     check_sha256,
     fingerprint,
 )
+from policy.decide import ALLOWLIST_CATEGORIES, GAMES_CATEGORIES
 from policy.live import Live
-from policy.model import NEVER, Index
+from policy.model import NEVER, SECURITY_CATEGORIES, Index, Match
 from policy.store import FeedStatus
 
 log = logging.getLogger(__name__)
@@ -704,7 +705,8 @@ def explain_matches(index: Index, qname: str) -> list[str]:
     except ValueError as e:
         raise FeedError(f"{qname!r}: {e}") from None
     lines = []
-    for m in index.lookup(name):
+    matches = index.lookup(name)
+    for m in matches:
         age = "never" if m.min_age >= NEVER else f"{m.min_age}+"
         head = f"allowed by exception: {m.category}" if m.exception else m.category
         where = f"from feed {m.source}" if m.source != "name-rater" else "from the name rater"
@@ -712,7 +714,27 @@ def explain_matches(index: Index, qname: str) -> list[str]:
             where += f" line {m.line}"
         tail = f" (confidence {m.confidence:.2f})" if m.confidence < 1.0 else ""
         lines.append(f"{head} ({age}) {where}: rule {m.rule}{tail}")
+    lines += _learning_note(matches)
     return lines
+
+
+def _learning_note(matches: Sequence[Match]) -> list[str]:
+    """The summary line when the allow set lets a games-listed name through as a learning
+    site (policy/decide.py step 9), naming the allow-set entry."""
+    allow = next(
+        (m for m in matches if m.exception and m.category in ALLOWLIST_CATEGORIES), None
+    )
+    game = next(
+        (m for m in matches if not m.exception and m.category in GAMES_CATEGORIES), None
+    )
+    if allow is None or game is None:
+        return []
+    where = f"{allow.source} line {allow.line}" if allow.line else allow.source
+    if any(m.category in SECURITY_CATEGORIES and not m.exception for m in matches):
+        return [f"=> a learning site by {where} (entry {allow.rule}), but a security list"
+                f" matches: blocked for everyone"]
+    return [f"=> let through as a learning site by {where} (entry {allow.rule}) when games are"
+            f" blocked, for children whose 'learning games stay open' switch is on (the default)"]
 
 
 def status_lines(statuses: Iterable[FeedStatus]) -> list[str]:

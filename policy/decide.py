@@ -29,7 +29,13 @@ Precedence (first rule that applies wins):
     (profile.safe_search for search engines, profile.youtube for YouTube). In allowlist mode
     only for names the allowlist passes (step 10), so it cannot open Google to an under-6.
  9. List exceptions. An exception match in category "education" (the education allow set;
-    "kids" likewise) -> ALLOW "exception:<source>". Any other exception (`@@` rule,
+    "kids" likewise) -> ALLOW "exception:<source>". When the name is also in a games list
+    that would block it for this child at step 11 (a "learning game": coolmathgames.com is
+    both an allow-set entry and a UT1 games entry), it is a learning site: with
+    profile.learning_games on (the default) -> ALLOW "learning:<source>", source
+    "<list>:<line> <entry>" (the allow-set entry that matched); off -> that games block
+    (step 11's verdict for the games match), so the allow set then only opens names no
+    games list carries (encyclopaedias, school tools). Any other exception (`@@` rule,
     rpz-passthru) cancels the blocking matches of its OWN list (adblock/RPZ semantics: a
     list's exception speaks for that list only); if that leaves the name unblocked it is
     allowed at step 12 with reason "exception:<source>". Exceptions never beat steps 1-8.
@@ -83,6 +89,7 @@ from policy.services import service_domains
 
 RATER = "name-rater"
 ALLOWLIST_CATEGORIES = frozenset({"education", "kids"})
+GAMES_CATEGORIES = frozenset({"games"})  # an allow-set name also listed here: a learning game
 BLOCK = Action.BLOCK
 
 CANARIES: dict[str, Verdict] = {
@@ -300,9 +307,21 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
         if rewrite is not None:
             return rewrite
 
-    # 9. the education (or kids) allow set
+    # 9. the education (or kids) allow set; a learning game only while the switch is on
     if allow_set is not None:
-        return _verdict(Action.ALLOW, f"exception:{allow_set.source}", _source(allow_set))
+        game = None
+        for m in matches:
+            if m.category in GAMES_CATEGORIES:
+                game = _age_block(m, profile, _age(profile, now), granted)
+                if game is not None:
+                    break
+        if game is None:
+            return _verdict(Action.ALLOW, f"exception:{allow_set.source}", _source(allow_set))
+        if not profile.learning_games:
+            return game
+        return _verdict(
+            Action.ALLOW, f"learning:{allow_set.source}", f"{_source(allow_set)} {allow_set.rule}"
+        )
 
     # 10. allowlist mode
     if not passes_allowlist:
@@ -310,31 +329,41 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
 
     # 11. categories by age and the parent's category choices
     if matches:
-        child = profile.child
-        age = child.age_on(now.date()) if child is not None else 0
-        ages = profile.category_ages
-        catalogue = profile.catalogue_ages
-        allowed_cats = profile.allowed
+        age = _age(profile, now)
         for m in matches:
-            if m.source == RATER and not _usable(m, profile):
-                continue
-            cat = m.category
-            if cat in allowed_cats or (granted is not None and cat in granted):
-                continue
-            limit = m.min_age
-            if ages and cat in ages and (
-                m.source == RATER or not catalogue or catalogue.get(cat) == limit
-            ):
-                limit = ages[cat]
-            if limit > age:
-                return _verdict(BLOCK, f"category:{cat}:{limit}+", _source(m))
-            if cat in profile.blocked:
-                return _verdict(BLOCK, f"category:{cat}:{limit}+", "parent")
+            block = _age_block(m, profile, age, granted)
+            if block is not None:
+                return block
 
     # 12. allow
     if exception is not None and cancelled:
         return _verdict(Action.ALLOW, f"exception:{exception.source}", _source(exception))
     return ALLOW
+
+
+def _age(profile: Profile, now: datetime) -> int:
+    child = profile.child
+    return child.age_on(now.date()) if child is not None else 0
+
+
+def _age_block(m: Match, profile: Profile, age: int, granted: set[str] | None) -> Verdict | None:
+    """Step 11 for one match: its category block for a child of `age`, or None."""
+    if m.source == RATER and not _usable(m, profile):
+        return None
+    cat = m.category
+    if cat in profile.allowed or (granted is not None and cat in granted):
+        return None
+    limit = m.min_age
+    ages = profile.category_ages
+    if ages and cat in ages and (
+        m.source == RATER or not profile.catalogue_ages or profile.catalogue_ages.get(cat) == limit
+    ):
+        limit = ages[cat]
+    if limit > age:
+        return _verdict(BLOCK, f"category:{cat}:{limit}+", _source(m))
+    if cat in profile.blocked:
+        return _verdict(BLOCK, f"category:{cat}:{limit}+", "parent")
+    return None
 
 
 def _granted_domain(profile: Profile, names: tuple[str, ...], now: datetime) -> bool:

@@ -197,6 +197,8 @@ class Profile:
     paused_until: datetime | None = None
     grants: tuple[Grant, ...] = ()
     log_queries: bool = True
+    # allow-set names that a games list carries ("learning games") stay open (decide step 9)
+    learning_games: bool = True
     # The catalogue's default ages (category_ages before the parent's overrides): an
     # override applies to list matches whose min_age is the category default (see decide).
     catalogue_ages: Mapping[str, int] = field(default_factory=dict)

@@ -175,6 +175,7 @@ def child_profile(
         rater=settings.rater,
         rater_off=settings.rater_off,
         services=settings.services,
+        learning_games=settings.learning_games,
         schedules=schedules,
         exceptions=exceptions,
         paused_until=paused_until,

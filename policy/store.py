@@ -85,6 +85,8 @@ class ChildSettings:
     mode: str = "auto"  # "auto" (allowlist under 6) | "normal" | "allowlist"
     paused_until: datetime | None = None  # datetime.max-like far future = paused until resumed
     category_ages: Mapping[str, int] = field(default_factory=dict)  # slug -> age override
+    # learning sites a games list also carries stay open while games are blocked (issue 17)
+    learning_games: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -1722,6 +1724,7 @@ def _settings_to(s: ChildSettings) -> dict[str, object]:
         "services": sorted(s.services),
         "mode": s.mode,
         "category_ages": dict(sorted(s.category_ages.items())),
+        "learning_games": s.learning_games,
     }
 
 
@@ -1748,6 +1751,7 @@ def _settings_from(d: dict[str, object], paused_until: datetime | None) -> Child
         mode=str(d.get("mode", base.mode)),
         paused_until=paused_until,
         category_ages=ages,
+        learning_games=bool(d.get("learning_games", base.learning_games)),
     )
 
 

@@ -286,6 +286,18 @@ async def save_child_settings(request: web.Request, child_id: int, raw: Raw) -> 
     return new
 
 
+async def save_learning_games(request: web.Request, child_id: int, raw: Raw) -> bool:
+    """The per-child switch "learning games stay open when games are blocked" (issue 17)."""
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    on = forms.parse_learning_games(raw)
+    current = await db(svc.store.settings, child_id)
+    if current.learning_games != on:
+        await db(svc.store.save_settings, child_id, replace(current, learning_games=on))
+        await record(request, "child.settings", f"{child.name}: learning_games={on}")
+    return on
+
+
 def describe_settings(old: ChildSettings, new: ChildSettings) -> str:
     parts = []
     for name in ("blocked", "allowed", "services"):
@@ -297,7 +309,7 @@ def describe_settings(old: ChildSettings, new: ChildSettings) -> str:
                 + (f" +{','.join(plus)}" if plus else "")
                 + (f" -{','.join(minus)}" if minus else "")
             )
-    for name in ("safe_search", "youtube", "mode"):
+    for name in ("safe_search", "youtube", "mode", "learning_games"):
         if getattr(old, name) != getattr(new, name):
             parts.append(f"{name}={getattr(new, name)}")
     return "; ".join(parts) or "–"

@@ -203,6 +203,7 @@ async def api_child(request: web.Request) -> web.StreamResponse:
             "blocked": sorted(settings.blocked), "allowed": sorted(settings.allowed),
             "safe_search": settings.safe_search, "youtube": settings.youtube,
             "services": sorted(settings.services), "mode": settings.mode,
+            "learning_games": settings.learning_games,
             "paused_until": settings.paused_until.isoformat() if settings.paused_until else None,
         },
         "rules": [rule_json(r) for r in await db(svc.store.rules, child.id)],
@@ -240,6 +241,9 @@ async def api_child_settings(request: web.Request) -> web.StreamResponse:
     cats = data.pop("categories", {})
     if not isinstance(cats, dict):
         raise FormError({"categories": ("err.choice", {})})
+    learning = data.pop("learning_games", None)  # its own switch (issue 17)
+    if learning is not None and not isinstance(learning, bool):
+        raise FormError({"learning_games": ("err.choice", {})})
     current = await db(svc.store.settings, _id(request))
     for slug in svc.categories:
         choice = "block" if slug in current.blocked else (
@@ -252,6 +256,8 @@ async def api_child_settings(request: web.Request) -> web.StreamResponse:
     data.setdefault("mode", current.mode)
     data.setdefault("services", sorted(current.services))
     await actions.save_child_settings(request, _id(request), data)
+    if learning is not None:
+        await actions.save_learning_games(request, _id(request), {"learning_games": learning})
     return ok({"ok": True})
 
 
@@ -415,7 +421,7 @@ async def api_activity(request: web.Request) -> web.StreamResponse:
         "device_id": r.event.device_id, "child_id": r.event.child_id,
         "name": r.event.qname, "site": present.registrable(r.event.qname, tld),
         "type": r.event.qtype, "action": r.event.action, "reason": r.event.reason,
-        "why": present.reason_text(r.event.reason, t, svc.categories),
+        "why": present.reason_text(r.event.reason, t, svc.categories, source=r.event.source),
     } for r in rows])
 
 

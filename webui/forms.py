@@ -332,6 +332,11 @@ def parse_child_settings(
     )
 
 
+def parse_learning_games(raw: Raw) -> bool:
+    """The child page's "learning games stay open" switch (its own form: unticked = off)."""
+    return _flag(raw, "learning_games")
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleForm:
     name: str

@@ -23,10 +23,11 @@ def reason_text(
     reason: str, t: Translator, categories: Mapping[str, Category], *, source: str = ""
 ) -> str:
     """'category:gambling:18+' -> 'Gambling (18+)'; every Verdict reason in plain words."""
-    del source
     if not reason:
         return ""
     kind, _, rest = reason.partition(":")
+    if kind == "learning":
+        return learning_text(source, t)
     lang = t.lang
     if kind == "category":
         slug, _, age = rest.partition(":")
@@ -61,6 +62,16 @@ def reason_text(
     if kind in simple:
         return t(simple[kind])
     return t("why.other", reason=reason)
+
+
+def learning_text(source: str, t: Translator) -> str:
+    """A "learning:<list>" verdict's source, 'education:40 coolmathgames.com' (policy/decide.py
+    step 9), as 'Let through as a learning site: coolmathgames.com (education list, line 40)'."""
+    where, _, entry = source.partition(" ")
+    name, _, line = where.rpartition(":")
+    if not name or not line.isdigit():
+        name, line = where, "?"
+    return t("why.learning", entry=entry or "?", list=name, line=line)
 
 
 def reason_category(reason: str) -> str:
@@ -136,6 +147,7 @@ class SiteGroup:
     names: list[str] = field(default_factory=list)
     why: str = ""
     reason: str = ""
+    learning: str = ""  # let through as a learning site: which allow-set entry (newest row)
     child_id: int | None = None
     device_ids: set[int] = field(default_factory=set)
 
@@ -167,6 +179,8 @@ def group_by_site(
             g.device_ids.add(ev.device_id)
         if ev.qname not in g.names and len(g.names) < 5:
             g.names.append(ev.qname)
+        if not g.learning and ev.reason.startswith("learning:"):
+            g.learning = learning_text(ev.source, t)
         if ev.action == "block":
             g.blocked += 1
             if not g.reason:

@@ -352,6 +352,12 @@ async def child_settings(request: web.Request) -> web.StreamResponse:
     return await _child_form(request, "settings", actions.save_child_settings, "saved")
 
 
+@routes.post("/children/{id:\\d+}/learning-games")
+async def child_learning_games(request: web.Request) -> web.StreamResponse:
+    return await _child_form(request, "learning-games", actions.save_learning_games, "saved",
+                             "#learning")
+
+
 @routes.post("/children/{id:\\d+}/rules")
 async def child_rule_add(request: web.Request) -> web.StreamResponse:
     return await _child_form(request, "rule", actions.add_rule, "saved")
