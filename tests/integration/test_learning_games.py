@@ -1,5 +1,5 @@
 """Learning games through a running resolver (issue 17): a 9-year-old's tablet asks real DNS
-questions; a games list files coolmathgames.com (as UT1 does), the shipped education allow set
+questions; a games list files abcya.com (as UT1 does), the shipped education allow set
 carries it. The switch on the child's settings decides, security still wins, and the activity
 log and `nestguard lists check` say which allow-set entry let it through."""
 
@@ -15,7 +15,7 @@ from tests.integration.test_household import KID, REAL, a_record, settle, years_
 from tests.support.upstream import FakeUpstream
 
 EDUCATION = Path(__file__).resolve().parents[2] / "blocklists" / "data" / "education.txt"
-NAMES = ("www.coolmathgames.com", "run3-arcade.example", "mathplayground.com",
+NAMES = ("www.abcya.com", "run3-arcade.example", "mathplayground.com",
          "teams.microsoft.com", "en.wikipedia.org")
 
 
@@ -27,7 +27,7 @@ def entry_line(name: str) -> int:
 def feeds(folder: Path) -> tuple[Feed, ...]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "games.txt").write_text(
-        "coolmathgames.com\nrun3-arcade.example\nmathplayground.com\n")
+        "abcya.com\nrun3-arcade.example\nmathplayground.com\n")
     (folder / "chat.txt").write_text("teams.microsoft.com\n")
     (folder / "malware.txt").write_text("mathplayground.com\n")
     return (
@@ -53,36 +53,36 @@ async def test_the_switch_through_dns(household_server, fake_upstream: FakeUpstr
 
     # on by default: the learning site resolves, the arcade does not, malware wins
     assert await answers() == {
-        "www.coolmathgames.com": REAL, "run3-arcade.example": "0.0.0.0",
+        "www.abcya.com": REAL, "run3-arcade.example": "0.0.0.0",
         "mathplayground.com": "0.0.0.0", "teams.microsoft.com": REAL,
         "en.wikipedia.org": REAL,
     }
     rows = []
     for _ in range(100):  # written in batches off the DNS path
         rows = await asyncio.to_thread(store.activity, child_id=minh.id)
-        if any(r.event.qname == "www.coolmathgames.com" for r in rows):
+        if any(r.event.qname == "www.abcya.com" for r in rows):
             break
         await asyncio.sleep(0.1)
-    ev = next(r.event for r in rows if r.event.qname == "www.coolmathgames.com")
+    ev = next(r.event for r in rows if r.event.qname == "www.abcya.com")
     assert (ev.action, ev.reason) == ("allow", "learning:education")
-    assert ev.source == f"education:{entry_line('coolmathgames.com')} coolmathgames.com"
+    assert ev.source == f"education:{entry_line('abcya.com')} abcya.com"
 
     # off: blocked as a game; school tools and encyclopaedias stay open
     settings = await asyncio.to_thread(store.settings, minh.id)
     await asyncio.to_thread(store.save_settings, minh.id, replace(settings, learning_games=False))
     await settle(hh)
     assert await answers() == {
-        "www.coolmathgames.com": "0.0.0.0", "run3-arcade.example": "0.0.0.0",
+        "www.abcya.com": "0.0.0.0", "run3-arcade.example": "0.0.0.0",
         "mathplayground.com": "0.0.0.0", "teams.microsoft.com": REAL,
         "en.wikipedia.org": REAL,
     }
-    assert hh.explain(KID, "www.coolmathgames.com").reason == "category:games:12+"
+    assert hh.explain(KID, "www.abcya.com").reason == "category:games:12+"
 
     # `nestguard lists check` names the entry, and says when a security list still blocks
-    lines = explain_matches(hh.live_index.value, "www.coolmathgames.com")
+    lines = explain_matches(hh.live_index.value, "www.abcya.com")
     assert lines[-1].startswith(
         f"=> let through as a learning site by education line "
-        f"{entry_line('coolmathgames.com')} (entry coolmathgames.com)")
+        f"{entry_line('abcya.com')} (entry abcya.com)")
     assert "security" not in lines[-1]
     lines = explain_matches(hh.live_index.value, "mathplayground.com")
     assert lines[-1].startswith("=> a learning site by education line")

@@ -1,7 +1,7 @@
 """The "learning games stay open when games are blocked" switch (issue 17): decide step 9.
 
 A learning game is a name the education allow set carries AND a games list would block for
-this child (coolmathgames.com is in both UT1 games and blocklists/data/education.txt). With the
+this child (abcya.com is in both UT1 games and blocklists/data/education.txt). With the
 switch on (the default) it is allowed as "learning:<list>", naming the allow-set entry; off, the
 games block stands; security lists win either way; names no games list carries (encyclopaedias,
 school tools) stay open either way.
@@ -134,10 +134,10 @@ def test_the_store_keeps_the_switch(tmp_path: Path) -> None:
 
 def test_real_index_with_the_shipped_allow_set() -> None:
     """The real CategoryIndex over the shipped education.txt and a games list that files
-    coolmathgames.com (as UT1 does), plus a malware list naming an allow-set entry."""
+    abcya.com (as UT1 does), plus a malware list naming an allow-set entry."""
     ages = {slug: c.min_age for slug, c in load_catalogue().items()}
-    assert "coolmathgames.com" in load_education()
-    games = parse("coolmathgames.com\nmathplayground.com\narcade-portal.example\n", "domains")
+    assert "abcya.com" in load_education()
+    games = parse("abcya.com\nmathplayground.com\narcade-portal.example\n", "domains")
     malware = parse("mathplayground.com\n", "domains")
     index = build_index([
         (SourceInfo("education", "education", 0, exception=True),
@@ -146,10 +146,10 @@ def test_real_index_with_the_shipped_allow_set() -> None:
         (SourceInfo("urlhaus", "malware"), malware.entries),
     ], category_ages=ages)
     line = next(i for i, text in enumerate(EDUCATION.read_text().splitlines(), 1)
-                if text.split("#")[0].strip() == "coolmathgames.com")
-    on = decide(ON, "www.coolmathgames.com", NOW, index)
-    assert on == v(ALLOW, "learning:education", f"education:{line} coolmathgames.com")
-    assert decide(OFF, "www.coolmathgames.com", NOW, index) == v(
+                if text.split("#")[0].strip() == "abcya.com")
+    on = decide(ON, "www.abcya.com", NOW, index)
+    assert on == v(ALLOW, "learning:education", f"education:{line} abcya.com")
+    assert decide(OFF, "www.abcya.com", NOW, index) == v(
         BLOCK, f"category:games:{ages['games']}+", "ut1-games:1")
     assert decide(ON, "mathplayground.com", NOW, index).reason == "security:malware"
     assert decide(ON, "arcade-portal.example", NOW, index).action == BLOCK

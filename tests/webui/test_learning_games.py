@@ -43,20 +43,20 @@ async def test_activity_says_which_entry_let_it_through(page: Page, harness: Har
     cid = await add_child(page)
     now = harness.now()
     harness.store.log_queries([
-        QueryEvent(now - timedelta(seconds=1), "127.0.0.2", None, cid, "www.coolmathgames.com",
-                   "A", "allow", "learning:education", source="education:17 coolmathgames.com"),
+        QueryEvent(now - timedelta(seconds=1), "127.0.0.2", None, cid, "www.abcya.com",
+                   "A", "allow", "learning:education", source="education:17 abcya.com"),
         QueryEvent(now - timedelta(seconds=2), "127.0.0.2", None, cid, "en.wikipedia.org",
                    "A", "allow", "exception:education", source="education:40"),
     ])
     html = html_lib.unescape(await page.get(f"/activity?child={cid}"))
-    assert ("Được mở vì là trang học tập: coolmathgames.com (danh sách education, dòng 17)"
+    assert ("Được mở vì là trang học tập: abcya.com (danh sách education, dòng 17)"
             in html)
     assert html.count("trang học tập") == 1  # wikipedia is not a learning game
 
     r: Any = await page.client.get(f"/api/v1/activity?child={cid}")
     assert r.status == 200
     why = {row["name"]: row["why"] for row in await r.json()}
-    assert why["www.coolmathgames.com"].startswith("Được mở vì là trang học tập: coolmathgames")
+    assert why["www.abcya.com"].startswith("Được mở vì là trang học tập: abcya")
 
 
 async def test_the_switch_through_the_api(client: Any, harness: Harness) -> None:
