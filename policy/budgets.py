@@ -44,7 +44,7 @@ from datetime import UTC, date, datetime
 from policy.model import PolicyError, Profile
 from policy.schedule import exceptions_on
 from policy.services import BUDGET_CATEGORIES, budget_services, default_services
-from policy.store import Budget, BudgetUsage
+from policy.store import Budget, BudgetUsage, Store
 
 OVERALL = "overall"
 BRIDGE_CAP = 300  # seconds: a longer TTL bridges no more than 5 minutes of silence
@@ -164,6 +164,20 @@ def standings(
         out.append(Standing(b.slug, b.school_days, b.weekends, base + extra, extra,
                             used.get(b.slug, 0), weekend))
     return out
+
+
+def child_standings(store: Store, profile: Profile, day: date) -> list[Standing]:
+    """A child's budgets on a household day, from the store (the CLI, the API, the pages).
+    Counts reach the store within a few seconds of the queries (resolver/budgets.py)."""
+    if profile.child is None:
+        return []
+    child_id = profile.child.id
+    budgets = store.budgets(child_id)
+    if not budgets:
+        return []
+    used = {u.key: u.minutes for u in store.budget_usage(day, child_id)}
+    extras = {slug: m for (cid, slug), m in store.budget_extras(day).items() if cid == child_id}
+    return standings(profile, budgets, used, extras, day)
 
 
 def with_budgets(

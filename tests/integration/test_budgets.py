@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -265,3 +266,55 @@ async def test_precedence_pause_and_parent_allow(budget_house) -> None:
     await asyncio.to_thread(store.add_rule, ids["minh"], "youtube.com", "allow")
     await settle(hh)
     assert await answer(addr, "www.youtube.com", TABLET) == REAL
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    nestguard = str(Path(sys.executable).parent / "nestguard")
+    proc = await asyncio.create_subprocess_exec(
+        nestguard, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_set_status_and_more_time_reach_the_running_server(
+    budget_house, tmp_path
+) -> None:
+    start, _ = budget_house
+    clock = HouseClock(datetime.now(ZoneInfo("UTC")))  # the CLI reads the real clock
+    hh, addr = await start(clock)
+    await family(hh)
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(f"data_dir: {hh.config.data_dir}\npolicy: {{timezone: UTC}}\n"
+                   f"dns: {{upstreams: ['{addr[0]}:{addr[1] + 1}']}}\n")
+    c = ("--config", str(cfg))
+    rc, out, err = await _cli("budget", "set", "Minh", "youtube", "--school-days", "1",
+                              "--weekends", "1", *c)
+    assert rc == 0, err
+    assert "Minh: youtube 1 minutes on school days" in out
+    rc, _, err = await _cli("budget", "set", "Minh", "tetris", "--school-days", "1",
+                            "--weekends", "x", *c)
+    assert rc == 2 and err.count("\n") == 1 and "slug: 'tetris'" in err
+    rc, _, err = await _cli("budget", "set", "Minh", "video", "--school-days", "30",
+                            "--weekends", "lots", *c)
+    assert rc == 2 and "weekends: 'lots' is not a number of minutes" in err
+
+    async def blocked() -> bool:
+        return await answer(addr, "www.youtube.com", TABLET) == "budget:youtube"
+
+    await until(blocked, 5)  # in force within a second; the first answer spent the minute
+    assert hh.budgets is not None
+    await hh.budgets.flush()
+    rc, out, err = await _cli("budget", "status", "Minh", *c)
+    assert rc == 0, err
+    assert "youtube: 1 of 1 minutes, 0 left  SPENT" in out
+    rc, out, err = await _cli("budget", "add", "Minh", "youtube", "15", *c)
+    assert rc == 0, err
+
+    async def allowed() -> bool:
+        return await answer(addr, "www.youtube.com", TABLET) == REAL
+
+    await until(allowed, 5)
+    rc, out, _ = await _cli("budget", "status", *c)
+    assert "youtube: 1 of 16 minutes (+15 extra), 15 left" in out and "Lan: no budgets" in out
