@@ -37,7 +37,7 @@ category's, then "overall").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -48,7 +48,8 @@ from policy.store import Budget, BudgetUsage, Store
 
 OVERALL = "overall"
 BRIDGE_CAP = 300  # seconds: a longer TTL bridges no more than 5 minutes of silence
-GRACE = 60  # seconds: a device asks again a little after its cache expires
+GRACE = 120  # seconds: after its cache expires, a device asks at the app's next need
+TAIL = 0.5  # the share of a stretch's last TTL allowance counted as its unseen end
 MAX_MINUTES = 1440
 EXTRA_CHOICES = (15, 30, 60)  # a parent's answers to "more time"
 ASK_MINUTES = 15  # what a child asks for
@@ -207,14 +208,20 @@ class Meter:
     """Counts minutes per (child, budget) for one household day (module docstring).
 
     `hit(child_id, keys, limits, at, ttl)` -> the budgets this query spent (reached their
-    limit); `dirty()` -> the rows changed since the last call, to persist. No I/O, no clock.
+    limit); `close(at, limits_of)` -> ends the stretches whose silence has outlasted their
+    TTLs, crediting their tails; `dirty()` -> the rows changed since the last call, to
+    persist. No I/O, no clock.
     """
 
-    def __init__(self, *, cap: int = BRIDGE_CAP, grace: int = GRACE) -> None:
-        self._cap = cap
-        self._grace = grace
+    def __init__(
+        self, *, cap: int | None = None, grace: int | None = None, tail: float | None = None
+    ) -> None:
+        self._cap = BRIDGE_CAP if cap is None else cap
+        self._grace = GRACE if grace is None else grace
+        self._tail = TAIL if tail is None else tail
         self.day: date | None = None
-        # (child, key) -> [minutes, last query (epoch s), minute index, explained until]
+        # (child, key) -> [minutes, last query (epoch s), minute index, explained until];
+        # "explained until" drops to the last query once the stretch is closed (tail credited)
         self._state: dict[tuple[int, str], list[float]] = {}
         self._dirty: set[tuple[int, str]] = set()
         self._told: dict[tuple[int, str], int] = {}  # limit at which "spent" was reported
@@ -262,14 +269,42 @@ class Meter:
             elif t <= st[3] + self._grace:  # the silence is explained by a TTL: count it
                 st[0] += minute - st[2]
                 st[1], st[2], st[3] = t, minute, max(st[3], t + allowance)
-            else:  # a new stretch
-                st[0] += 1
+            else:  # the last stretch ended (its tail counts), a new one starts
+                st[0] += self._tail_of(st, minute) + 1
                 st[1], st[2], st[3] = t, minute, t + allowance
             self._dirty.add(k)
             limit = limits.get(key)
             if limit is not None and st[0] >= limit and self._told.get(k, -1) < limit:
                 self._told[k] = limit
                 spent.append(key)
+        return spent
+
+    def _tail_of(self, st: list[float], before_minute: float) -> int:
+        """The unseen end of a stretch: a share of the silence its TTLs allowed after the
+        last query (the device held a valid answer; use stopped somewhere in it), in whole
+        minutes after the last counted one and before `before_minute`."""
+        tail = int((st[3] - st[1]) * self._tail // 60)
+        st[3] = st[1]  # closed: credited once
+        return max(0, min(tail, int(before_minute - st[2]) - 1))
+
+    def close(self, at: datetime, limits_of: Callable[[int], Mapping[str, int]]
+              ) -> list[tuple[int, str]]:
+        """End the stretches silent for longer than their TTLs (+ grace) at `at`, crediting
+        their tails; the (child, budget) this spent."""
+        if at.date() != self.day:
+            return []
+        t = at.timestamp()
+        spent = []
+        for k, st in self._state.items():
+            if st[3] > st[1] and t > st[3] + self._grace:
+                tail = self._tail_of(st, float(int(t // 60)))
+                if tail:
+                    st[0] += tail
+                    self._dirty.add(k)
+                    limit = limits_of(k[0]).get(k[1])
+                    if limit is not None and st[0] >= limit and self._told.get(k, -1) < limit:
+                        self._told[k] = limit
+                        spent.append(k)
         return spent
 
     def dirty(self) -> list[BudgetUsage]:

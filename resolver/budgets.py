@@ -51,10 +51,12 @@ class BudgetTracker:
         *,
         clock: Callable[[], datetime],
         nudge: Callable[[], None],
+        limits_of: Callable[[int], Mapping[str, int]] = lambda child_id: {},
         flush_every: float = 5.0,
     ) -> None:
         self.store = store
         self.meter = Meter()
+        self._limits_of = limits_of
         self._clock = clock
         self._nudge = nudge
         self._flush_every = flush_every
@@ -72,18 +74,26 @@ class BudgetTracker:
         at = self._clock()
         spent = self.meter.hit(child_id, keys, limits, at, ttl)
         if spent:
-            self._spent = True
-            self._wake.set()
-            for slug in spent:
-                event = BudgetSpent(child_id, slug, at.date(), self.meter.minutes(child_id, slug))
-                log.info("budget %s of child %d spent (%d minutes)", slug, child_id, event.minutes)
-                for listener in self.listeners:
-                    try:
-                        listener(event)
-                    except Exception:
-                        log.exception("a budget-spent listener failed")
+            self._spent_now([(child_id, slug) for slug in spent], at.date())
+
+    def _spent_now(self, spent: list[tuple[int, str]], day: date) -> None:
+        self._spent = True
+        self._wake.set()
+        for child_id, slug in spent:
+            event = BudgetSpent(child_id, slug, day, self.meter.minutes(child_id, slug))
+            log.info("budget %s of child %d spent (%d minutes)", slug, child_id, event.minutes)
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("a budget-spent listener failed")
 
     async def flush(self) -> None:
+        """Close the stretches that went silent (their tails count), write what changed."""
+        at = self._clock()
+        closed = self.meter.close(at, self._limits_of)
+        if closed:
+            self._spent_now(closed, at.date())
         rows = self.meter.dirty()
         spent, self._spent = self._spent, False
         if not rows and not spent:

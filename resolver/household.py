@@ -146,6 +146,11 @@ class Household:
     def decider(self, profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
         return decide(profile, qname, now, self.live_index.value, qtype=qtype)
 
+    def budget_limits(self, child_id: int) -> Mapping[str, int]:
+        """Today's budget limits of a child in the policy in force (for the tracker)."""
+        profile = self.live_policy.value.profiles.get(child_id)
+        return profile.budget_limits if profile is not None else {}
+
     def explain(self, client: str, name: str) -> Verdict:
         """The verdict the running server gives `client` for `name` now (A query)."""
         qname = canonical_name(name)
@@ -385,7 +390,8 @@ async def open_household(
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     if store is not None:
-        hh.budgets = BudgetTracker(store, clock=hh.now, nudge=hh.nudge.set)
+        hh.budgets = BudgetTracker(store, clock=hh.now, nudge=hh.nudge.set,
+                                   limits_of=hh.budget_limits)
         try:
             await asyncio.to_thread(hh.budgets.load)
         except Exception:  # P6: counting starts from zero, filtering goes on

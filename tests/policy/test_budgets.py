@@ -87,16 +87,29 @@ def test_silences_are_bridged_up_to_the_ttl_and_the_cap() -> None:
     m.hit(1, ("a",), {}, TUE + timedelta(minutes=5), 300)  # 5 silent minutes: explained
     assert m.minutes(1, "a") == 6
     m.hit(1, ("b",), {}, TUE, 60)
-    m.hit(1, ("b",), {}, TUE + timedelta(minutes=3), 60)  # TTL 60 + 60 s grace < 3 min
-    assert m.minutes(1, "b") == 2
+    m.hit(1, ("b",), {}, TUE + timedelta(minutes=4), 60)  # TTL 60 + 120 s grace < 4 min
+    assert m.minutes(1, "b") == 2  # (half of 60 s is no whole minute of tail)
     m.hit(1, ("c",), {}, TUE, 3600)  # an hour's TTL bridges no more than 5 min (+ grace)
     m.hit(1, ("c",), {}, TUE + timedelta(minutes=10), 3600)
-    assert m.minutes(1, "c") == 2
+    assert m.minutes(1, "c") == 1 + 2 + 1  # the first stretch's tail: half of 300 s
     # the largest allowance since the last counted minute holds
     m.hit(1, ("d",), {}, TUE, 300)
     m.hit(1, ("d",), {}, TUE + timedelta(seconds=40), 20)
     m.hit(1, ("d",), {}, TUE + timedelta(minutes=5), 20)
     assert m.minutes(1, "d") == 6
+
+
+def test_a_stretch_that_went_silent_gets_its_tail_once() -> None:
+    m = Meter()
+    m.hit(1, ("a",), {"a": 3}, TUE, 300)
+    assert m.close(TUE + timedelta(minutes=6), lambda child: {"a": 3}) == []  # 300 + 120 s
+    assert m.minutes(1, "a") == 1
+    assert m.close(TUE + timedelta(minutes=8), lambda child: {"a": 3}) == [(1, "a")]
+    assert m.minutes(1, "a") == 3  # + 2 minutes: half the 300 s the answer allowed
+    assert m.close(TUE + timedelta(minutes=20), lambda child: {"a": 3}) == []
+    m.hit(1, ("a",), {}, TUE + timedelta(minutes=30), 300)  # a new stretch, no second tail
+    assert m.minutes(1, "a") == 4
+    assert [u.bridge for u in m.dirty()] == [300]
 
 
 def test_spent_is_told_once_per_limit() -> None:
