@@ -32,6 +32,7 @@ from tests.resolver.dnsclient import ask
 from tests.support.upstream import FakeUpstream
 
 TABLET, PHONE, SISTER, PARENT = "127.0.0.2", "127.0.0.5", "127.0.0.3", "127.0.0.4"
+STRANGER = "127.0.0.9"
 REAL = "192.0.2.1"
 Addr = tuple[str, int]
 
@@ -157,10 +158,12 @@ async def test_two_minute_budget_runs_out_blocks_and_more_time_unblocks(budget_h
     assert await answer(addr, "rr1.googlevideo.com", PHONE) == "budget:youtube"
     verdict = hh.explain(PHONE, "www.youtube.com")
     assert verdict.reason == "budget:youtube"
-    # the sister and the parent are untouched and never counted
+    # the sister, the parent and a device nobody claimed are untouched and never counted
+    # (unknown devices get the youngest child's profile, without his budgets)
     for _ in range(3):
         assert await answer(addr, "www.youtube.com", SISTER) == REAL
         assert await answer(addr, "www.youtube.com", PARENT) == REAL
+        assert await answer(addr, "www.youtube.com", STRANGER) == REAL
         clock.advance(minutes=1)
     assert await used(hh, ids["lan"], MONDAY.date()) == {}
     assert await used(hh, ids["minh"], MONDAY.date()) == {"youtube": 2}
