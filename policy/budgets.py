@@ -19,15 +19,19 @@ Counting (`Meter`, no I/O; the resolver feeds it, resolver/budgets.py persists i
   Minutes are whole minutes of the clock; every device of the child feeds the same count, so two
   devices in the same minute count one minute.
 - TTLs bridge silences: a device that got an answer with TTL `t` may stay silent for `t`
-  seconds while it goes on using the service (it asks again only when its cache expires). So a
-  silence after an activity query counts in full when the next activity query comes within
-  min(t, BRIDGE_CAP) + GRACE seconds of the one before (the largest such allowance of the
-  queries since the last counted minute); a longer silence counts nothing, and the next query
-  starts a new stretch. Answers are never changed: the TTLs are read as they come.
-- What it cannot see: the unseen tail of a stretch (after the last query, the device may go on
-  for up to its TTL: not counted), use over connections opened before (a long video on one
-  connection still re-asks names for thumbnails and stats), and use that needs no DNS at all
-  (game traffic to addresses, another resolver, mobile data). See the README.
+  seconds while it goes on using the service (it asks again only when its cache expires, at
+  the app's next need). So a silence after an activity query counts in full when the next
+  activity query comes within min(t, BRIDGE_CAP) + GRACE seconds of the one before (the
+  largest such allowance of the queries since the last counted minute); a longer silence ends
+  the stretch, and the next query starts a new one. Answers are never changed: the TTLs are
+  read as they come (rewriting TTLs to count time is patented; nestguard does not).
+- The unseen end: once a stretch has gone silent for longer than its allowance (+ GRACE), a
+  TAIL share of that allowance counts as well (after a 300 s answer, 2 minutes): the device
+  held a valid answer and stopped somewhere in it. Credited once, in whole minutes.
+- What it cannot see: use that needs no new name (game traffic to addresses, a long download
+  on one connection), the real end of a session (short sessions count low, a pause shorter
+  than the allowance counts as use), another resolver, a VPN, mobile data. Measured with
+  tests/bench/bench_budgets.py; see the README.
 
 Decision (policy/decide.py step 7a): a budget is spent when its minutes reach its limit for
 the day plus the day's extra time; then every service it covers is blocked for the child
