@@ -158,6 +158,13 @@ async def test_two_minute_budget_runs_out_blocks_and_more_time_unblocks(budget_h
     assert await answer(addr, "rr1.googlevideo.com", PHONE) == "budget:youtube"
     verdict = hh.explain(PHONE, "www.youtube.com")
     assert verdict.reason == "budget:youtube"
+
+    async def logged() -> bool:  # the activity log says why, as the EDE text does
+        rows = await asyncio.to_thread(hh.store.activity)  # type: ignore[union-attr]
+        return any(r.event.reason == "budget:youtube" and r.event.action == "block"
+                   for r in rows)
+
+    await until(logged, 10)
     # the sister, the parent and a device nobody claimed are untouched and never counted
     # (unknown devices get the youngest child's profile, without his budgets)
     for _ in range(3):
