@@ -61,3 +61,24 @@ async def test_budgets_need_a_signed_in_parent(client: Any, harness: Harness) ->
     minh = harness.store.add_child("Minh", years_ago(9))
     r = await client.get(f"/api/v1/children/{minh.id}/budgets")
     assert r.status == 401
+
+
+async def test_home_and_activity_warn_at_five_minutes_left(api: Api, harness: Harness) -> None:  # noqa: F811
+    store = harness.store
+    minh = store.add_child("Minh", years_ago(9), lang="en")
+    store.set_budget(minh.id, "games", school_days=30, weekends=30)
+    today = harness.now().date()
+    store.save_budget_usage([BudgetUsage(minh.id, today, "games", 24)])
+    await api.client.get("/lang/en")
+    home = await (await api.client.get("/")).text()
+    assert "24 of 30 min" in home and "6 min left today" in home
+    activity = await (await api.client.get("/activity")).text()
+    assert "budget-warnings" not in activity  # 6 minutes left: no warning yet
+    store.save_budget_usage([BudgetUsage(minh.id, today, "games", 25)])
+    home = await (await api.client.get("/")).text()
+    assert "Only 5 min left today" in home
+    activity = await (await api.client.get("/activity")).text()
+    assert "Minh: only 5 min of Games left today" in activity
+    store.save_budget_usage([BudgetUsage(minh.id, today, "games", 30)])
+    activity = await (await api.client.get(f"/activity?child={minh.id}")).text()
+    assert "Minh: time for Games is up for today" in activity
