@@ -7,7 +7,9 @@ of ours but itself; only store.py has SQL.
                 in its docstring)
 - schedule.py   active_windows(profile, now) -> list[Schedule]
 - safesearch.py safe_search_target(qname, *, search, youtube) -> str | None
-- services.py   load_services() -> {slug: Service}; service_domains() -> {domain: slugs}
+- services.py   load_services() -> {slug: Service}; service_domains() -> {domain: slugs};
+                activity_service(qname) -> slug | None (names that mark real use)
+- budgets.py    daily time budgets: check_budget, standings, with_budgets, Meter (counting)
 - reload.py     open_policy / build_policy / reload_loop / fallback_policy, ReloadStatus
 - leases.py     parse_leases / read_leases / apply_leases / leases_loop (dnsmasq leases)
 - live.py       Live[T]

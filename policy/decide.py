@@ -25,6 +25,11 @@ Precedence (first rule that applies wins):
     names of its services -> BLOCK "schedule:<name>:<service>". An active category grant
     lifts the window for that category.
  7. Services the parent blocked (policy/services.py) -> BLOCK "service:<slug>".
+7a. Daily time budgets: a service whose budget is spent today (profile.budget_spent, built
+    by policy/budgets.py) -> BLOCK "budget:<slug>" until the household's midnight (the slug
+    of the spent budget: the service, its category or "overall"). Pause, bedtime and the
+    parent's deny, allow and grants come first (steps 2-4); a blocked service or a school
+    window names its own reason; safe search never turns a spent YouTube into a front end.
  8. Safe search -> REWRITE "safe-search", target the engine's restricted name
     (profile.safe_search for search engines, profile.youtube for YouTube). In allowlist mode
     only for names the allowlist passes (step 10), so it cannot open Google to an under-6.
@@ -267,9 +272,9 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
     if adults:
         return ALLOW
 
-    # services of the name (6, 7)
+    # services of the name (6, 7, 7a)
     services: tuple[str, ...] = ()
-    if windows or profile.services:
+    if windows or profile.services or profile.budget_spent:
         for n in names:
             hit = _SERVICES.get(n)
             if hit is not None:
@@ -296,6 +301,13 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
         for svc in services:
             if svc in profile.services:
                 return _verdict(BLOCK, f"service:{svc}", "parent")
+
+    # 7a. daily time budgets spent today
+    if profile.budget_spent:
+        for svc in services:
+            spent = profile.budget_spent.get(svc)
+            if spent is not None:
+                return _verdict(BLOCK, f"budget:{spent}", "parent")
 
     passes_allowlist = (
         profile.mode != "allowlist" or listed or not profile.always_allowed.isdisjoint(names)

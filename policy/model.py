@@ -202,6 +202,11 @@ class Profile:
     # The catalogue's default ages (category_ages before the parent's overrides): an
     # override applies to list matches whose min_age is the category default (see decide).
     catalogue_ages: Mapping[str, int] = field(default_factory=dict)
+    # Daily time budgets today (policy/budgets.py): service -> the budget slugs counting it;
+    # budget slug -> today's minutes (with extra time); spent service -> the budget's slug.
+    budget_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    budget_limits: Mapping[str, int] = field(default_factory=dict)
+    budget_spent: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

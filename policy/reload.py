@@ -23,6 +23,9 @@
   equivalent (born 8 years before `now`), normal mode, safe search on, YouTube strict.
   "adults" = the adults' profile. Any other value names a child (case-insensitive); an
   unknown name falls back to "strictest" with a warning.
+- Daily time budgets (policy/budgets.py): each child's budgets with the minutes counted and
+  the extra time given on `now`'s household day; the unknown devices' default profile never
+  carries them (an unknown device neither spends nor is held by a child's budget).
 - Device identifiers: MACs -> by_mac, IPv6 /64 prefixes -> by_prefix64, addresses ->
   by_address.
 
@@ -42,6 +45,7 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from policy.budgets import with_budgets
 from policy.live import Live
 from policy.model import (
     ADULTS,
@@ -54,7 +58,7 @@ from policy.model import (
     Profile,
     Schedule,
 )
-from policy.store import ChildSettings, Rule, Store, StoreError
+from policy.store import Budget, ChildSettings, Rule, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +217,7 @@ def build_policy(
     for g in store.grants(active_at=now):
         grants.setdefault(g.child_id, []).append(g)
     all_exceptions = store.exceptions()
+    budgets = day_budgets(store, now.date())
     profiles: dict[int, Profile] = {}
     for child in children:
         profiles[child.id] = child_profile(
@@ -228,6 +233,8 @@ def build_policy(
             now=now,
             bypass_defence=bypass_defence,
         )
+        if child.id in budgets:
+            profiles[child.id] = with_budgets(profiles[child.id], *budgets[child.id], now.date())
     adults = adults_profile(categories, bypass_defence=bypass_defence, log_adults=log_adults)
     choice = store.get_setting("unknown_devices", None)
     if not isinstance(choice, str) or not choice:
@@ -278,7 +285,27 @@ def _default_profile(
     if not children:
         return strict_default(now, bypass_defence=bypass_defence)
     youngest = max(children, key=lambda c: (c.born, -c.id))
-    return replace(profiles[youngest.id], grants=())
+    # grants and time budgets are the child's own: an unknown device neither uses nor spends them
+    return replace(profiles[youngest.id], grants=(), budget_keys={}, budget_limits={},
+                   budget_spent={})
+
+
+def day_budgets(
+    store: Store, day: date
+) -> dict[int, tuple[list[Budget], dict[str, int], dict[str, int]]]:
+    """child id -> (budgets, minutes used on `day` by slug, extra minutes on `day` by slug)."""
+    out: dict[int, tuple[list[Budget], dict[str, int], dict[str, int]]] = {}
+    for b in store.budgets():
+        out.setdefault(b.child_id, ([], {}, {}))[0].append(b)
+    if not out:
+        return out
+    for u in store.budget_usage(day):
+        if u.child_id in out:
+            out[u.child_id][1][u.key] = u.minutes
+    for (child_id, slug), minutes in store.budget_extras(day).items():
+        if child_id in out:
+            out[child_id][2][slug] = minutes
+    return out
 
 
 def open_policy(

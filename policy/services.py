@@ -3,6 +3,11 @@
 `load_services()` -> {slug: Service} from data/services.yaml (or a given file).
 `service_domains()` -> {domain: (slug, ...)}: the lookup `decide` uses, one dict probe per
 suffix of the name (a domain covers its subdomains; a domain may belong to two services).
+`activity_service(qname)` -> the slug whose *activity* names cover the name, or None: the
+names that mark real use (video, feed, game-session hosts), not the ones apps poll in the
+background (push, telemetry, login). The most specific listed name wins, so a background
+name under an activity name is background. Daily time budgets count from these
+(policy/budgets.py).
 Errors name the file and the entry: PolicyError("services.yaml: tiktok.domains[2]: ...").
 """
 
@@ -20,6 +25,7 @@ from policy.model import PolicyError
 from policy.store import StoreError, canonical_domain
 
 CATEGORIES = frozenset({"social", "video", "chat", "games", "streaming"})
+BUDGET_CATEGORIES = ("games", "social", "video")  # categories a daily time budget may cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,8 @@ class Service:
     names: Mapping[str, str]  # lang -> name
     category: str
     domains: frozenset[str]
+    activity: frozenset[str] = frozenset()  # names asked only while in use (budgets count)
+    background: frozenset[str] = frozenset()  # names polled without use (never counted)
 
     def name(self, lang: str) -> str:
         return self.names.get(lang) or self.names.get("en") or self.slug
@@ -74,8 +82,27 @@ def load_services(path: Path | None = None) -> dict[str, Service]:
                 canon.add(canonical_domain(d))
             except StoreError as e:
                 raise PolicyError(f"{at}.domains[{i}]: {e}") from e
-        out[slug] = Service(slug, dict(names), str(category), frozenset(canon))
+        activity = _names(entry, "activity", at)
+        background = _names(entry, "background", at)
+        if both := activity & background:
+            raise PolicyError(f"{at}: {sorted(both)[0]} is both activity and background")
+        out[slug] = Service(
+            slug, dict(names), str(category), frozenset(canon), activity, background
+        )
     return out
+
+
+def _names(entry: Mapping[str, object], key: str, at: str) -> frozenset[str]:
+    raw = entry.get(key, [])
+    if not isinstance(raw, list):
+        raise PolicyError(f"{at}.{key}: expected a list of names")
+    out = set()
+    for i, d in enumerate(raw):
+        try:
+            out.add(canonical_domain(d))
+        except StoreError as e:
+            raise PolicyError(f"{at}.{key}[{i}]: {e}") from e
+    return frozenset(out)
 
 
 def index_domains(services: Mapping[str, Service]) -> dict[str, tuple[str, ...]]:
@@ -96,3 +123,37 @@ def default_services() -> dict[str, Service]:
 def service_domains() -> dict[str, tuple[str, ...]]:
     """The shipped catalogue's domain -> slugs map (built once)."""
     return index_domains(default_services())
+
+
+@lru_cache(maxsize=1)
+def _activity_index() -> dict[str, str | None]:
+    """name -> slug for activity names, None for background names (most specific wins)."""
+    idx: dict[str, str | None] = {}
+    for slug, svc in default_services().items():
+        for d in svc.activity:
+            idx[d] = slug
+    for svc in default_services().values():
+        for d in svc.background:
+            idx[d] = None
+    return idx
+
+
+@lru_cache(maxsize=16384)
+def activity_service(qname: str) -> str | None:
+    """The service whose activity names cover `qname` (canonical), or None (module docstring)."""
+    idx = _activity_index()
+    name = qname
+    while True:
+        if name in idx:
+            return idx[name]
+        dot = name.find(".")
+        if dot < 0:
+            return None
+        name = name[dot + 1 :]
+
+
+def budget_services(category: str) -> tuple[str, ...]:
+    """The shipped services of a category that a budget can count (with activity names)."""
+    return tuple(
+        s.slug for s in default_services().values() if s.category == category and s.activity
+    )

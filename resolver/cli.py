@@ -1,4 +1,4 @@
-"""The `nestguard` subcommands besides `serve`: children, devices, explain, lists.
+"""The `nestguard` subcommands besides `serve`: children, devices, budgets, explain, lists.
 
 Each takes `--config FILE` as `serve` does. Wrong input (unknown child, bad date, bad address)
 exits with status 2 and one clear line on stderr. Writes go to the same SQLite store the running
@@ -148,6 +148,72 @@ async def _device_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- budget ---------------------------------------------------------------------------------
+async def _budget_set(args: argparse.Namespace) -> int:
+    from policy.budgets import check_budget
+    from resolver.household import open_household
+
+    slug, school, weekends = check_budget(args.slug, args.school_days, args.weekends)
+    async with open_household(_config(args), background=False) as hh:
+        store = _store(hh)
+        child = await asyncio.to_thread(store.child_by_name, args.child)
+        await asyncio.to_thread(store.set_budget, child.id, slug, school_days=school,
+                                weekends=weekends)
+        await asyncio.to_thread(store.audit, "cli", "budget.set",
+                                f"{child.name}: {slug} {school}/{weekends} min")
+    print(f"{child.name}: {slug} {school} minutes on school days, {weekends} at weekends "
+          "and holidays")
+    return 0
+
+
+async def _budget_status(args: argparse.Namespace) -> int:
+    from policy.budgets import child_standings
+    from resolver.household import open_household
+
+    async with open_household(_config(args), background=False) as hh:
+        store = _store(hh)
+        policy = hh.live_policy.value
+        day = hh.now().date()
+        if args.child:
+            children = [await asyncio.to_thread(store.child_by_name, args.child)]
+        else:
+            children = await asyncio.to_thread(store.children)
+        for child in children:
+            profile = policy.profiles.get(child.id)
+            if profile is None:
+                continue
+            rows = await asyncio.to_thread(child_standings, store, profile, day)
+            if not rows:
+                print(f"{child.name}: no budgets")
+                continue
+            kind = "weekend or holiday" if rows[0].weekend else "school day"
+            print(f"{child.name} ({day}, {kind}):")
+            for st in rows:
+                state = "SPENT" if st.spent else ("5 minutes or less left" if st.warn else "")
+                extra = f" (+{st.extra} extra)" if st.extra else ""
+                print(f"  {st.slug}: {st.used} of {st.limit} minutes{extra}, {st.left} left"
+                      + (f"  {state}" if state else ""))
+    return 0
+
+
+async def _budget_add(args: argparse.Namespace) -> int:
+    from policy.budgets import check_extra
+    from resolver.household import open_household
+
+    minutes = check_extra(args.minutes)
+    async with open_household(_config(args), background=False) as hh:
+        store = _store(hh)
+        child = await asyncio.to_thread(store.child_by_name, args.child)
+        total = await asyncio.to_thread(
+            store.add_budget_extra, child.id, hh.now().date(), args.slug.strip().lower(),
+            minutes, by="cli",
+        )
+        await asyncio.to_thread(store.audit, "cli", "budget.extra",
+                                f"{child.name}: {args.slug} +{minutes} min")
+    print(f"{child.name}: {args.slug} +{minutes} minutes until midnight ({total} extra today)")
+    return 0
+
+
 # -- explain --------------------------------------------------------------------------------
 async def _explain(args: argparse.Namespace) -> int:
     from resolver.household import open_household
@@ -238,6 +304,25 @@ def add_device(sub: Sub) -> None:
     ls.set_defaults(func=_run(_device_list))
 
 
+def add_budget(sub: Sub) -> None:
+    p = sub.add_parser("budget", help="daily time budgets: set, status, more time")
+    s = p.add_subparsers(dest="budget_command", required=True)
+    a = _with_config(s.add_parser("set", help="minutes a day for a service or category"))
+    a.add_argument("child", help="the child's name")
+    a.add_argument("slug", help="a service (youtube, roblox, ...), games, social, video or overall")
+    a.add_argument("--school-days", required=True, help="minutes on school days")
+    a.add_argument("--weekends", required=True, help="minutes at weekends and on holidays")
+    a.set_defaults(func=_run(_budget_set))
+    st = _with_config(s.add_parser("status", help="today's minutes used and left"))
+    st.add_argument("child", nargs="?", default=None, help="one child (default: all)")
+    st.set_defaults(func=_run(_budget_status))
+    ad = _with_config(s.add_parser("add", help="extra minutes today (until midnight)"))
+    ad.add_argument("child", help="the child's name")
+    ad.add_argument("slug", help="the budget")
+    ad.add_argument("minutes", help="minutes to add")
+    ad.set_defaults(func=_run(_budget_add))
+
+
 def add_explain(sub: Sub) -> None:
     p = _with_config(sub.add_parser("explain", help="the verdict for a name, and why"))
     p.add_argument("--client", required=True, help="the device's address")
@@ -258,4 +343,4 @@ def add_lists(sub: Sub) -> None:
     ch.set_defaults(func=_run(_lists_check))
 
 
-SUBCOMMANDS = (add_child, add_device, add_explain, add_lists)
+SUBCOMMANDS = (add_child, add_device, add_budget, add_explain, add_lists)

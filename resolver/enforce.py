@@ -10,8 +10,8 @@ per query, blocks are never cached):
 - BlockStyle.NXDOMAIN -> NXDOMAIN (bypass canaries); BlockStyle.NODATA -> NODATA (DDR).
 
 With EDNS every local answer carries an Extended DNS Error (RFC 8914): 17 Filtered for the
-parent's own rules (parent:*, schedule:*, paused, grants), 15 Blocked for lists and categories;
-its text is the verdict's reason.
+parent's own rules (parent:*, schedule:*, paused, grants, budget:*), 15 Blocked for lists and
+categories; its text is the verdict's reason.
 
 REWRITE (safe search, X4): the query goes on with `resolve_*` set to the target, so Cache and
 Forward resolve the target; on the way back the answer becomes CNAME qname -> target plus the
@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 Decider = Callable[[Profile, str, int, datetime], Verdict]
 
-_FILTERED_PREFIXES = ("parent:", "schedule:", "paused", "grant", "allowlist-mode", "service:")
+_FILTERED_PREFIXES = (
+    "parent:", "schedule:", "paused", "grant", "allowlist-mode", "service:", "budget:"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from policy.live import Live
 from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
 from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.store import FeedStatus, Store
+from resolver.budgets import BudgetTracker
 from resolver.config import Config
 from resolver.metrics import METRICS
 from resolver.observe import Sighting
@@ -115,6 +116,8 @@ class Household:
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     block_answer: str | None = None  # the parents' choice (store setting), else the config's
     _log_memo: tuple[Policy, dict[int, bool]] | None = field(default=None, init=False)
+    budgets: BudgetTracker | None = None  # daily time budgets' counts (store needed)
+    clock: Callable[[], datetime] | None = None  # tests: a household clock to use instead
 
     @property
     def has_block_page(self) -> bool:
@@ -136,10 +139,17 @@ class Household:
 
     # -- time and decisions ------------------------------------------------------------------
     def now(self) -> datetime:
+        if self.clock is not None:
+            return self.clock()
         return datetime.now(self.zone)
 
     def decider(self, profile: Profile, qname: str, qtype: int, now: datetime) -> Verdict:
         return decide(profile, qname, now, self.live_index.value, qtype=qtype)
+
+    def budget_limits(self, child_id: int) -> Mapping[str, int]:
+        """Today's budget limits of a child in the policy in force (for the tracker)."""
+        profile = self.live_policy.value.profiles.get(child_id)
+        return profile.budget_limits if profile is not None else {}
 
     def explain(self, client: str, name: str) -> Verdict:
         """The verdict the running server gives `client` for `name` now (A query)."""
@@ -235,9 +245,11 @@ class Household:
             activity_sink=self.log_activity,
             sightings_sink=self.record_sightings,
             web_app=self.web_app,
-            now=None,  # the resolver's per-second clock in policy.timezone (memo-friendly)
+            # the resolver's per-second clock in policy.timezone (memo-friendly), or the test's
+            now=self.clock,
             block_mode=self.block_mode,
             live_index=self.live_index,
+            budgets=self.budgets,
         )
 
     def web_app(self) -> web.Application:
@@ -313,9 +325,12 @@ def prepare_data_dir(path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def open_household(config: Config, *, background: bool = True) -> AsyncIterator[Household]:
+async def open_household(
+    config: Config, *, background: bool = True, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[Household]:
     """Open store, policy and lists; with `background`, run the reload, sync, retention and
-    leases loops until the context exits."""
+    leases loops until the context exits. `clock` (tests): the household's time instead of
+    the system's, aware in policy.timezone."""
     data_dir = prepare_data_dir(config.data_dir)
     zone = ZoneInfo(config.policy.timezone)
     categories = load_catalogue(config.lists.catalogue)
@@ -326,7 +341,8 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         "log_adults": pc.log_adults,
     }
     store, policy, status = await asyncio.to_thread(
-        open_policy, data_dir / DB_NAME, categories, now=datetime.now(zone), **build
+        open_policy, data_dir / DB_NAME, categories,
+        now=clock() if clock is not None else datetime.now(zone), **build
     )
     METRICS.set_degraded("policy", status.degraded)
     web_feeds: list[Feed] = []
@@ -356,6 +372,7 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         status=status,
         zone=zone,
         web_feeds=web_feeds,
+        clock=clock,
     )
     try:
         base = await sync.load_from_disk()
@@ -372,9 +389,18 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
             log.warning("first-run set-up code for the web UI: %s", hh.setup_code)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    if store is not None:
+        hh.budgets = BudgetTracker(store, clock=hh.now, nudge=hh.nudge.set,
+                                   limits_of=hh.budget_limits)
+        try:
+            await asyncio.to_thread(hh.budgets.load)
+        except Exception:  # P6: counting starts from zero, filtering goes on
+            log.exception("cannot read today's budget counts")
     if background:
         if store is not None:
             tasks.append(asyncio.create_task(_reload(hh, stop, build)))
+            assert hh.budgets is not None
+            tasks.append(asyncio.create_task(hh.budgets.run(stop)))
             if pc.leases_file is not None:
                 from policy.leases import leases_loop
 
@@ -391,6 +417,9 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if hh.budgets is not None:
+            with contextlib.suppress(Exception):
+                await hh.budgets.flush()
         if store is not None:
             await asyncio.to_thread(store.close)
 

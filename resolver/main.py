@@ -2,7 +2,8 @@
 
 The stage order is fixed here (STYLE.md principle 1)::
 
-    Observe -> Acl -> RateLimit -> LocalNames -> Identify -> Enforce -> Cache -> [Forward]
+    Observe -> Acl -> RateLimit -> LocalNames -> Identify -> Enforce -> [BudgetMeter] -> Cache
+    -> [Forward]
 
 Observe first so it sees every reply; the guards before any work; local names before policy so
 they never reach an upstream; Enforce above Cache so policy changes need no flush (C5) and cached
@@ -36,6 +37,7 @@ from aiohttp import web
 
 from policy.live import Live
 from policy.model import Policy, Profile
+from resolver.budgets import BudgetMeter
 from resolver.cache import Cache, CacheSettings, Forward, Upstream
 from resolver.config import DEFAULT_LOCAL_DOMAINS
 from resolver.enforce import BlockSettings, Decider, Enforce, WallClock
@@ -95,6 +97,7 @@ class Services:
     arp_path: Path | None = ARP_PATH
     block_mode: Callable[[], str] | None = None  # the parents' block answer choice (web UI)
     live_index: Live[Any] | None = None  # the lists the decider reads (known: replay longer)
+    budgets: Any = None  # a resolver.budgets.BudgetTracker: daily time budgets are counted
 
 
 @dataclass
@@ -209,6 +212,7 @@ def build_pipeline(
                 mode=services.block_mode,
                 index=services.live_index,
             ),
+            *([BudgetMeter(services.budgets)] if services.budgets is not None else []),
             cache,
         ],
         last=forward,

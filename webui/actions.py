@@ -19,8 +19,9 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from blocklists.feed import Feed
-from policy.model import ADULTS, Child, Device, Grant, HouseholdException, Schedule
-from policy.store import AccessRequest, Account, ChildSettings, Conflict, NotFound, Rule
+from policy.budgets import Standing, child_standings
+from policy.model import ADULTS, Child, Device, Grant, HouseholdException, Profile, Schedule
+from policy.store import AccessRequest, Account, Budget, ChildSettings, Conflict, NotFound, Rule
 from webui import auth, forms
 from webui.context import db, now, principal, record
 from webui.forms import FormError, Raw, fail
@@ -517,6 +518,53 @@ async def answer_request(
     how = ("∞" if minutes == 0 else f"{minutes}′") if approve else "✗"
     await record(request, "request.answer", f"{answered.domain} · {how}")
     return answered
+
+
+# daily time budgets ---------------------------------------------------------------------
+
+
+def _child_profile(request: web.Request, child: Child) -> Profile:
+    """The child's profile in force (exceptions decide weekends and holidays)."""
+    profile = request.app[SERVICES].live_policy.value.profiles.get(child.id)
+    return profile if profile is not None else Profile(child)
+
+
+async def budget_standings(request: web.Request, child: Child) -> list[Standing]:
+    svc = request.app[SERVICES]
+    return await db(child_standings, svc.store, _child_profile(request, child),
+                    now(request).date())
+
+
+async def set_budget(request: web.Request, child_id: int, slug: str, raw: Raw) -> Budget:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    slug, school, weekends = forms.parse_budget(
+        slug, raw.get("school_days"), raw.get("weekends")
+    )
+    budget = await db(svc.store.set_budget, child_id, slug, school_days=school,
+                      weekends=weekends)
+    await record(request, "budget.set", f"{child.name}: {slug} {school}′/{weekends}′")
+    return budget
+
+
+async def remove_budget(request: web.Request, child_id: int, slug: str) -> None:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    await db(svc.store.remove_budget, child_id, slug)
+    await record(request, "budget.remove", f"{child.name}: {slug}")
+
+
+async def add_budget_time(request: web.Request, child_id: int, slug: str, raw: Raw) -> int:
+    """Extra minutes today for one budget ("more time" from Home); the day's extra total."""
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, child_id)
+    minutes = forms.parse_minutes(raw)
+    if minutes == 0:
+        raise fail("minutes", "err.minutes")
+    total = await db(svc.store.add_budget_extra, child_id, now(request).date(), slug, minutes,
+                     by=principal(request).username)
+    await record(request, "budget.extra", f"{child.name}: {slug} +{minutes}′")
+    return total
 
 
 # settings, feeds -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from blocklists.feed import Feed
+from policy.budgets import Standing
 from policy.model import Child, Device
 from policy.store import AccessRequest, Account, Conflict, NotFound, Rule, StoreError
 from webui import actions, present
@@ -433,6 +434,50 @@ async def api_summary(request: web.Request) -> web.StreamResponse:
     start = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
     summary = await db(svc.store.summary, start)
     return ok({("unassigned" if k is None else str(k)): v for k, v in summary.items()})
+
+
+# daily time budgets -------------------------------------------------------------------------
+
+
+def standing_json(st: Standing) -> dict[str, object]:
+    return {"slug": st.slug, "school_days": st.school_days, "weekends": st.weekends,
+            "limit": st.limit, "extra": st.extra, "used": st.used, "left": st.left,
+            "spent": st.spent, "warn": st.warn}
+
+
+@routes.get("/api/v1/children/{id:\\d+}/budgets")
+@api
+async def api_budgets(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES]
+    child = await db(svc.store.child, _id(request))
+    rows = await actions.budget_standings(request, child)
+    day = svc.clock().date()
+    weekend = rows[0].weekend if rows else None
+    return ok({"child": child.id, "day": day, "weekend": weekend,
+               "budgets": [standing_json(st) for st in rows]})
+
+
+@routes.put("/api/v1/children/{id:\\d+}/budgets/{slug}")
+@api
+async def api_budget_set(request: web.Request) -> web.StreamResponse:
+    b = await actions.set_budget(request, _id(request), request.match_info["slug"],
+                                 await body(request))
+    return ok({"slug": b.slug, "school_days": b.school_days, "weekends": b.weekends})
+
+
+@routes.delete("/api/v1/children/{id:\\d+}/budgets/{slug}")
+@api
+async def api_budget_delete(request: web.Request) -> web.StreamResponse:
+    await actions.remove_budget(request, _id(request), request.match_info["slug"])
+    return ok({"ok": True})
+
+
+@routes.post("/api/v1/children/{id:\\d+}/budgets/{slug}/extra")
+@api
+async def api_budget_extra(request: web.Request) -> web.StreamResponse:
+    total = await actions.add_budget_time(request, _id(request), request.match_info["slug"],
+                                          await body(request))
+    return ok({"slug": request.match_info["slug"], "extra": total})
 
 
 # requests -----------------------------------------------------------------------------------

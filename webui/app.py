@@ -178,6 +178,8 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
                 removed = await asyncio.to_thread(svc.store.purge_activity, cutoff)
                 if removed:
                     log.info("purged %d activity rows older than %d days", removed, days_i)
+                # budgets' daily counts and extra time: kept as long as the activity log
+                await asyncio.to_thread(svc.store.purge_budget_usage, cutoff.date())
                 now = svc.clock()
                 await asyncio.to_thread(
                     svc.store.purge_sessions,

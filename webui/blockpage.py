@@ -133,6 +133,8 @@ async def _page_translator(request: web.Request) -> Translator:
 def _until_text(req: AccessRequest | None, t: Translator, tz: tzinfo | None) -> str:
     if req is None or req.status != "approved" or req.answered_at is None:
         return ""
+    if req.reason.startswith("budget:"):
+        return t("block.more_time_given", n=req.minutes or 0)
     if not req.minutes:
         return t("block.approved_always")
     end = (req.answered_at + timedelta(minutes=req.minutes)).astimezone(tz)

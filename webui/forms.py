@@ -287,6 +287,23 @@ def parse_minutes(raw: Raw, field: str = "minutes") -> int:
     return value
 
 
+def parse_budget(slug: object, school_days: object, weekends: object) -> tuple[str, int, int]:
+    """A budget from a form or the API: policy/budgets.check_budget, its errors by field."""
+    from policy.budgets import check_budget
+    from policy.model import PolicyError
+
+    for field, value in (("school_days", school_days), ("weekends", weekends)):
+        if value is None or value == "":
+            raise fail(field, "err.required")
+        if isinstance(value, bool) or not str(value).strip().isdigit():
+            raise fail(field, "err.number")
+    try:
+        return check_budget(str(slug), school_days, weekends)
+    except PolicyError as e:
+        field = str(e).split(":", 1)[0]
+        raise fail(field, "err.choice" if field == "slug" else "err.budget_minutes") from None
+
+
 @dataclass(frozen=True, slots=True)
 class SettingsForm:
     blocked: frozenset[str]

@@ -44,6 +44,8 @@ def reason_text(
         return t("why.service", name=rest)
     if kind == "bypass":
         return t("why.bypass")
+    if kind == "budget":
+        return t("why.budget", name=budget_name(rest, t))
     simple = {
         "parent": "why.parent_deny",
         "paused": "why.paused",
@@ -189,3 +191,29 @@ def group_by_site(
                 if ev.child_id is not None:
                     g.child_id = ev.child_id
     return list(groups.values())
+
+
+def budget_name(slug: str, t: Translator) -> str:
+    """A budget's name for parents: the service's name, the category's, or "all together"."""
+    from policy.budgets import OVERALL
+    from policy.services import BUDGET_CATEGORIES, default_services
+
+    if slug == OVERALL:
+        return t("budget.overall")
+    if slug in BUDGET_CATEGORIES:
+        return t(f"budget.cat_{slug}")
+    svc = default_services().get(slug)
+    return svc.name(t.lang) if svc is not None else slug
+
+
+def budget_choices(t: Translator) -> list[tuple[str, str]]:
+    """(slug, name) of everything a budget may name: categories and overall first."""
+    from policy.budgets import OVERALL
+    from policy.services import BUDGET_CATEGORIES, default_services
+
+    first = [(c, budget_name(c, t)) for c in (*BUDGET_CATEGORIES, OVERALL)]
+    services = sorted(
+        ((s.slug, s.name(t.lang)) for s in default_services().values() if s.activity),
+        key=lambda kv: kv[1].casefold(),
+    )
+    return first + services

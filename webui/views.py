@@ -13,8 +13,9 @@ import prometheus_client
 from aiohttp import web
 
 from blocklists.feed import FORMATS
-from policy.model import ADULTS, Device
-from policy.store import Conflict, NotFound, StoreError
+from policy.budgets import Standing
+from policy.model import ADULTS, Child, Device
+from policy.store import AccessRequest, Conflict, NotFound, StoreError
 from webui import actions, auth, present, static
 from webui.context import (
     admin_only,
@@ -189,6 +190,7 @@ async def home(request: web.Request) -> web.Response:
     children = await db(svc.store.children)
     summary = await db(svc.store.summary, day_start(now))
     devices = await db(svc.store.devices)
+    more_time = await pending_more_time(request)
     cards = []
     for child in children:
         s = summary.get(child.id, {})
@@ -207,6 +209,7 @@ async def home(request: web.Request) -> web.Response:
             "paused_until": settings.paused_until,
             "forever": settings.paused_until is not None
             and settings.paused_until.year >= 9999,
+            "budgets": await budget_rows(request, child, more_time),
         })
     new_devices = [d for d in devices if d.new]
     others = summary.get(None, {})
@@ -217,6 +220,79 @@ async def home(request: web.Request) -> web.Response:
         "others": others,
         "today": now.date(),
     })
+
+
+# daily time budgets -----------------------------------------------------------------------
+
+
+async def pending_more_time(request: web.Request) -> dict[tuple[int, str], AccessRequest]:
+    """(child id, budget slug) -> the newest pending "more time" request."""
+    out: dict[tuple[int, str], AccessRequest] = {}
+    for r in await db(request.app[SERVICES].store.requests, status="pending"):
+        if r.child_id is not None and r.reason.startswith("budget:"):
+            out.setdefault((r.child_id, r.reason[7:]), r)
+    return out
+
+
+async def budget_rows(
+    request: web.Request, child: Child, more_time: Mapping[tuple[int, str], AccessRequest]
+) -> list[dict[str, object]]:
+    """Today's budgets of a child for the pages (_budget_bars.html, _budgets.html)."""
+    t = translator(request)
+    return [
+        {"st": st, "name": present.budget_name(st.slug, t),
+         "pct": 100 if st.limit <= 0 else min(100, round(100 * st.used / st.limit)),
+         "ask": more_time.get((child.id, st.slug))}
+        for st in await actions.budget_standings(request, child)
+    ]
+
+
+async def budget_warnings(
+    request: web.Request, children: list[Child], child_id: int | None
+) -> list[tuple[Child, str, Standing]]:
+    """(child, budget name, standing) of budgets with 5 minutes or less left, or spent."""
+    t = translator(request)
+    out = []
+    for child in children:
+        if child_id is None or child.id == child_id:
+            for st in await actions.budget_standings(request, child):
+                if st.warn or st.spent:
+                    out.append((child, present.budget_name(st.slug, t), st))
+    return out
+
+
+@routes.post("/children/{id:\\d+}/budgets")
+async def child_budget_set(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    child_id = _child_id(request)
+    try:
+        await actions.set_budget(request, child_id, str(raw.get("slug", "")), raw)
+    except FormError as e:
+        return await child_page(request, child_id, form_state(request, "budget", raw, e), 400)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    raise see_other(f"/children/{child_id}", "saved")
+
+
+@routes.post("/children/{id:\\d+}/budgets/{slug}/delete")
+async def child_budget_delete(request: web.Request) -> web.StreamResponse:
+    child_id = _child_id(request)
+    await _or_404(actions.remove_budget(request, child_id, request.match_info["slug"]))
+    raise see_other(f"/children/{child_id}", "removed")
+
+
+@routes.post("/children/{id:\\d+}/budgets/{slug}/extra")
+async def child_budget_extra(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    child_id = _child_id(request)
+    back = _back(request, raw)
+    try:
+        await actions.add_budget_time(request, child_id, request.match_info["slug"], raw)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    except FormError:
+        raise see_other(back, "") from None
+    raise see_other(back, "saved")
 
 
 # children -------------------------------------------------------------------------------
@@ -300,6 +376,8 @@ async def child_page(request: web.Request, child_id: int, form: Ctx | None = Non
         "form": form or form_state(request, "", {}, None),
         "weekdays": range(7),
         "paused": settings.paused_until is not None and settings.paused_until > now,
+        "budgets": await budget_rows(request, child, await pending_more_time(request)),
+        "budget_choices": present.budget_choices(t),
     }, status=status)
 
 
@@ -531,6 +609,7 @@ async def activity_page(request: web.Request, form: Ctx | None = None, status: i
         "search": search,
         "count": len(rows),
         "form": form or form_state(request, "", {}, None),
+        "budget_warnings": await budget_warnings(request, children, child_id),
     }, status=status)
 
 
@@ -580,8 +659,9 @@ async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     except (FormError, Conflict):
         current = await db(request.app[SERVICES].store.request, int(request.match_info["id"]))
         done = "already" if current.status != "pending" else "no_child"
-        raise see_other("/requests", done) from None
-    raise see_other("/requests", "approved" if approve else "declined")
+        raise see_other(_back(request, raw) if "back" in raw else "/requests", done) from None
+    where = _back(request, raw) if "back" in raw else "/requests"  # Home answers "more time"
+    raise see_other(where, "approved" if approve else "declined")
 
 
 # lists (admin) ------------------------------------------------------------------------------

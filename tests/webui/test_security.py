@@ -212,7 +212,7 @@ def concrete(path: str) -> str:
     path = re.sub(r"\{id[^}]*\}", "1", path)
     path = re.sub(r"\{(rule|sid|gid)[^}]*\}", "1", path)
     return path.replace("{address}", "127.0.0.9").replace("{name}", "style.css").replace(
-        "{code}", "en")
+        "{code}", "en").replace("{slug}", "youtube")
 
 
 async def test_route_table_every_route_needs_auth(client, app: web.Application) -> None:
