@@ -98,6 +98,7 @@ class DnsConfig:
     max_inflight: int = 150
     tcp_idle: float = 30.0
     tcp_max_clients: int = 100
+    tcp_max_per_client: int = 10  # TCP connections from one address (slowloris)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # The home router's DNS: asked for LAN names (local_domains, home.arpa, single-label names,
@@ -440,6 +441,7 @@ class _Loader:
                 "max_inflight",
                 "tcp_idle",
                 "tcp_max_clients",
+                "tcp_max_per_client",
                 "rate_limit",
                 "cache",
                 "router",
@@ -505,6 +507,9 @@ class _Loader:
             tcp_idle=self.get(s, "dns", "tcp_idle", _seconds(1, 3600), d.tcp_idle),
             tcp_max_clients=self.get(
                 s, "dns", "tcp_max_clients", _int(1, 100_000), d.tcp_max_clients
+            ),
+            tcp_max_per_client=self.get(
+                s, "dns", "tcp_max_per_client", _int(1, 100_000), d.tcp_max_per_client
             ),
             rate_limit=rate_limit,
             cache=self.cache(s.get("cache")),

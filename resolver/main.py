@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import signal
 import sys
@@ -149,6 +150,13 @@ def server_settings(config: object) -> ServerSettings:
     return ServerSettings(
         tcp_idle=float(_get(dns, "tcp_idle", d.tcp_idle)),
         tcp_max_clients=_get(dns, "tcp_max_clients", d.tcp_max_clients),
+        tcp_max_per_client=_get(dns, "tcp_max_per_client", d.tcp_max_per_client),
+        # the router that forwards for the whole house (trusted to pass MACs) is one address
+        # for many devices: the per-address TCP cap does not apply to it
+        tcp_unlimited=tuple(
+            ipaddress.ip_network(str(a), strict=False)
+            for a in _get(dns, "trusted_mac_sources", ()) or ()
+        ),
     )
 
 

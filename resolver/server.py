@@ -9,15 +9,18 @@ exceptions become SERVFAIL plus `log.exception`.
 UDP replies are kept within 512 bytes without EDNS and min(client size, 1232) with it; larger
 ones go out as TC=1 with only the question (W6). TCP (RFC 7766, W7): 2-byte length framing,
 pipelined queries answered as each is ready, idle connections closed after `tcp_idle` seconds,
-half-sent messages (and connections that never sent a whole query) after `tcp_partial` seconds,
-at most `tcp_max_clients` connections and `tcp_max_pending` queries in flight per connection
-(reading pauses beyond).
+half-sent messages (and connections that never sent a whole query) `tcp_partial` seconds after
+their first byte (an absolute deadline: a trickle of one byte at a time does not extend it),
+at most `tcp_max_clients` connections, `tcp_max_per_client` of them from one address (except the
+addresses in `tcp_unlimited`, e.g. a router forwarding for the whole house), and
+`tcp_max_pending` queries in flight per connection (reading pauses beyond).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import sys
@@ -42,6 +45,10 @@ class ServerSettings:
     tcp_idle: float = 30.0
     tcp_partial: float = 3.0
     tcp_max_clients: int = 200
+    # One device must not hold every TCP slot of the house (slowloris): a share well below
+    # tcp_max_clients per source address.
+    tcp_max_per_client: int = 10
+    tcp_unlimited: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     tcp_max_pending: int = 32
     udp_rcvbuf: int = 4 * 1024 * 1024
     # The GIL switch interval while serving. Background threads (the activity log's SQLite
@@ -68,6 +75,7 @@ class DnsServer:
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self._connections: set[_TcpConnection] = set()
+        self._per_client: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.addresses: list[tuple[str, int]] = []
 
@@ -258,21 +266,39 @@ class _TcpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._peer = ""
         self._served = False
+        self._partial_since: float | None = None  # when the message now in _buf began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         server = self._server
-        if len(server._connections) >= self._settings.tcp_max_clients:
+        settings = self._settings
+        if len(server._connections) >= settings.tcp_max_clients:
             log.debug("tcp client cap reached; closing a new connection")
             transport.close()
             return
-        server._connections.add(self)
         peer = transport.get_extra_info("peername")
-        self._peer = peer[0] if peer else ""
+        ip = peer[0] if peer else ""
+        per_client = server._per_client
+        held = per_client.get(ip, 0)
+        if held >= settings.tcp_max_per_client and not _within(ip, settings.tcp_unlimited):
+            log.debug("tcp connections from %s at their cap (%d); closing a new one", ip, held)
+            transport.close()
+            return
+        per_client[ip] = held + 1
+        server._connections.add(self)
+        self._peer = ip
+        self._partial_since = time.monotonic()  # the first query is due from the connect
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server._connections.discard(self)
+        server = self._server
+        if self in server._connections:
+            server._connections.remove(self)
+            left = server._per_client.get(self._peer, 1) - 1
+            if left > 0:
+                server._per_client[self._peer] = left
+            else:
+                server._per_client.pop(self._peer, None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -287,16 +313,25 @@ class _TcpConnection(asyncio.Protocol):
             self._timer.cancel()
         if self._transport is None:
             return
-        # a connection that has not sent a whole query yet, or sits on half a message, gets the
-        # short timeout (slowloris); one that has been served gets the idle time (RFC 7766 6.2.3)
+        # A half-sent message (or a connection that has not sent a whole query yet) must be
+        # complete `tcp_partial` seconds after its first byte, however it trickles in
+        # (slowloris); one that has been served and sits between messages gets the idle time
+        # (RFC 7766 6.2.3).
         settings = self._settings
-        delay = settings.tcp_partial if self._buf or not self._served else settings.tcp_idle
+        since = self._partial_since
+        if since is not None:
+            delay = max(0.0, since + settings.tcp_partial - time.monotonic())
+        else:
+            delay = settings.tcp_idle
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _expire(self) -> None:
         self._timer = None
-        if self._pending and not self._buf:
-            self._arm()  # answers still coming: wait for them
+        if self._paused or (self._pending and not self._buf):
+            # answers still coming (and, if paused, it is us not reading): wait for them
+            if self._partial_since is not None:
+                self._partial_since = time.monotonic()
+            self._arm()
             return
         self.close()
 
@@ -304,13 +339,14 @@ class _TcpConnection(asyncio.Protocol):
         buf = self._buf
         buf += data
         server = self._server
+        complete = False
         while len(buf) >= 2:
             size = (buf[0] << 8) | buf[1]
             if len(buf) < 2 + size:
                 break
             msg = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
-            self._served = True
+            self._served = complete = True
             out = server.process(msg, self._peer, "tcp")
             if out is None:
                 continue
@@ -323,6 +359,10 @@ class _TcpConnection(asyncio.Protocol):
                     self._paused = True
                     if self._transport is not None:
                         self._transport.pause_reading()
+        if not buf:
+            self._partial_since = None
+        elif self._served and (self._partial_since is None or complete):
+            self._partial_since = time.monotonic()  # a new message began in this chunk
         self._arm()
 
     def _send_pending(self, data: bytes) -> None:
@@ -356,6 +396,16 @@ def _from_record(query: Query, reply: Reply) -> bytes:
     opt = wire.opt_for(q)
     head = packed[:10] + (len(record.ar) + (1 if opt else 0)).to_bytes(2, "big")
     return head + query.request[12 : q.end] + packed[q.end :] + opt
+
+
+def _within(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(address in n for n in networks)
 
 
 def _family(host: str) -> socket.AddressFamily:
