@@ -1298,6 +1298,25 @@ class Store:
         with self._write() as c:
             c.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
+    def login_failure_state(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        """(failures for `key` since, the last one's time or None)."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT count(*), max(at) FROM login_failures WHERE key = ? AND at >= ?",
+                (key, _ts(since)),
+            ).fetchone()
+        return int(row[0]), (_dt_req(row[1]) if row[1] is not None else None)
+
+    def clear_login_failures_from(self, address: str) -> int:
+        """Forget every failure from `address` (its "ip:", "setup:" and "pair:" keys)."""
+        with self._write() as c:
+            cur = c.execute(
+                "DELETE FROM login_failures WHERE key IN (?, ?)"
+                " OR substr(key, 1, ?) = ?",
+                (f"ip:{address}", f"setup:{address}", len(address) + 6, f"pair:{address}|"),
+            )
+        return int(cur.rowcount)
+
     def lockouts(self, since: datetime) -> list[tuple[str, int, datetime]]:
         """(key, failures since, last failure), most failures first."""
         with self._read() as c:

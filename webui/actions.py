@@ -86,15 +86,17 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     svc, state = request.app[SERVICES], request.app[STATE]
     creds = forms.parse_login(raw)
     ip = request.remote or "unknown"
-    keys = auth.throttle_keys(ip, creds.username)
+    address_key, pair_key = keys = auth.throttle_keys(ip, creds.username)
     at = svc.clock()
-    since = at - auth.LOCKOUT
-    for key in keys:
-        failures = await db(svc.store.login_failures, key, since)
-        # attempts still being checked count too: 20 parallel guesses are not 20 tries
-        if failures + state.logins_in_flight.get(key, 0) >= auth.MAX_FAILURES:
+    limits = ((pair_key, auth.MAX_FAILURES), (address_key, auth.MAX_ADDRESS_FAILURES))
+    recent = [await db(svc.store.login_failure_state, key, at - auth.WINDOW) for key, _ in limits]
+    # no await from here to the in-flight count below: attempts still being checked count
+    # too (20 parallel guesses are not 20 tries)
+    for (key, free), (failures, last) in zip(limits, recent, strict=True):
+        failures += state.logins_in_flight.get(key, 0)
+        if (until := auth.retry_at(failures, last, at, free)) is not None:
             LOGINS.labels("locked").inc()
-            raise Locked(at + auth.LOCKOUT)
+            raise Locked(until)
     for key in keys:
         state.logins_in_flight[key] = state.logins_in_flight.get(key, 0) + 1
     try:
@@ -113,10 +115,10 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
             else:
                 state.logins_in_flight.pop(key, None)
     if not ok or account is None:
-        counts = [await db(svc.store.record_login_failure, key, at) for key in keys]
-        if max(counts) > auth.MAX_FAILURES:
-            raise Locked(at + auth.LOCKOUT)
-        if max(counts) == auth.MAX_FAILURES:
+        counts = [
+            await db(svc.store.record_login_failure, key, at, window=auth.WINDOW) for key in keys
+        ]
+        if counts[1] == auth.MAX_FAILURES:
             await db(svc.store.audit, creds.username[:32], "login.locked", ip)
         LOGINS.labels("failed").inc()
         raise fail("password", "err.bad_login")
@@ -144,6 +146,21 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, raw_i
         path="/",
         max_age=int(svc.session_absolute.total_seconds()),
     )
+
+
+async def unlock_logins(request: web.Request, raw: Raw) -> str:
+    """A parent forgives the failed logins from one address (all its accounts)."""
+    svc = request.app[SERVICES]
+    address = raw.get("address")
+    if not isinstance(address, str) or not address.strip() or len(address) > 64:
+        raise fail("address", "err.required")
+    address = address.strip()
+    cleared = await db(svc.store.clear_login_failures_from, address)
+    if not cleared:
+        raise NotFound("no failed logins from that address")
+    await db(svc.store.audit, principal(request).username, "login.unlock", address)
+    log.info("failed logins from %s forgiven by %s", address, principal(request).username)
+    return address
 
 
 async def logout(request: web.Request, response: web.StreamResponse) -> None:

@@ -44,7 +44,7 @@ def api(handler: Handler) -> Handler:
             return json_error(400, t(key, **params), e.field)
         except actions.Locked as e:
             return web.json_response(
-                {"error": translator(request)("error.locked", until=e.until.strftime("%H:%M")),
+                {"error": translator(request)("error.locked", until=e.until.strftime("%H:%M:%S")),
                  "until": e.until.isoformat()},
                 status=429,
             )
