@@ -62,6 +62,12 @@ class StoreError(PolicyError):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be written (or read) right now: the disk is full or failing, or
+    another process holds the lock. Not the caller's fault; retrying later may work. The
+    message names the file (for the log), never show it to a browser."""
+
+
 class NotFound(StoreError):
     pass
 
@@ -173,6 +179,8 @@ class Store:
         self._conn = conn
         self._lock = threading.Lock()
         self.path = path
+        self.write_failing = False  # the last write failed for want of disk (StoreUnavailable)
+        self.exclusive = False  # opened without shared memory: the disk was full at start
 
     # -- opening, migrations, transactions -------------------------------------------------
 
@@ -208,7 +216,34 @@ class Store:
             raise
         except sqlite3.Error as e:  # "locked" is not "corrupt": _describe tells them apart
             conn.close()
+            if not memory and _disk_trouble(e):
+                return cls._open_exclusive(path, busy_timeout, e)
             raise StoreError(f"{path}: cannot open database: {_describe(e)}") from e
+        return store
+
+    @classmethod
+    def _open_exclusive(cls, path: Path, busy_timeout: float, first: sqlite3.Error) -> Store:
+        """A full disk leaves no room for WAL's shared-memory file (SQLITE_IOERR_SHMSIZE):
+        open with `locking_mode=EXCLUSIVE`, which keeps the WAL index in this process's memory,
+        so the web UI still starts and reads; writes fail (StoreUnavailable, HTTP 503) until
+        space is free, then work again. Until a restart, other processes (the `nestguard`
+        CLI) cannot open the database."""
+        conn = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout
+        )
+        store = cls(conn, path)
+        try:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            store._setup(False)
+        except (sqlite3.Error, StoreError) as e:
+            conn.close()
+            raise StoreUnavailable(f"{path}: cannot open database: {first}; {e}") from e
+        store.exclusive = True
+        log.warning(
+            "%s: the disk is full (%s); the database is open for this process only until "
+            "nestguard restarts, and changes fail until space is free",
+            path, first,
+        )
         return store
 
     def _setup(self, memory: bool) -> None:
@@ -285,10 +320,15 @@ class Store:
         with self._lock:
             try:
                 yield self._conn
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"{self.path}: {_describe(e)}") from e
             except sqlite3.Error as e:
-                raise StoreError(f"{self.path}: {e}") from e
+                raise self._error(e) from e
+
+    def _error(self, e: sqlite3.Error) -> StoreError:
+        if _unavailable(e):
+            return StoreUnavailable(f"{self.path}: {e}")
+        if isinstance(e, sqlite3.DatabaseError):
+            return StoreError(f"{self.path}: {_describe(e)}")
+        return StoreError(f"{self.path}: {e}")
 
     @contextmanager
     def _write(self, *, bump: bool = False) -> Iterator[sqlite3.Connection]:
@@ -310,10 +350,10 @@ class Store:
                     raise
             except sqlite3.IntegrityError as e:
                 raise Conflict(f"{self.path}: {e}") from e
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"{self.path}: {_describe(e)}") from e
             except sqlite3.Error as e:
-                raise StoreError(f"{self.path}: {e}") from e
+                self.write_failing = _unavailable(e)
+                raise self._error(e) from e
+            self.write_failing = False
 
     def _delete(self, table: str, row_id: int, what: str, *, bump: bool) -> None:
         """Delete one row of `table` by id (one transaction), or NotFound("no {what} ...")."""
@@ -1546,6 +1586,25 @@ _CHECKED_TABLES = (
 
 
 # -- conversions and checks ------------------------------------------------------------------
+
+
+# SQLite result codes (the low byte of an extended code) that say "not now" rather than "bad
+# input" or "corrupt": full disk, I/O error, busy/locked, read-only file, cannot open.
+_UNAVAILABLE_CODES = frozenset({5, 6, 8, 10, 13, 14})
+
+
+def _unavailable(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _UNAVAILABLE_CODES
+    text = str(e)
+    return any(s in text for s in ("disk is full", "disk I/O error", "locked", "readonly"))
+
+
+def _disk_trouble(e: sqlite3.Error) -> bool:
+    """SQLITE_IOERR or SQLITE_FULL: what a full disk gives."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in (10, 13)
 
 
 def _describe(e: sqlite3.Error) -> str:

@@ -263,6 +263,7 @@ class Household:
                 feeds=list(cfg.feeds) + self.web_feeds,
                 feed_sync=self.sync_now,
                 add_feed=self.add_feed,
+                health=lambda: METRICS.degraded_reasons,
                 allowed_hosts=tuple(sorted(hosts)),
                 metrics_networks=cfg.web.metrics_networks,
                 secure_cookies=cfg.web.secure_cookies,

@@ -260,11 +260,22 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
             def dropped() -> None:
                 metrics.activity_dropped += 1
 
+            def lost(n: int) -> None:  # the store cannot save (a full disk): parents are told
+                metrics.activity_dropped += n
+                metrics.set_degraded("activity_log")
+
             activity.on_drop = dropped
+            activity.on_lost = lost
+            activity.on_recovered = lambda: metrics.set_degraded("activity_log", False)
             await stack.enter_async_context(activity.running())
         sightings = None
         if services.sightings_sink is not None:
             squeue = BatchQueue(services.sightings_sink, sighting_of, name="sightings")
+
+            def sightings_lost(n: int) -> None:
+                metrics.sightings_dropped += n
+
+            squeue.on_lost = sightings_lost
             await stack.enter_async_context(squeue.running())
             sightings = Sightings(squeue)
         cache = Cache(cache_settings(config), clock=services.clock)

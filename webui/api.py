@@ -17,7 +17,15 @@ from aiohttp import web
 
 from blocklists.feed import Feed
 from policy.model import Child, Device
-from policy.store import AccessRequest, Account, Conflict, NotFound, Rule, StoreError
+from policy.store import (
+    AccessRequest,
+    Account,
+    Conflict,
+    NotFound,
+    Rule,
+    StoreError,
+    StoreUnavailable,
+)
 from webui import actions, present
 from webui.context import admin_only, db, principal, translator
 from webui.forms import FormError
@@ -52,8 +60,12 @@ def api(handler: Handler) -> Handler:
             return json_error(404, str(e) or "not found")
         except Conflict as e:
             return json_error(409, str(e) or "conflict")
+        except StoreUnavailable as e:  # a full or failing disk: 503, never the file's path
+            log.warning("cannot save %s %s: %s", request.method, request.path, e)
+            return json_error(503, translator(request)("error.503"))
         except StoreError as e:
-            return json_error(400, str(e))
+            log.info("store refused %s %s: %s", request.method, request.path, e)
+            return json_error(400, translator(request)("error.400"))
 
     return wrapper
 

@@ -51,6 +51,9 @@ class Services:
     feeds: Sequence[Feed] = ()
     feed_sync: Callable[[], Awaitable[None]] | None = None  # "Sync now"
     add_feed: Callable[[Feed], Awaitable[None]] | None = None
+    # what is wrong right now, for the note on Home: "activity_log" (rows cannot be saved),
+    # "store" (the last change could not be saved), "policy", "lists"
+    health: Callable[[], Collection[str]] | None = None
     # web settings (operator YAML)
     allowed_hosts: Collection[str] = ("127.0.0.1", "localhost", "::1")
     metrics_networks: Sequence[IPNetwork] = ()

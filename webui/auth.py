@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from policy.model import prefix64
-from policy.store import Account, Session, Store
+from policy.store import Account, Session, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ def session_principal(
         store.delete_session(id_hash)
         return None
     if now - session.last_seen > policy.touch_every:
-        store.touch_session(id_hash, now)
+        with contextlib.suppress(StoreUnavailable):  # a full disk must not sign parents out
+            store.touch_session(id_hash, now)
     return Principal(account.id, account.username, account.role, session)
 
 

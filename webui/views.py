@@ -210,7 +210,11 @@ async def home(request: web.Request) -> web.Response:
         })
     new_devices = [d for d in devices if d.new]
     others = summary.get(None, {})
+    problems = set(svc.health()) if svc.health is not None else set()
+    if svc.store.write_failing:
+        problems.add("store")
     return await page(request, "home.html", {
+        "disk_trouble": bool(problems & {"activity_log", "store"}),
         "cards": cards,
         "new_devices": new_devices,
         "any_devices": bool(devices),
