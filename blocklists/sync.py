@@ -340,6 +340,24 @@ class FeedSync:
                  len(result.stats.by_source), result.stats.build_seconds)
         return result
 
+    async def drop(self, name: str, *, delete: bool) -> None:
+        """Stop using feed `name` (removed or turned off in the web UI): rebuild the index
+        from the other lists on disk; with `delete`, remove its copy too."""
+        async with self._lock:
+            self.feeds = [f for f in self.feeds if f.name != name]
+            if delete:
+                for p in (self.list_path(name), self.sidecar_path(name)):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+            await self._build(self._disk_sources())
+
+    async def restore(self, feed: Feed) -> None:
+        """Use feed (turned on again) now: its last copy on disk, if any, joins the index."""
+        async with self._lock:
+            self.feeds = [*(f for f in self.feeds if f.name != feed.name), feed]
+            if self.list_path(feed.name).exists():
+                await self._build(self._disk_sources())
+
     # -- sync ----------------------------------------------------------------------------------
     async def sync(
         self,

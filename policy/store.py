@@ -1208,7 +1208,8 @@ class Store:
         return [_account(r) for r in rows]
 
     def set_password(self, account_id: int, password_hash: str) -> None:
-        """Replace the hash and delete every session of the account (H5)."""
+        """Replace the hash and delete every session and API token of the account (H5): a
+        token a leaked password made must not outlive the password."""
         with self._write() as c:
             cur = c.execute(
                 "UPDATE accounts SET password_hash = ?, password_changed = ? WHERE id = ?",
@@ -1217,6 +1218,7 @@ class Store:
             if cur.rowcount == 0:
                 raise NotFound(f"no account with id {account_id}")
             c.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
+            c.execute("DELETE FROM tokens WHERE account_id = ?", (account_id,))
 
     def delete_account(self, account_id: int) -> None:
         """Delete the account with its sessions and tokens."""

@@ -65,7 +65,8 @@ def _networks(*groups: tuple[str, ...]) -> tuple[Network, ...]:
 
 
 DEFAULT_ALLOW_NETWORKS = _networks(_LOOPBACK, _RFC1918, _LINK_LOCAL, _ULA)
-DEFAULT_METRICS_NETWORKS = _networks(_LOOPBACK, _RFC1918)
+# /metrics tells who asks how much and when: this machine only, unless the operator opens it
+DEFAULT_METRICS_NETWORKS = _networks(_LOOPBACK)
 DEFAULT_RATER_CATEGORIES = ("adult", "gambling", "dating", "drugs", "bypass")
 
 

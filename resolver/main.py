@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from policy.live import Live
 from policy.model import Policy, Profile
@@ -250,6 +251,7 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
                 [router_address],
                 timeout=float(_get(dns, "timeout", 2.0)),
                 max_inflight=_get(dns, "max_inflight", 150),
+                metric_name="router",
             )
             await router.start()
             stack.push_async_callback(router.close)
@@ -329,7 +331,7 @@ async def run(config: object, services: Services | None = None) -> None:
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(open_resolver(config, services))
         app = (services.web_app or _metrics_app)()
-        runner = web.AppRunner(app, access_log=None)
+        runner = web_runner(app)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         for host, port in _web_listen(config):
@@ -345,6 +347,27 @@ async def run(config: object, services: Services | None = None) -> None:
         log.info("stopping")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
+
+
+class _QuietBadRequests(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, minus the ERROR and traceback it logs for every malformed
+    request (an HTTP/1.1 request without Host, garbage on the port): anyone on the LAN can
+    send those, so they get one debug line; the client still gets its 400."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            peer = args[0] if args else "?"
+            self.logger.debug("bad HTTP request from %s: %s", peer, exc.message)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kw)
+
+
+def web_runner(app: web.Application) -> web.AppRunner:
+    """The runner for the web UI (or the metrics-only app)."""
+    return web.AppRunner(
+        app, access_log=None, logger=_QuietBadRequests(logging.getLogger("aiohttp.server"), {})
+    )
 
 
 def _metrics_app() -> web.Application:

@@ -173,7 +173,8 @@ async def logout(request: web.Request, response: web.StreamResponse) -> None:
 
 
 async def change_password(request: web.Request, raw: Raw) -> str:
-    """H5: every session of the account ends; returns a new session id for this browser."""
+    """H5: every session and API token of the account ends; returns a new session id for
+    this browser."""
     svc, state = request.app[SERVICES], request.app[STATE]
     p = principal(request)
     old, new = forms.parse_password_change(raw, p.username)
@@ -183,7 +184,8 @@ async def change_password(request: web.Request, raw: Raw) -> str:
     ):
         raise fail("old", "err.bad_old_password")
     pw_hash = await auth.hash_password(new, n=svc.scrypt_n, slots=state.hash_slots)
-    await db(svc.store.set_password, account.id, pw_hash)  # also deletes every session
+    # also deletes every session and API token of the account
+    await db(svc.store.set_password, account.id, pw_hash)
     await db(svc.store.delete_sessions, account.id)
     await db(svc.store.audit, p.username, "password.change", "")
     account = await db(svc.store.account_by_id, p.account_id)
@@ -554,8 +556,45 @@ def all_feeds(request: web.Request) -> list[Feed]:
     svc, state = request.app[SERVICES], request.app[STATE]
     feeds = list(svc.feeds)
     names = {f.name for f in feeds}
-    feeds += [f for f in state.added_feeds if f.name not in names]
+    added = svc.web_feeds() if svc.web_feeds is not None else state.added_feeds
+    feeds += [f for f in added if f.name not in names]
     return feeds
+
+
+def editable_feeds(request: web.Request) -> set[str]:
+    """The feeds a parent may remove or turn off: those added in the web UI (the config
+    file's belong to whoever runs nestguard)."""
+    svc = request.app[SERVICES]
+    if svc.web_feeds is None or svc.remove_feed is None:
+        return set()
+    yaml = {f.name for f in svc.feeds}
+    return {f.name for f in svc.web_feeds() if f.name not in yaml}
+
+
+def _editable(request: web.Request, name: str) -> str:
+    if name not in editable_feeds(request):
+        raise NotFound(f"no feed {name!r} added in the web UI")
+    return name
+
+
+async def remove_feed(request: web.Request, name: str) -> None:
+    svc = request.app[SERVICES]
+    assert svc.remove_feed is not None
+    await svc.remove_feed(_editable(request, name))
+    await record(request, "feed.remove", name)
+
+
+async def enable_feed(request: web.Request, name: str, raw: Raw) -> bool:
+    svc = request.app[SERVICES]
+    assert svc.enable_feed is not None
+    on = raw.get("enabled")
+    if isinstance(on, str):
+        on = on.strip().lower() in ("1", "true", "on", "yes")
+    if not isinstance(on, bool):
+        raise fail("enabled", "err.required")
+    await svc.enable_feed(_editable(request, name), on)
+    await record(request, "feed.enable" if on else "feed.disable", name)
+    return on
 
 
 async def add_feed(request: web.Request, raw: Raw) -> Feed:

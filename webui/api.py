@@ -579,6 +579,22 @@ async def api_feed_add(request: web.Request) -> web.StreamResponse:
     return ok(feed_json(feed), 201)
 
 
+@routes.delete("/api/v1/feeds/{name}")
+@admin_only
+@api
+async def api_feed_remove(request: web.Request) -> web.StreamResponse:
+    await actions.remove_feed(request, request.match_info["name"])
+    return web.Response(status=204)
+
+
+@routes.put("/api/v1/feeds/{name}/enabled")
+@admin_only
+@api
+async def api_feed_enable(request: web.Request) -> web.StreamResponse:
+    on = await actions.enable_feed(request, request.match_info["name"], await body(request))
+    return ok({"name": request.match_info["name"], "enabled": on})
+
+
 @routes.post("/api/v1/feeds/sync")
 @admin_only
 @api

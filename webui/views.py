@@ -599,6 +599,7 @@ async def lists_page(request: web.Request, form: Ctx | None = None, status: int 
         "sync_error": state.sync_error,
         "can_sync": svc.feed_sync is not None,
         "can_add": svc.add_feed is not None,
+        "editable": actions.editable_feeds(request),
         "formats": FORMATS,
         "form": form or form_state(request, "", {}, None),
     }, status=status)
@@ -615,6 +616,24 @@ async def lists(request: web.Request) -> web.Response:
 async def lists_add(request: web.Request) -> web.StreamResponse:
     return await _form_post(request, "feed", action=actions.add_feed, page=lists_page,
                             then=see_other("/lists", "feed_added"))
+
+
+@routes.post("/lists/feeds/{name}/remove")
+@admin_only
+async def lists_feed_remove(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.remove_feed(request, request.match_info["name"]))
+    raise see_other("/lists", "removed")
+
+
+@routes.post("/lists/feeds/{name}/enabled")
+@admin_only
+async def lists_feed_enable(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        on = await _or_404(actions.enable_feed(request, request.match_info["name"], raw))
+    except FormError:
+        raise web.HTTPBadRequest() from None
+    raise see_other("/lists", "feed_on" if on else "feed_off")
 
 
 @routes.post("/lists/sync")
