@@ -39,6 +39,26 @@ _QUESTIONS = wire._MEMO
 
 Send = Callable[[bytes], None]
 
+_TRANSFERS = (wire.T_AXFR, wire.T_IXFR)
+
+
+def _not_served(q: wire.Question) -> int:
+    """The rcode for a question a filtering resolver does not serve (0: serve it).
+
+    Zone transfers (AXFR, IXFR) over any transport: nestguard has no zones to hand out, and
+    forwarding them would hand a child the upstream's answer; REFUSED, as RFC 1034 section
+    4.3.5 allows ("the AXFR may cause an error, such as refused") and RFC 5936 section 4
+    leaves AXFR over UDP undefined. Classes: only IN is filtered and answered; CHAOS
+    (version.bind and the like) goes through as before. QCLASS ANY (255) and NONE (254) are
+    meta values and 0 is reserved (RFC 6895 section 3.2), others (Hesiod, unassigned) are
+    not served here: REFUSED rather than IN records under another class.
+    """
+    if q.qtype in _TRANSFERS:
+        return wire.REFUSED
+    if q.qclass not in (wire.C_IN, wire.C_CH):
+        return wire.REFUSED
+    return 0
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
@@ -100,6 +120,10 @@ class DnsServer:
             if edns is not None and edns.version > 0:
                 self.metrics.count("formerr", q.qtype)
                 return wire.build_reply(q, data, rcode=wire.BADVERS)
+            if q.qclass != wire.C_IN or q.qtype in _TRANSFERS:
+                if refused := _not_served(q):
+                    self.metrics.count("refused", q.qtype)
+                    return wire.build_reply(q, data, rcode=refused)
             query = Query(
                 data,
                 q,

@@ -12,6 +12,7 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import pytest
 
@@ -425,3 +426,37 @@ async def test_tcp_connections_capped_per_address(nestguard_server, fake_upstrea
     finally:
         for _, w in held:
             w.close()
+
+
+def _udp_query(addr, name: str, rdtype: str, rdclass: str = "IN") -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype, rdclass=rdclass)
+    host, port = addr
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(q.to_wire(), (host, port))
+        return dns.message.from_wire(s.recv(65535))
+
+
+@pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
+async def test_zone_transfers_are_refused_not_forwarded(addr, fake_upstream, rdtype):
+    reply = await asyncio.to_thread(_udp_query, addr, "example", rdtype)
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.answer
+    q = dns.message.make_query("example", rdtype)
+    reply = await dns.asyncquery.tcp(q, addr[0], port=addr[1], timeout=3)
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert fake_upstream.count() == 0
+
+
+@pytest.mark.parametrize("rdclass", ["ANY", "NONE", "HS", "CLASS0", "CLASS42"])
+async def test_other_classes_get_no_in_records(addr, fake_upstream, rdclass):
+    reply = await asyncio.to_thread(_udp_query, addr, "www.example", "A", rdclass)
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert not reply.answer
+    assert reply.question[0].rdclass == dns.rdataclass.from_text(rdclass)
+    assert fake_upstream.count() == 0
+    assert (await ask(addr, "www.example")).answer  # class IN as before
+
+
+async def test_chaos_class_is_left_as_it_was(addr, fake_upstream):
+    reply = await asyncio.to_thread(_udp_query, addr, "version.bind", "TXT", "CH")
+    assert reply.rcode() != dns.rcode.REFUSED
