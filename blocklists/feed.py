@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
 FeedFormat = Literal[
@@ -31,3 +34,21 @@ class Feed:
     max_bytes: int = 50 * 1024 * 1024
     max_entries: int = 5_000_000
     enabled: bool = True
+
+
+# -- files: data_dir/lists/ is the household's (0700), its files 0600 -------------------------
+def private_opener(path: str, flags: int) -> int:
+    """`open(..., opener=private_opener)`: a new file is created 0600 whatever the umask."""
+    return os.open(path, flags, 0o600)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` 0700, and tighten it and the files in it (0600) if an older version left
+    them readable by others."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    for p in path.iterdir():
+        with contextlib.suppress(OSError):
+            if p.is_file() and p.stat().st_mode & 0o077:
+                os.chmod(p, 0o600)

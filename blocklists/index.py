@@ -35,13 +35,16 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import mmap
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -657,14 +660,44 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the process that started it dies (kill -9
+    of `nestguard lists sync` or of the server during "Sync now"), so no orphan keeps
+    building. Linux: the kernel sends SIGKILL (prctl PR_SET_PDEATHSIG); everywhere, a
+    watcher thread checks the parent every 0.2 s (also covers a parent that died before
+    prctl ran)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 async def run_in_process(fn: Callable[..., T], *args: Any) -> T:
     """Run fn(*args) in a fresh worker process (spawn/forkserver), then let it exit.
 
     The event loop only awaits a future; the CPU work never holds its GIL. One short-lived
-    process per job, so no idle worker keeps list-sized memory on a small board.
+    process per job, so no idle worker keeps list-sized memory on a small board. The worker
+    dies with this process (`_die_with_parent`).
     """
     loop = asyncio.get_running_loop()
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=_mp_context())
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=_mp_context(),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         result = await loop.run_in_executor(pool, fn, *args)
     except BaseException:
@@ -674,6 +707,19 @@ async def run_in_process(fn: Callable[..., T], *args: Any) -> T:
     # off the event loop
     await asyncio.to_thread(pool.shutdown)
     return result
+
+
+def pending_path(path: Path) -> Path:
+    """Where a worker writes the index it builds for `path`. Only the parent, once the worker
+    has finished, renames it into place (`install`): a worker whose parent died never
+    replaces the index in force. Leftovers are removed at start."""
+    path = Path(path)
+    return path.with_name(path.name + ".new")
+
+
+def install(path: Path) -> None:
+    """The parent's commit: put the worker's finished index in place (atomic rename)."""
+    os.replace(pending_path(path), path)
 
 
 async def rebuild(
@@ -690,6 +736,7 @@ async def rebuild(
     """
     srcs = [(info, Path(p), fmt) for info, p, fmt in sources]
     stats = await run_in_process(
-        build_file_from_lists, srcs, Path(path), dict(category_ages), fingerprint)
+        build_file_from_lists, srcs, pending_path(path), dict(category_ages), fingerprint)
+    install(path)
     log.info("index rebuilt: %d entries in %.1f s", stats.entries, stats.build_seconds)
     return CategoryIndex.load(Path(path))

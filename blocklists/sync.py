@@ -40,8 +40,14 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from blocklists.feed import Feed, FeedError
-from blocklists.index import CategoryIndex, SourceInfo, run_in_process
+from blocklists.feed import Feed, FeedError, make_private_dir, private_opener
+from blocklists.index import (
+    CategoryIndex,
+    SourceInfo,
+    install,
+    pending_path,
+    run_in_process,
+)
 from blocklists.verify import (
     BuildJob,
     BuildResult,
@@ -195,8 +201,9 @@ class Sidecar:
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_text(json.dumps({k: getattr(self, k) for k in self.__dataclass_fields__},
-                                  indent=1), "utf-8")
+        with open(tmp, "w", encoding="utf-8", opener=private_opener) as f:
+            f.write(json.dumps({k: getattr(self, k) for k in self.__dataclass_fields__},
+                               indent=1))
         os.replace(tmp, path)
 
 
@@ -258,7 +265,7 @@ class FeedSync:
         self._nudge = asyncio.Event()
         self._nudged: set[str] | None = None
         self._force_all = False
-        self.lists_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.lists_dir)
 
     # -- paths ---------------------------------------------------------------------------------
     @property
@@ -315,17 +322,42 @@ class FeedSync:
             return self._index
 
     def _clean_temp_files(self) -> None:
-        for p in self.lists_dir.glob(".*"):
+        """Leftovers of a sync that was killed: downloads and candidates (hidden files in
+        lists/) and an index a worker built that was never installed (`index.bin.new`)."""
+        leftovers = [*self.lists_dir.glob(".*"), *self.lists_dir.glob("*.new")]
+        leftovers += [pending_path(self.index_path), *self.data_dir.glob(".index.bin.*.tmp")]
+        for p in leftovers:
             with contextlib.suppress(OSError):
                 p.unlink()
+                log.info("removed %s, left by an interrupted list update", p.name)
 
     async def _build(self, jobs: Sequence[SourceJob]) -> BuildResult:
-        job = BuildJob(list(jobs), dict(self.category_ages), self.index_path)
+        # the worker writes index.bin.new; this process, alive and done waiting, installs it
+        job = BuildJob(list(jobs), dict(self.category_ages), pending_path(self.index_path))
         result: BuildResult = await run_in_process(check_and_build, job)
+        install(self.index_path)
         self._index = CategoryIndex.load(self.index_path)
         log.info("index built: %d entries from %d sources in %.1f s", result.stats.entries,
                  len(result.stats.by_source), result.stats.build_seconds)
         return result
+
+    async def drop(self, name: str, *, delete: bool) -> None:
+        """Stop using feed `name` (removed or turned off in the web UI): rebuild the index
+        from the other lists on disk; with `delete`, remove its copy too."""
+        async with self._lock:
+            self.feeds = [f for f in self.feeds if f.name != name]
+            if delete:
+                for p in (self.list_path(name), self.sidecar_path(name)):
+                    with contextlib.suppress(FileNotFoundError):
+                        p.unlink()
+            await self._build(self._disk_sources())
+
+    async def restore(self, feed: Feed) -> None:
+        """Use feed (turned on again) now: its last copy on disk, if any, joins the index."""
+        async with self._lock:
+            self.feeds = [*(f for f in self.feeds if f.name != feed.name), feed]
+            if self.list_path(feed.name).exists():
+                await self._build(self._disk_sources())
 
     # -- sync ----------------------------------------------------------------------------------
     async def sync(
@@ -494,7 +526,7 @@ class FeedSync:
         h = hashlib.sha256()
         n = 0
         try:
-            with open(src, "rb") as fin, open(part, "wb") as fout:
+            with open(src, "rb") as fin, open(part, "wb", opener=private_opener) as fout:
                 while chunk := fin.read(1 << 20):
                     n += len(chunk)
                     if n > feed.max_bytes:
@@ -662,7 +694,7 @@ async def _stream(resp: aiohttp.ClientResponse, part: Path, max_bytes: int) -> s
     """Body -> part file, at most max_bytes (after any Content-Encoding); returns sha256."""
     h = hashlib.sha256()
     n = 0
-    with open(part, "wb") as f:
+    with open(part, "wb", opener=private_opener) as f:
         async for chunk in resp.content.iter_chunked(CHUNK):
             n += len(chunk)
             if n > max_bytes:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blocklists.feed import FeedError
+from blocklists.feed import FeedError, private_opener
 from blocklists.index import IndexStats, SourceInfo, build_index_file
 from blocklists.parse import Entry, ParseResult, parse_file
 
@@ -165,7 +165,7 @@ def gunzip_to(src: Path, dst: Path, max_bytes: int) -> None:
     """Decompress a gzip body into dst, refusing more than max_bytes of output (gzip bombs)."""
     written = 0
     try:
-        with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
+        with gzip.open(src, "rb") as fin, open(dst, "wb", opener=private_opener) as fout:
             while chunk := fin.read(1 << 20):
                 written += len(chunk)
                 if written > max_bytes:

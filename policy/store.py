@@ -62,6 +62,12 @@ class StoreError(PolicyError):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be written (or read) right now: the disk is full or failing, or
+    another process holds the lock. Not the caller's fault; retrying later may work. The
+    message names the file (for the log), never show it to a browser."""
+
+
 class NotFound(StoreError):
     pass
 
@@ -198,6 +204,8 @@ class Store:
         self._conn = conn
         self._lock = threading.Lock()
         self.path = path
+        self.write_failing = False  # the last write failed for want of disk (StoreUnavailable)
+        self.exclusive = False  # opened without shared memory: the disk was full at start
 
     # -- opening, migrations, transactions -------------------------------------------------
 
@@ -233,7 +241,34 @@ class Store:
             raise
         except sqlite3.Error as e:  # "locked" is not "corrupt": _describe tells them apart
             conn.close()
+            if not memory and _disk_trouble(e):
+                return cls._open_exclusive(path, busy_timeout, e)
             raise StoreError(f"{path}: cannot open database: {_describe(e)}") from e
+        return store
+
+    @classmethod
+    def _open_exclusive(cls, path: Path, busy_timeout: float, first: sqlite3.Error) -> Store:
+        """A full disk leaves no room for WAL's shared-memory file (SQLITE_IOERR_SHMSIZE):
+        open with `locking_mode=EXCLUSIVE`, which keeps the WAL index in this process's memory,
+        so the web UI still starts and reads; writes fail (StoreUnavailable, HTTP 503) until
+        space is free, then work again. Until a restart, other processes (the `nestguard`
+        CLI) cannot open the database."""
+        conn = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout
+        )
+        store = cls(conn, path)
+        try:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            store._setup(False)
+        except (sqlite3.Error, StoreError) as e:
+            conn.close()
+            raise StoreUnavailable(f"{path}: cannot open database: {first}; {e}") from e
+        store.exclusive = True
+        log.warning(
+            "%s: the disk is full (%s); the database is open for this process only until "
+            "nestguard restarts, and changes fail until space is free",
+            path, first,
+        )
         return store
 
     def _setup(self, memory: bool) -> None:
@@ -310,10 +345,15 @@ class Store:
         with self._lock:
             try:
                 yield self._conn
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"{self.path}: {_describe(e)}") from e
             except sqlite3.Error as e:
-                raise StoreError(f"{self.path}: {e}") from e
+                raise self._error(e) from e
+
+    def _error(self, e: sqlite3.Error) -> StoreError:
+        if _unavailable(e):
+            return StoreUnavailable(f"{self.path}: {e}")
+        if isinstance(e, sqlite3.DatabaseError):
+            return StoreError(f"{self.path}: {_describe(e)}")
+        return StoreError(f"{self.path}: {e}")
 
     @contextmanager
     def _write(self, *, bump: bool = False) -> Iterator[sqlite3.Connection]:
@@ -335,10 +375,10 @@ class Store:
                     raise
             except sqlite3.IntegrityError as e:
                 raise Conflict(f"{self.path}: {e}") from e
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"{self.path}: {_describe(e)}") from e
             except sqlite3.Error as e:
-                raise StoreError(f"{self.path}: {e}") from e
+                self.write_failing = _unavailable(e)
+                raise self._error(e) from e
+            self.write_failing = False
 
     def _delete(self, table: str, row_id: int, what: str, *, bump: bool) -> None:
         """Delete one row of `table` by id (one transaction), or NotFound("no {what} ...")."""
@@ -1310,7 +1350,8 @@ class Store:
         return [_account(r) for r in rows]
 
     def set_password(self, account_id: int, password_hash: str) -> None:
-        """Replace the hash and delete every session of the account (H5)."""
+        """Replace the hash and delete every session and API token of the account (H5): a
+        token a leaked password made must not outlive the password."""
         with self._write() as c:
             cur = c.execute(
                 "UPDATE accounts SET password_hash = ?, password_changed = ? WHERE id = ?",
@@ -1319,6 +1360,7 @@ class Store:
             if cur.rowcount == 0:
                 raise NotFound(f"no account with id {account_id}")
             c.execute("DELETE FROM sessions WHERE account_id = ?", (account_id,))
+            c.execute("DELETE FROM tokens WHERE account_id = ?", (account_id,))
 
     def delete_account(self, account_id: int) -> None:
         """Delete the account with its sessions and tokens."""
@@ -1439,6 +1481,25 @@ class Store:
     def clear_login_failures(self, key: str) -> None:
         with self._write() as c:
             c.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
+    def login_failure_state(self, key: str, since: datetime) -> tuple[int, datetime | None]:
+        """(failures for `key` since, the last one's time or None)."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT count(*), max(at) FROM login_failures WHERE key = ? AND at >= ?",
+                (key, _ts(since)),
+            ).fetchone()
+        return int(row[0]), (_dt_req(row[1]) if row[1] is not None else None)
+
+    def clear_login_failures_from(self, address: str) -> int:
+        """Forget every failure from `address` (its "ip:", "setup:" and "pair:" keys)."""
+        with self._write() as c:
+            cur = c.execute(
+                "DELETE FROM login_failures WHERE key IN (?, ?)"
+                " OR substr(key, 1, ?) = ?",
+                (f"ip:{address}", f"setup:{address}", len(address) + 6, f"pair:{address}|"),
+            )
+        return int(cur.rowcount)
 
     def lockouts(self, since: datetime) -> list[tuple[str, int, datetime]]:
         """(key, failures since, last failure), most failures first."""
@@ -1701,6 +1762,25 @@ _CHECKED_TABLES = (
 
 
 # -- conversions and checks ------------------------------------------------------------------
+
+
+# SQLite result codes (the low byte of an extended code) that say "not now" rather than "bad
+# input" or "corrupt": full disk, I/O error, busy/locked, read-only file, cannot open.
+_UNAVAILABLE_CODES = frozenset({5, 6, 8, 10, 13, 14})
+
+
+def _unavailable(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _UNAVAILABLE_CODES
+    text = str(e)
+    return any(s in text for s in ("disk is full", "disk I/O error", "locked", "readonly"))
+
+
+def _disk_trouble(e: sqlite3.Error) -> bool:
+    """SQLITE_IOERR or SQLITE_FULL: what a full disk gives."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in (10, 13)
 
 
 def _describe(e: sqlite3.Error) -> str:

@@ -65,7 +65,8 @@ def _networks(*groups: tuple[str, ...]) -> tuple[Network, ...]:
 
 
 DEFAULT_ALLOW_NETWORKS = _networks(_LOOPBACK, _RFC1918, _LINK_LOCAL, _ULA)
-DEFAULT_METRICS_NETWORKS = _networks(_LOOPBACK, _RFC1918)
+# /metrics tells who asks how much and when: this machine only, unless the operator opens it
+DEFAULT_METRICS_NETWORKS = _networks(_LOOPBACK)
 DEFAULT_RATER_CATEGORIES = ("adult", "gambling", "dating", "drugs", "bypass")
 
 
@@ -98,6 +99,7 @@ class DnsConfig:
     max_inflight: int = 150
     tcp_idle: float = 30.0
     tcp_max_clients: int = 100
+    tcp_max_per_client: int = 10  # TCP connections from one address (slowloris)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # The home router's DNS: asked for LAN names (local_domains, home.arpa, single-label names,
@@ -444,6 +446,7 @@ class _Loader:
                 "max_inflight",
                 "tcp_idle",
                 "tcp_max_clients",
+                "tcp_max_per_client",
                 "rate_limit",
                 "cache",
                 "router",
@@ -510,6 +513,9 @@ class _Loader:
             tcp_idle=self.get(s, "dns", "tcp_idle", _seconds(1, 3600), d.tcp_idle),
             tcp_max_clients=self.get(
                 s, "dns", "tcp_max_clients", _int(1, 100_000), d.tcp_max_clients
+            ),
+            tcp_max_per_client=self.get(
+                s, "dns", "tcp_max_per_client", _int(1, 100_000), d.tcp_max_per_client
             ),
             rate_limit=rate_limit,
             cache=self.cache(s.get("cache")),

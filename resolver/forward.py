@@ -54,6 +54,7 @@ EDNS_UDP_SIZE = 1232
 ATTEMPT_TIMEOUT = 0.7
 DEAD_MIN = 5.0
 DEAD_MAX = 60.0
+QUIET = 60.0  # good answers for this long before "answers again" is logged
 
 # What dnslib raises on bad bytes (it is lenient and not all of these derive from DNSError).
 _DNSLIB_ERRORS: tuple[type[Exception], ...] = (
@@ -143,12 +144,20 @@ class _Upstream:
     dead_until: float = 0.0  # loop time; 0 = healthy
     backoff: float = 0.0
     probing: bool = False
+    # the state parents/operators see in the log: "down" is told once, "answers again" once
+    # it has answered for QUIET seconds (an upstream failing every other query must not log
+    # a warning per query)
+    reported_down: bool = False
+    failures: int = 0  # tries failed since reported down
+    up_since: float = 0.0  # loop time of the first good answer after failing
+    metric: str = ""  # its label on the metrics: "upstream0" (never its address)
     queries: Any = None  # the labelled prometheus children (labels() per try cost ~2 us)
     duration: Any = None
 
     def __post_init__(self) -> None:
-        self.queries = UPSTREAM_QUERIES.labels(self.label)
-        self.duration = UPSTREAM_DURATION.labels(self.label)
+        self.metric = self.metric or f"upstream{self.rank}"
+        self.queries = UPSTREAM_QUERIES.labels(self.metric)
+        self.duration = UPSTREAM_DURATION.labels(self.metric)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,13 +278,18 @@ class Forwarder:
         timeout: float = 2.0,
         max_inflight: int = 150,
         attempt_timeout: float | None = None,
+        metric_name: str = "upstream",
     ) -> None:
+        """metric_name: the upstreams' label on the metrics is it plus their index
+        ("upstream0", "router0"), never their address."""
         if not upstreams:
             raise ValueError("Forwarder needs at least one upstream")
         if timeout <= 0 or max_inflight < 1:
             raise ValueError("timeout must be > 0 and max_inflight >= 1")
         self._upstreams = [
-            _Upstream(host, port, _label(host, port), rank, _family(host))
+            _Upstream(
+                host, port, _label(host, port), rank, _family(host), metric=f"{metric_name}{rank}"
+            )
             for rank, (host, port) in enumerate(upstreams)
         ]
         self._timeout = timeout
@@ -459,9 +473,15 @@ class Forwarder:
             if kind == "refused":
                 self._mark_dead(upstream, loop.time())
             raise _TryFailed(kind, f"rcode {rcode}")
-        upstream.duration.observe(loop.time() - started)
-        if upstream.backoff:
-            log.info("upstream %s answers again", upstream.label)
+        now = loop.time()
+        upstream.duration.observe(now - started)
+        if upstream.reported_down:
+            if not upstream.up_since:
+                upstream.up_since = now
+            elif now - upstream.up_since >= QUIET:
+                log.info("upstream %s answers again (%d failed tries meanwhile)",
+                         upstream.label, upstream.failures)
+                upstream.reported_down, upstream.failures, upstream.up_since = False, 0, 0.0
         upstream.dead_until = 0.0
         upstream.backoff = 0.0
         return reply
@@ -479,16 +499,21 @@ class Forwarder:
         return reply
 
     def _mark_dead(self, upstream: _Upstream, now: float) -> None:
-        first = not upstream.backoff
         upstream.backoff = min(DEAD_MAX, upstream.backoff * 2) if upstream.backoff else DEAD_MIN
         upstream.dead_until = now + upstream.backoff
-        if first:
-            log.warning(
-                "upstream %s failed; trying it last for %.0f s", upstream.label, upstream.backoff
-            )
+        upstream.up_since = 0.0
+        if upstream.reported_down:
+            upstream.failures += 1
+            log.debug("upstream %s failed again", upstream.label)
+            return
+        upstream.reported_down, upstream.failures = True, 1
+        log.warning(
+            "upstream %s failed; trying it last for %.0f s, and after other upstreams "
+            "while it keeps failing", upstream.label, upstream.backoff
+        )
 
     def _count_error(self, upstream: _Upstream, kind: str) -> None:
-        UPSTREAM_ERRORS.labels(upstream.label, kind).inc()
+        UPSTREAM_ERRORS.labels(upstream.metric, kind).inc()
 
     @staticmethod
     def _with_id(wire: bytes) -> tuple[int, bytes]:

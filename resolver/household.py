@@ -18,7 +18,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -90,6 +90,7 @@ def feed_from_dict(raw: Mapping[str, object]) -> Feed:
         refresh=timedelta(seconds=float(str(refresh))),
         sha256=(str(raw["sha256"]) if raw.get("sha256") else None),
         signature=(str(raw["signature"]) if raw.get("signature") else None),
+        enabled=raw.get("enabled", True) is not False,
     )
 
 
@@ -97,7 +98,7 @@ def feed_to_dict(feed: Feed) -> dict[str, object]:
     return {
         "name": feed.name, "url": feed.url, "format": feed.format, "category": feed.category,
         "min_age": feed.min_age, "refresh_seconds": feed.refresh.total_seconds(),
-        "sha256": feed.sha256, "signature": feed.signature,
+        "sha256": feed.sha256, "signature": feed.signature, "enabled": feed.enabled,
     }
 
 
@@ -208,15 +209,54 @@ class Household:
         return statuses
 
     async def add_feed(self, feed: Feed) -> None:
-        if any(f.name == feed.name for f in self.sync.feeds):
+        if any(f.name == feed.name for f in [*self.config.feeds, *self.web_feeds]):
             raise ValueError(f"a feed named {feed.name!r} exists already")
         self.web_feeds.append(feed)
+        await self._save_web_feeds()
+        self.sync.feeds.append(feed)
+        self.sync.trigger([feed.name])
+
+    async def remove_feed(self, name: str) -> None:
+        """Remove a feed added in the web UI: its list and index entries go at once."""
+        feed = self._web_feed(name)
+        self.web_feeds.remove(feed)
+        await self._save_web_feeds()
+        before = self.sync.index
+        await self.sync.drop(name, delete=True)
+        if self.sync.index is not before:
+            self.live_index.value = self.wrap_index(self.sync.index)
+
+    async def enable_feed(self, name: str, enabled: bool) -> None:
+        """Turn a feed added in the web UI off (its entries leave the index, its copy stays)
+        or on again (synced now)."""
+        feed = self._web_feed(name)
+        if feed.enabled == enabled:
+            return
+        updated = replace(feed, enabled=enabled)
+        self.web_feeds[self.web_feeds.index(feed)] = updated
+        await self._save_web_feeds()
+        before = self.sync.index
+        if enabled:
+            await self.sync.restore(updated)
+            self.sync.trigger([name])
+        else:
+            await self.sync.drop(name, delete=False)
+        if self.sync.index is not before:
+            self.live_index.value = self.wrap_index(self.sync.index)
+
+    def _web_feed(self, name: str) -> Feed:
+        for feed in self.web_feeds:
+            if feed.name == name:
+                return feed
+        if any(f.name == name for f in self.config.feeds):
+            raise ValueError(f"feed {name!r} is set in the config file; change it there")
+        raise KeyError(name)
+
+    async def _save_web_feeds(self) -> None:
         if self.store is not None:
             await asyncio.to_thread(
                 self.store.set_setting, ADDED_FEEDS_KEY, [feed_to_dict(f) for f in self.web_feeds]
             )
-        self.sync.feeds.append(feed)
-        self.sync.trigger([feed.name])
 
     def wrap_index(self, base: CategoryIndex) -> Index:
         """The index in force: the lists, plus the name rater for names no list knows.
@@ -272,9 +312,13 @@ class Household:
                 nudge=self.nudge.set,
                 clock=self.now,
                 explain=self.explain,
-                feeds=list(cfg.feeds) + self.web_feeds,
+                feeds=list(cfg.feeds),
                 feed_sync=self.sync_now,
                 add_feed=self.add_feed,
+                web_feeds=lambda: list(self.web_feeds),
+                remove_feed=self.remove_feed,
+                enable_feed=self.enable_feed,
+                health=lambda: METRICS.degraded_reasons,
                 allowed_hosts=tuple(sorted(hosts)),
                 metrics_networks=cfg.web.metrics_networks,
                 secure_cookies=cfg.web.secure_cookies,

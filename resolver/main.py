@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from policy.live import Live
 from policy.model import Policy, Profile
@@ -153,6 +154,7 @@ def server_settings(config: object) -> ServerSettings:
         tcp_idle=float(_get(dns, "tcp_idle", d.tcp_idle)),
         tcp_max_clients=_get(dns, "tcp_max_clients", d.tcp_max_clients),
         trusted_mac_sources=tuple(_get(dns, "trusted_mac_sources", ())),
+        tcp_max_per_client=_get(dns, "tcp_max_per_client", d.tcp_max_per_client),
     )
 
 
@@ -247,6 +249,7 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
                 [router_address],
                 timeout=float(_get(dns, "timeout", 2.0)),
                 max_inflight=_get(dns, "max_inflight", 150),
+                metric_name="router",
             )
             await router.start()
             stack.push_async_callback(router.close)
@@ -257,11 +260,22 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
             def dropped() -> None:
                 metrics.activity_dropped += 1
 
+            def lost(n: int) -> None:  # the store cannot save (a full disk): parents are told
+                metrics.activity_dropped += n
+                metrics.set_degraded("activity_log")
+
             activity.on_drop = dropped
+            activity.on_lost = lost
+            activity.on_recovered = lambda: metrics.set_degraded("activity_log", False)
             await stack.enter_async_context(activity.running())
         sightings = None
         if services.sightings_sink is not None:
             squeue = BatchQueue(services.sightings_sink, sighting_of, name="sightings")
+
+            def sightings_lost(n: int) -> None:
+                metrics.sightings_dropped += n
+
+            squeue.on_lost = sightings_lost
             await stack.enter_async_context(squeue.running())
             sightings = Sightings(squeue)
         cache = Cache(cache_settings(config), clock=services.clock)
@@ -316,7 +330,7 @@ async def run(config: object, services: Services | None = None) -> None:
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(open_resolver(config, services))
         app = (services.web_app or _metrics_app)()
-        runner = web.AppRunner(app, access_log=None)
+        runner = web_runner(app)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         for host, port in _web_listen(config):
@@ -332,6 +346,27 @@ async def run(config: object, services: Services | None = None) -> None:
         log.info("stopping")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
+
+
+class _QuietBadRequests(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, minus the ERROR and traceback it logs for every malformed
+    request (an HTTP/1.1 request without Host, garbage on the port): anyone on the LAN can
+    send those, so they get one debug line; the client still gets its 400."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            peer = args[0] if args else "?"
+            self.logger.debug("bad HTTP request from %s: %s", peer, exc.message)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kw)
+
+
+def web_runner(app: web.Application) -> web.AppRunner:
+    """The runner for the web UI (or the metrics-only app)."""
+    return web.AppRunner(
+        app, access_log=None, logger=_QuietBadRequests(logging.getLogger("aiohttp.server"), {})
+    )
 
 
 def _metrics_app() -> web.Application:

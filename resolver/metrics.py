@@ -130,6 +130,10 @@ class Metrics:
     def degraded(self) -> bool:
         return bool(self._degraded)
 
+    @property
+    def degraded_reasons(self) -> frozenset[str]:
+        return frozenset(self._degraded)
+
 
 METRICS = Metrics()
 
@@ -174,7 +178,7 @@ class ResolverCollector(Collector):
         )
         yield CounterMetricFamily(
             "nestguard_activity_dropped",
-            "Activity-log rows dropped because the queue was full",
+            "Activity-log rows dropped (the queue was full, or the database could not save them)",
             value=m.activity_dropped,
         )
         yield GaugeMetricFamily(

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from policy.model import QueryEvent
+from policy.model import PolicyError, QueryEvent
 from resolver.metrics import BUCKETS, Metrics
 from resolver.pipeline import Query, Reply
 from resolver.wire import qtype_text
@@ -87,6 +87,11 @@ class BatchQueue(Generic[T, R]):
         self._wake = asyncio.Event()
         self.dropped = 0
         self.on_drop: Callable[[], None] | None = None
+        # rows the sink failed to take (disk full, ...): counted, and told once per episode
+        self.lost = 0
+        self.on_lost: Callable[[int], None] | None = None
+        self.on_recovered: Callable[[], None] | None = None
+        self.failing = False
 
     def put(self, item: T) -> None:
         items = self._items
@@ -114,8 +119,29 @@ class BatchQueue(Generic[T, R]):
                 await self._sink(rows)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("%s: sink failed, %d rows lost", self._name, len(items))
+            except Exception as e:
+                self._lose(len(items), e)
+            else:
+                if self.failing:
+                    self.failing = False
+                    log.warning("%s: saving again (%d rows were lost)", self._name, self.lost)
+                    if self.on_recovered is not None:
+                        self.on_recovered()
+
+    def _lose(self, n: int, e: Exception) -> None:
+        """A failing sink (a full disk fails every batch): one warning when it starts, a count
+        of what is lost, no traceback per batch."""
+        self.lost += n
+        if not self.failing:
+            self.failing = True
+            if isinstance(e, OSError | PolicyError):
+                log.warning("%s: cannot save (%s); rows are dropped until it works", self._name, e)
+            else:
+                log.exception("%s: sink failed; rows are dropped until it works", self._name)
+        else:
+            log.debug("%s: sink still failing, %d more rows lost", self._name, n)
+        if self.on_lost is not None:
+            self.on_lost(n)
 
     def _convert_all(self, items: list[T]) -> list[R]:
         convert = self._convert

@@ -9,9 +9,11 @@ exceptions become SERVFAIL plus `log.exception`.
 UDP replies are kept within 512 bytes without EDNS and min(client size, 1232) with it; larger
 ones go out as TC=1 with only the question (W6). TCP (RFC 7766, W7): 2-byte length framing,
 pipelined queries answered as each is ready, idle connections closed after `tcp_idle` seconds,
-half-sent messages (and connections that never sent a whole query) after `tcp_partial` seconds,
-at most `tcp_max_clients` connections and `tcp_max_pending` queries in flight per connection
-(reading pauses beyond).
+half-sent messages (and connections that never sent a whole query) `tcp_partial` seconds after
+their first byte (an absolute deadline: a trickle of one byte at a time does not extend it),
+at most `tcp_max_clients` connections, `tcp_max_per_client` of them from one address (except the
+trusted forwarders, `trusted_mac_sources`: a router speaks for the whole house), and
+`tcp_max_pending` queries in flight per connection (reading pauses beyond).
 """
 
 from __future__ import annotations
@@ -37,12 +39,35 @@ _QUESTIONS = wire._MEMO
 
 Send = Callable[[bytes], None]
 
+_TRANSFERS = (wire.T_AXFR, wire.T_IXFR)
+
+
+def _not_served(q: wire.Question) -> int:
+    """The rcode for a question a filtering resolver does not serve (0: serve it).
+
+    Zone transfers (AXFR, IXFR) over any transport: nestguard has no zones to hand out, and
+    forwarding them would hand a child the upstream's answer; REFUSED, as RFC 1034 section
+    4.3.5 allows ("the AXFR may cause an error, such as refused") and RFC 5936 section 4
+    leaves AXFR over UDP undefined. Classes: only IN is filtered and answered; CHAOS
+    (version.bind and the like) goes through as before. QCLASS ANY (255) and NONE (254) are
+    meta values and 0 is reserved (RFC 6895 section 3.2), others (Hesiod, unassigned) are
+    not served here: REFUSED rather than IN records under another class.
+    """
+    if q.qtype in _TRANSFERS:
+        return wire.REFUSED
+    if q.qclass not in (wire.C_IN, wire.C_CH):
+        return wire.REFUSED
+    return 0
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     tcp_idle: float = 30.0
     tcp_partial: float = 3.0
     tcp_max_clients: int = 200
+    # One device must not hold every TCP slot of the house (slowloris): a share well below
+    # tcp_max_clients per source address.
+    tcp_max_per_client: int = 10
     tcp_max_pending: int = 32
     udp_rcvbuf: int = 4 * 1024 * 1024
     # The GIL switch interval while serving. Background threads (the activity log's SQLite
@@ -72,6 +97,7 @@ class DnsServer:
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self._connections: set[_TcpConnection] = set()
+        self._per_client: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.addresses: list[tuple[str, int]] = []
 
@@ -96,6 +122,10 @@ class DnsServer:
             if edns is not None and edns.version > 0:
                 self.metrics.count("formerr", q.qtype)
                 return wire.build_reply(q, data, rcode=wire.BADVERS)
+            if q.qclass != wire.C_IN or q.qtype in _TRANSFERS:
+                if refused := _not_served(q):
+                    self.metrics.count("refused", q.qtype)
+                    return wire.build_reply(q, data, rcode=refused)
             mac = None
             if edns is not None and edns.mac is not None and client_ip in self._mac_sources:
                 mac = edns.mac  # from anyone else the option is ignored: any device can send it
@@ -258,21 +288,39 @@ class _TcpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._peer = ""
         self._served = False
+        self._partial_since: float | None = None  # when the message now in _buf began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         server = self._server
-        if len(server._connections) >= self._settings.tcp_max_clients:
+        settings = self._settings
+        if len(server._connections) >= settings.tcp_max_clients:
             log.debug("tcp client cap reached; closing a new connection")
             transport.close()
             return
-        server._connections.add(self)
         peer = transport.get_extra_info("peername")
-        self._peer = peer[0] if peer else ""
+        ip = peer[0] if peer else ""
+        per_client = server._per_client
+        held = per_client.get(ip, 0)
+        if held >= settings.tcp_max_per_client and ip not in server._mac_sources:
+            log.debug("tcp connections from %s at their cap (%d); closing a new one", ip, held)
+            transport.close()
+            return
+        per_client[ip] = held + 1
+        server._connections.add(self)
+        self._peer = ip
+        self._partial_since = time.monotonic()  # the first query is due from the connect
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server._connections.discard(self)
+        server = self._server
+        if self in server._connections:
+            server._connections.remove(self)
+            left = server._per_client.get(self._peer, 1) - 1
+            if left > 0:
+                server._per_client[self._peer] = left
+            else:
+                server._per_client.pop(self._peer, None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -287,16 +335,25 @@ class _TcpConnection(asyncio.Protocol):
             self._timer.cancel()
         if self._transport is None:
             return
-        # a connection that has not sent a whole query yet, or sits on half a message, gets the
-        # short timeout (slowloris); one that has been served gets the idle time (RFC 7766 6.2.3)
+        # A half-sent message (or a connection that has not sent a whole query yet) must be
+        # complete `tcp_partial` seconds after its first byte, however it trickles in
+        # (slowloris); one that has been served and sits between messages gets the idle time
+        # (RFC 7766 6.2.3).
         settings = self._settings
-        delay = settings.tcp_partial if self._buf or not self._served else settings.tcp_idle
+        since = self._partial_since
+        if since is not None:
+            delay = max(0.0, since + settings.tcp_partial - time.monotonic())
+        else:
+            delay = settings.tcp_idle
         self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
 
     def _expire(self) -> None:
         self._timer = None
-        if self._pending and not self._buf:
-            self._arm()  # answers still coming: wait for them
+        if self._paused or (self._pending and not self._buf):
+            # answers still coming (and, if paused, it is us not reading): wait for them
+            if self._partial_since is not None:
+                self._partial_since = time.monotonic()
+            self._arm()
             return
         self.close()
 
@@ -304,13 +361,14 @@ class _TcpConnection(asyncio.Protocol):
         buf = self._buf
         buf += data
         server = self._server
+        complete = False
         while len(buf) >= 2:
             size = (buf[0] << 8) | buf[1]
             if len(buf) < 2 + size:
                 break
             msg = bytes(buf[2 : 2 + size])
             del buf[: 2 + size]
-            self._served = True
+            self._served = complete = True
             out = server.process(msg, self._peer, "tcp")
             if out is None:
                 continue
@@ -323,6 +381,10 @@ class _TcpConnection(asyncio.Protocol):
                     self._paused = True
                     if self._transport is not None:
                         self._transport.pause_reading()
+        if not buf:
+            self._partial_since = None
+        elif self._served and (self._partial_since is None or complete):
+            self._partial_since = time.monotonic()  # a new message began in this chunk
         self._arm()
 
     def _send_pending(self, data: bytes) -> None:

@@ -38,8 +38,11 @@ T_OPT = 41
 T_RRSIG = 46
 T_SVCB = 64
 T_HTTPS = 65
+T_IXFR = 251
+T_AXFR = 252
 T_ANY = 255
 C_IN = 1
+C_CH = 3
 
 # EDE info codes (RFC 8914)
 EDE_STALE = 3

@@ -87,15 +87,17 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     svc, state = request.app[SERVICES], request.app[STATE]
     creds = forms.parse_login(raw)
     ip = request.remote or "unknown"
-    keys = auth.throttle_keys(ip, creds.username)
+    address_key, pair_key = keys = auth.throttle_keys(ip, creds.username)
     at = svc.clock()
-    since = at - auth.LOCKOUT
-    for key in keys:
-        failures = await db(svc.store.login_failures, key, since)
-        # attempts still being checked count too: 20 parallel guesses are not 20 tries
-        if failures + state.logins_in_flight.get(key, 0) >= auth.MAX_FAILURES:
+    limits = ((pair_key, auth.MAX_FAILURES), (address_key, auth.MAX_ADDRESS_FAILURES))
+    recent = [await db(svc.store.login_failure_state, key, at - auth.WINDOW) for key, _ in limits]
+    # no await from here to the in-flight count below: attempts still being checked count
+    # too (20 parallel guesses are not 20 tries)
+    for (key, free), (failures, last) in zip(limits, recent, strict=True):
+        failures += state.logins_in_flight.get(key, 0)
+        if (until := auth.retry_at(failures, last, at, free)) is not None:
             LOGINS.labels("locked").inc()
-            raise Locked(at + auth.LOCKOUT)
+            raise Locked(until)
     for key in keys:
         state.logins_in_flight[key] = state.logins_in_flight.get(key, 0) + 1
     try:
@@ -114,10 +116,10 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
             else:
                 state.logins_in_flight.pop(key, None)
     if not ok or account is None:
-        counts = [await db(svc.store.record_login_failure, key, at) for key in keys]
-        if max(counts) > auth.MAX_FAILURES:
-            raise Locked(at + auth.LOCKOUT)
-        if max(counts) == auth.MAX_FAILURES:
+        counts = [
+            await db(svc.store.record_login_failure, key, at, window=auth.WINDOW) for key in keys
+        ]
+        if counts[1] == auth.MAX_FAILURES:
             await db(svc.store.audit, creds.username[:32], "login.locked", ip)
         LOGINS.labels("failed").inc()
         raise fail("password", "err.bad_login")
@@ -147,6 +149,21 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, raw_i
     )
 
 
+async def unlock_logins(request: web.Request, raw: Raw) -> str:
+    """A parent forgives the failed logins from one address (all its accounts)."""
+    svc = request.app[SERVICES]
+    address = raw.get("address")
+    if not isinstance(address, str) or not address.strip() or len(address) > 64:
+        raise fail("address", "err.required")
+    address = address.strip()
+    cleared = await db(svc.store.clear_login_failures_from, address)
+    if not cleared:
+        raise NotFound("no failed logins from that address")
+    await db(svc.store.audit, principal(request).username, "login.unlock", address)
+    log.info("failed logins from %s forgiven by %s", address, principal(request).username)
+    return address
+
+
 async def logout(request: web.Request, response: web.StreamResponse) -> None:
     svc = request.app[SERVICES]
     p = principal(request)
@@ -157,7 +174,8 @@ async def logout(request: web.Request, response: web.StreamResponse) -> None:
 
 
 async def change_password(request: web.Request, raw: Raw) -> str:
-    """H5: every session of the account ends; returns a new session id for this browser."""
+    """H5: every session and API token of the account ends; returns a new session id for
+    this browser."""
     svc, state = request.app[SERVICES], request.app[STATE]
     p = principal(request)
     old, new = forms.parse_password_change(raw, p.username)
@@ -167,7 +185,8 @@ async def change_password(request: web.Request, raw: Raw) -> str:
     ):
         raise fail("old", "err.bad_old_password")
     pw_hash = await auth.hash_password(new, n=svc.scrypt_n, slots=state.hash_slots)
-    await db(svc.store.set_password, account.id, pw_hash)  # also deletes every session
+    # also deletes every session and API token of the account
+    await db(svc.store.set_password, account.id, pw_hash)
     await db(svc.store.delete_sessions, account.id)
     await db(svc.store.audit, p.username, "password.change", "")
     account = await db(svc.store.account_by_id, p.account_id)
@@ -597,8 +616,45 @@ def all_feeds(request: web.Request) -> list[Feed]:
     svc, state = request.app[SERVICES], request.app[STATE]
     feeds = list(svc.feeds)
     names = {f.name for f in feeds}
-    feeds += [f for f in state.added_feeds if f.name not in names]
+    added = svc.web_feeds() if svc.web_feeds is not None else state.added_feeds
+    feeds += [f for f in added if f.name not in names]
     return feeds
+
+
+def editable_feeds(request: web.Request) -> set[str]:
+    """The feeds a parent may remove or turn off: those added in the web UI (the config
+    file's belong to whoever runs nestguard)."""
+    svc = request.app[SERVICES]
+    if svc.web_feeds is None or svc.remove_feed is None:
+        return set()
+    yaml = {f.name for f in svc.feeds}
+    return {f.name for f in svc.web_feeds() if f.name not in yaml}
+
+
+def _editable(request: web.Request, name: str) -> str:
+    if name not in editable_feeds(request):
+        raise NotFound(f"no feed {name!r} added in the web UI")
+    return name
+
+
+async def remove_feed(request: web.Request, name: str) -> None:
+    svc = request.app[SERVICES]
+    assert svc.remove_feed is not None
+    await svc.remove_feed(_editable(request, name))
+    await record(request, "feed.remove", name)
+
+
+async def enable_feed(request: web.Request, name: str, raw: Raw) -> bool:
+    svc = request.app[SERVICES]
+    assert svc.enable_feed is not None
+    on = raw.get("enabled")
+    if isinstance(on, str):
+        on = on.strip().lower() in ("1", "true", "on", "yes")
+    if not isinstance(on, bool):
+        raise fail("enabled", "err.required")
+    await svc.enable_feed(_editable(request, name), on)
+    await record(request, "feed.enable" if on else "feed.disable", name)
+    return on
 
 
 async def add_feed(request: web.Request, raw: Raw) -> Feed:

@@ -18,7 +18,15 @@ from aiohttp import web
 from blocklists.feed import Feed
 from policy.budgets import Standing
 from policy.model import Child, Device
-from policy.store import AccessRequest, Account, Conflict, NotFound, Rule, StoreError
+from policy.store import (
+    AccessRequest,
+    Account,
+    Conflict,
+    NotFound,
+    Rule,
+    StoreError,
+    StoreUnavailable,
+)
 from webui import actions, present
 from webui.context import admin_only, db, principal, translator
 from webui.forms import FormError
@@ -45,7 +53,7 @@ def api(handler: Handler) -> Handler:
             return json_error(400, t(key, **params), e.field)
         except actions.Locked as e:
             return web.json_response(
-                {"error": translator(request)("error.locked", until=e.until.strftime("%H:%M")),
+                {"error": translator(request)("error.locked", until=e.until.strftime("%H:%M:%S")),
                  "until": e.until.isoformat()},
                 status=429,
             )
@@ -53,8 +61,12 @@ def api(handler: Handler) -> Handler:
             return json_error(404, str(e) or "not found")
         except Conflict as e:
             return json_error(409, str(e) or "conflict")
+        except StoreUnavailable as e:  # a full or failing disk: 503, never the file's path
+            log.warning("cannot save %s %s: %s", request.method, request.path, e)
+            return json_error(503, translator(request)("error.503"))
         except StoreError as e:
-            return json_error(400, str(e))
+            log.info("store refused %s %s: %s", request.method, request.path, e)
+            return json_error(400, translator(request)("error.400"))
 
     return wrapper
 
@@ -616,6 +628,22 @@ async def api_feeds(request: web.Request) -> web.StreamResponse:
 async def api_feed_add(request: web.Request) -> web.StreamResponse:
     feed = await actions.add_feed(request, await body(request))
     return ok(feed_json(feed), 201)
+
+
+@routes.delete("/api/v1/feeds/{name}")
+@admin_only
+@api
+async def api_feed_remove(request: web.Request) -> web.StreamResponse:
+    await actions.remove_feed(request, request.match_info["name"])
+    return web.Response(status=204)
+
+
+@routes.put("/api/v1/feeds/{name}/enabled")
+@admin_only
+@api
+async def api_feed_enable(request: web.Request) -> web.StreamResponse:
+    on = await actions.enable_feed(request, request.match_info["name"], await body(request))
+    return ok({"name": request.match_info["name"], "enabled": on})
 
 
 @routes.post("/api/v1/feeds/sync")

@@ -51,6 +51,13 @@ class Services:
     feeds: Sequence[Feed] = ()
     feed_sync: Callable[[], Awaitable[None]] | None = None  # "Sync now"
     add_feed: Callable[[Feed], Awaitable[None]] | None = None
+    # feeds added in the web UI (the YAML's are `feeds`): listed now, removed, turned off/on
+    web_feeds: Callable[[], Sequence[Feed]] | None = None
+    remove_feed: Callable[[str], Awaitable[None]] | None = None
+    enable_feed: Callable[[str, bool], Awaitable[None]] | None = None
+    # what is wrong right now, for the note on Home: "activity_log" (rows cannot be saved),
+    # "store" (the last change could not be saved), "policy", "lists"
+    health: Callable[[], Collection[str]] | None = None
     # web settings (operator YAML)
     allowed_hosts: Collection[str] = ("127.0.0.1", "localhost", "::1")
     metrics_networks: Sequence[IPNetwork] = ()
@@ -164,7 +171,8 @@ async def _load_state(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
-    """Keep the children's browsing history bounded by the retention setting (hourly)."""
+    """Keep the children's browsing history, answered requests and ended grants bounded by
+    the retention setting (hourly)."""
     svc = app[SERVICES]
 
     async def loop() -> None:
@@ -180,6 +188,13 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
                     log.info("purged %d activity rows older than %d days", removed, days_i)
                 # budgets' daily counts and extra time: kept as long as the activity log
                 await asyncio.to_thread(svc.store.purge_budget_usage, cutoff.date())
+                # the same promise covers what children asked for and what was granted
+                # (pending requests stay until a parent answers)
+                asked = await asyncio.to_thread(svc.store.purge_requests, cutoff)
+                granted = await asyncio.to_thread(svc.store.purge_grants, cutoff)
+                if asked or granted:
+                    log.info("purged %d answered requests and %d ended grants older than %d days",
+                             asked, granted, days_i)
                 now = svc.clock()
                 await asyncio.to_thread(
                     svc.store.purge_sessions,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -18,15 +19,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from policy.model import prefix64
-from policy.store import Account, Session, Store
+from policy.store import Account, Session, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "ng_session"
 LANG_COOKIE = "ng_lang"
 ROLES = ("parent", "admin")
-MAX_FAILURES = 5  # the 6th attempt within the window is refused (429), even if right
-LOCKOUT = timedelta(minutes=15)
+# Login throttling backs off per (address, account) and per address, never per account alone:
+# a child's guesses from the child's tablet must not lock the parent out of the parent's phone.
+# After the free tries within WINDOW, each further try waits BACKOFF_FIRST after the last
+# failure, doubling with each failure, at most BACKOFF_MAX (429 until then, even if right).
+MAX_FAILURES = 5  # free tries for one account from one address
+MAX_ADDRESS_FAILURES = 20  # free tries from one address, whatever the accounts
+WINDOW = timedelta(hours=1)
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(minutes=15)
+LOCKOUT = timedelta(minutes=15)  # the setup code (no account yet): per address, plain window
 SALT_BYTES = 16
 HASH_BYTES = 32
 DEFAULT_N = 2**17  # OWASP: N=2^17, r=8, p=1 (128 MiB); weak boards may use 2^14
@@ -148,7 +157,8 @@ def session_principal(
         store.delete_session(id_hash)
         return None
     if now - session.last_seen > policy.touch_every:
-        store.touch_session(id_hash, now)
+        with contextlib.suppress(StoreUnavailable):  # a full disk must not sign parents out
+            store.touch_session(id_hash, now)
     return Principal(account.id, account.username, account.role, session)
 
 
@@ -169,10 +179,35 @@ def token_principal(store: Store, header: str) -> Principal | None:
 
 
 def throttle_keys(ip: str, username: str) -> tuple[str, str]:
-    """The per-address key (an IPv6 client counts per /64: it owns the whole prefix) and
-    the per-account key."""
+    """The per-address key and the per-(address, account) key. An IPv6 client counts per
+    /64: it owns the whole prefix."""
+    address = throttle_address(ip)
+    return f"ip:{address}", f"pair:{address}|{username.strip().lower()[:64]}"
+
+
+def throttle_address(ip: str) -> str:
     net = prefix64(ip) if ":" in ip else ""
-    return f"ip:{net or ip}", f"user:{username.strip().lower()[:64]}"
+    return net or ip
+
+
+def key_address(key: str) -> str:
+    """The address a throttle key belongs to ("ip:A", "pair:A|user", "setup:A")."""
+    _, _, rest = key.partition(":")
+    return rest.split("|", 1)[0]
+
+
+def key_account(key: str) -> str | None:
+    return key.split("|", 1)[1] if key.startswith("pair:") and "|" in key else None
+
+
+def retry_at(failures: int, last: datetime | None, now: datetime, free: int) -> datetime | None:
+    """When the next try is allowed after `failures` recent failures (None: now)."""
+    if failures < free:
+        return None
+    steps = min(failures - free, 16)
+    wait = min(BACKOFF_FIRST * (2**steps), BACKOFF_MAX)
+    until = (last or now) + wait
+    return until if until > now else None
 
 
 # A valid hash to check against when the account does not exist (same time either way).

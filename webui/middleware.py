@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from policy.store import Conflict, NotFound, StoreError
+from policy.store import Conflict, NotFound, StoreError, StoreUnavailable
 from webui import auth
 from webui.i18n import pick_lang
 from webui.keys import LANG, PRINCIPAL, SERVICES, STATE
@@ -86,6 +86,7 @@ ERROR_KEYS = {
     421: "error.421",
     429: "error.429",
     500: "error.500",
+    503: "error.503",
 }
 
 
@@ -140,6 +141,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(request, 404)
     except Conflict:
         return error_response(request, 409)
+    except StoreUnavailable as e:  # a full or failing disk: say so, never the file's path
+        log.warning("cannot save %s %s: %s", request.method, request.path, e)
+        return error_response(request, 503)
     except StoreError as e:  # the store refused a value the forms let through
         log.warning("store refused %s %s: %s", request.method, request.path, e)
         return error_response(request, 400)

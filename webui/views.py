@@ -108,7 +108,7 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
     except actions.Locked as e:
         return render(request, "setup.html", {
             "form": form_state(request, "setup", raw, FormError(
-                {"code": ("error.locked", {"until": e.until.strftime("%H:%M")})})),
+                {"code": ("error.locked", {"until": e.until.strftime("%H:%M:%S")})})),
             "need_code": True,
         }, status=429)
     raise see_other("/login", "setup")
@@ -138,7 +138,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     except actions.Locked as e:
         return render(request, "login.html", {
             "form": form_state(request, "login", raw, None), "next": nxt,
-            "locked": e.until.strftime("%H:%M"),
+            "locked": e.until.strftime("%H:%M:%S"),
         }, status=429)
     resp = web.HTTPSeeOther(nxt)
     actions.set_session_cookie(request, resp, raw_id)
@@ -213,7 +213,11 @@ async def home(request: web.Request) -> web.Response:
         })
     new_devices = [d for d in devices if d.new]
     others = summary.get(None, {})
+    problems = set(svc.health()) if svc.health is not None else set()
+    if svc.store.write_failing:
+        problems.add("store")
     return await page(request, "home.html", {
+        "disk_trouble": bool(problems & {"activity_log", "store"}),
         "cards": cards,
         "new_devices": new_devices,
         "any_devices": bool(devices),
@@ -681,6 +685,7 @@ async def lists_page(request: web.Request, form: Ctx | None = None, status: int 
         "sync_error": state.sync_error,
         "can_sync": svc.feed_sync is not None,
         "can_add": svc.add_feed is not None,
+        "editable": actions.editable_feeds(request),
         "formats": FORMATS,
         "form": form or form_state(request, "", {}, None),
     }, status=status)
@@ -697,6 +702,24 @@ async def lists(request: web.Request) -> web.Response:
 async def lists_add(request: web.Request) -> web.StreamResponse:
     return await _form_post(request, "feed", action=actions.add_feed, page=lists_page,
                             then=see_other("/lists", "feed_added"))
+
+
+@routes.post("/lists/feeds/{name}/remove")
+@admin_only
+async def lists_feed_remove(request: web.Request) -> web.StreamResponse:
+    await _or_404(actions.remove_feed(request, request.match_info["name"]))
+    raise see_other("/lists", "removed")
+
+
+@routes.post("/lists/feeds/{name}/enabled")
+@admin_only
+async def lists_feed_enable(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        on = await _or_404(actions.enable_feed(request, request.match_info["name"], raw))
+    except FormError:
+        raise web.HTTPBadRequest() from None
+    raise see_other("/lists", "feed_on" if on else "feed_off")
 
 
 @routes.post("/lists/sync")
@@ -720,7 +743,9 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
     tokens = await db(svc.store.tokens, None if p.is_admin else p.account_id)
     accounts = await db(svc.store.accounts)
     retention = await db(svc.store.get_setting, "retention_days", svc.retention_days)
-    lockouts = await db(svc.store.lockouts, now - auth.LOCKOUT)
+    failed_logins = failed_logins_by_address(
+        await db(svc.store.lockouts, now - auth.WINDOW), now, svc.live_policy.value
+    )
     unknown = await db(svc.store.get_setting, "unknown_devices", "strictest")
     children = await db(svc.store.children)
     return await page(request, "settings.html", {
@@ -732,8 +757,7 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
         "tokens": tokens,
         "accounts": accounts,
         "account_names": {a.id: a.username for a in accounts},
-        "lockouts": lockouts,
-        "max_failures": auth.MAX_FAILURES,
+        "failed_logins": failed_logins,
         "unknown_devices": unknown,
         "child_names": [c.name for c in children],
         "form": form or form_state(request, "", {}, None),
@@ -780,6 +804,51 @@ async def settings_token_add(request: web.Request) -> web.StreamResponse:
 async def settings_token_delete(request: web.Request) -> web.StreamResponse:
     await _or_404(actions.delete_token(request, int(request.match_info["id"])))
     raise see_other("/settings", "removed")
+
+
+def failed_logins_by_address(
+    rows: list[tuple[str, int, datetime]], now: datetime, policy: Any
+) -> list[dict[str, Any]]:
+    """The throttle rows grouped per address, for the sentences on Settings: how many failed
+    logins, for which accounts, the last one, the device if known, and until when logins from
+    there wait (None: not now)."""
+    by: dict[str, dict[str, Any]] = {}
+    for key, n, last in rows:
+        address = auth.key_address(key)
+        entry = by.setdefault(address, {
+            "address": address, "failures": 0, "accounts": [], "last": last, "until": None,
+        })
+        entry["last"] = max(entry["last"], last)
+        if key.startswith("pair:"):
+            entry["accounts"].append(auth.key_account(key))
+            until = auth.retry_at(n, last, now, auth.MAX_FAILURES)
+        else:
+            entry["failures"] += n  # "ip:" counts every login failure; "setup:" the code's
+            free = auth.MAX_FAILURES if key.startswith("setup:") else auth.MAX_ADDRESS_FAILURES
+            until = auth.retry_at(n, last, now, free)
+        if until is not None and (entry["until"] is None or until > entry["until"]):
+            entry["until"] = until
+    for entry in by.values():
+        entry["accounts"].sort()
+        device = None
+        try:
+            device, _ = policy.profile_for(entry["address"])
+        except Exception:  # noqa: BLE001 - a /64 or "unknown" is no device address
+            device = None
+        entry["device"] = device.name if device is not None else ""
+    return sorted(by.values(), key=lambda e: e["last"], reverse=True)
+
+
+@routes.post("/settings/logins/unlock")
+async def settings_logins_unlock(request: web.Request) -> web.StreamResponse:
+    raw = form_fields(await request.post())
+    try:
+        await actions.unlock_logins(request, raw)
+    except FormError:
+        raise web.HTTPBadRequest() from None
+    except NotFound:
+        raise see_other("/settings", "") from None
+    raise see_other("/settings", "unlocked")
 
 
 @routes.post("/settings/accounts")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import shutil
 import socket
 import time
@@ -16,7 +18,7 @@ import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
 from resolver import forward
 from resolver.forward import Forwarder, UpstreamError
@@ -42,11 +44,11 @@ def addresses(record: DNSRecord | AddressAnswer) -> list[str]:
     return [str(rr.rdata) for rr in record.rr if rr.rtype in (QTYPE.A, QTYPE.AAAA)]
 
 
-def errors(upstream: FakeUpstream, kind: str) -> float:
-    host, port = upstream.address
-    label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def errors(upstream: FakeUpstream, kind: str, index: int = 0) -> float:
+    """The error count of the upstream at `index` in the Forwarder's list (metrics label
+    upstreams by index, not by address)."""
     value = REGISTRY.get_sample_value(
-        "nestguard_upstream_errors_total", {"upstream": label, "kind": kind}
+        "nestguard_upstream_errors_total", {"upstream": f"upstream{index}", "kind": kind}
     )
     return value or 0.0
 
@@ -519,3 +521,31 @@ async def test_e2e_inflight_cap_keeps_cached_answers_fast(
     finally:
         flood.close()
     assert up.count() <= 151 + 1  # the cap held (plus the first, cached query)
+
+
+async def test_metrics_label_upstreams_by_index_not_address(up: FakeUpstream) -> None:
+    async with Forwarder([up.address]) as fwd:
+        await ask(fwd, labels("www.example"), QTYPE.A)
+    text = generate_latest(REGISTRY).decode()
+    lines = [ln for ln in text.splitlines() if ln.startswith("nestguard_upstream_queries_total")]
+    assert any('upstream="upstream0"' in ln for ln in lines)
+    assert f"{up.address[0]}:{up.address[1]}" not in text  # never the upstream's address
+
+
+async def test_a_flapping_upstream_logs_its_state_once(
+    up: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An upstream that times out on some names and answers others: one warning, not one per
+    query (the old log said "trying it last for 5 s" for each failing query)."""
+    up.add("ok.example", "A", "192.0.2.5")
+    up.set_mode(Mode.SILENT, name="stuck.example")
+    caplog.set_level(logging.INFO, logger="resolver.forward")
+    async with Forwarder([up.address], timeout=0.3, attempt_timeout=0.1) as fwd:
+        for _ in range(6):
+            with contextlib.suppress(UpstreamError):
+                await fwd.query(labels("stuck.example"), QTYPE.A)
+            assert addresses(await fwd.query(labels("ok.example"), QTYPE.A)) == ["192.0.2.5"]
+    said = [r.getMessage() for r in caplog.records if r.name == "resolver.forward"
+            and r.levelno >= logging.INFO and "forwarding to" not in r.getMessage()]
+    assert len([m for m in said if "failed" in m]) == 1, said
+    assert not [m for m in said if "answers again" in m], said  # not yet QUIET seconds good

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -125,6 +126,47 @@ async def test_live_listeners_survive_fuzzing(nestguard_server, fake_upstream, m
     assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.1"
     r = await ask((host, port), "after.example", tcp=True)
     assert r.answer[0][0].address == "192.0.2.1"
+
+
+async def test_one_byte_trickle_does_not_hold_tcp(nestguard_server, fake_upstream, make_config):
+    """100 connections from one device trickling a byte each 2.5 s: other devices still use TCP."""
+    fake_upstream.add("*.example", "A", "192.0.2.1")
+    running = await nestguard_server(make_config(fake_upstream, tcp_max_clients=100))
+    host, port = running.addresses[0]
+    frame = struct.pack(">H", len(SEED)) + SEED
+    conns = []
+    for _ in range(100):
+        try:
+            conns.append(await asyncio.open_connection(host, port, local_addr=("127.0.0.2", 0)))
+        except OSError:
+            break
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            for byte in frame:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(2.5)
+
+    tricklers = [asyncio.create_task(trickle(w)) for _, w in conns]
+    try:
+        await asyncio.sleep(0.5)
+        for i in range(3):  # other devices keep getting answers over TCP while it trickles
+            source = f"127.0.0.{3 + i}"
+            r = await ask((host, port), f"t{i}.example", tcp=True, source=source)
+            assert r.answer[0][0].address == "192.0.2.1"
+            await asyncio.sleep(1.0)
+        # and the trickling connections are all closed within tcp_partial of their first byte
+        deadline = asyncio.get_running_loop().time() + 8
+        while running.server.tcp_clients and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+        assert running.server.tcp_clients == 0
+    finally:
+        for t in tricklers:
+            t.cancel()
+        await asyncio.gather(*tricklers, return_exceptions=True)
+        for _, w in conns:
+            w.close()
 
 
 def test_formerr_is_header_only_with_same_id():

@@ -12,6 +12,7 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import pytest
 
@@ -344,8 +345,11 @@ async def test_cname_loop_from_upstream_is_answered(nestguard_server, fake_upstr
 
 async def test_silent_tcp_connections_closed_early_served_ones_kept(addr):
     host, port = addr
-    silent = [await asyncio.open_connection(host, port) for _ in range(20)]
-    served_r, served_w = await asyncio.open_connection(host, port)
+    silent = [
+        await asyncio.open_connection(host, port, local_addr=(f"127.0.0.{3 + i % 2}", 0))
+        for i in range(20)
+    ]
+    served_r, served_w = await asyncio.open_connection(host, port, local_addr=("127.0.0.2", 0))
     q = dns.message.make_query("www.example", "A").to_wire()
     served_w.write(struct.pack(">H", len(q)) + q)
     size = struct.unpack(">H", await asyncio.wait_for(served_r.readexactly(2), 3))[0]
@@ -359,3 +363,100 @@ async def test_silent_tcp_connections_closed_early_served_ones_kept(addr):
     assert dns.message.from_wire(await served_r.readexactly(size)).answer
     for _, w in [*silent, (served_r, served_w)]:
         w.close()
+
+
+async def _open_from(source: str, addr: tuple[str, int]):
+    return await asyncio.open_connection(*addr, local_addr=(source, 0))
+
+
+async def _query_tcp(reader, writer, name: str) -> dns.message.Message:
+    q = dns.message.make_query(name, "A").to_wire()
+    writer.write(struct.pack(">H", len(q)) + q)
+    size = struct.unpack(">H", await asyncio.wait_for(reader.readexactly(2), 5))[0]
+    return dns.message.from_wire(await asyncio.wait_for(reader.readexactly(size), 5))
+
+
+async def test_trickled_message_closed_at_its_deadline(addr):
+    """Slowloris: a byte every 0.5 s does not keep a half-sent message alive past tcp_partial."""
+    reader, writer = await _open_from("127.0.0.2", addr)
+    q = dns.message.make_query("www.example", "A").to_wire()
+    framed = struct.pack(">H", len(q)) + q
+    start = time.monotonic()
+    closed_after = None
+    try:
+        for byte in framed:
+            writer.write(bytes([byte]))
+            try:
+                if await asyncio.wait_for(reader.read(10), 0.5) == b"":
+                    closed_after = time.monotonic() - start
+                    break
+            except TimeoutError:
+                continue
+    finally:
+        writer.close()
+    # tcp_partial is 3 s from the first byte; the whole trickle would take ~15 s
+    assert closed_after is not None and closed_after < 6
+    assert (await ask(addr, "www.example", tcp=True)).answer
+
+
+async def test_tcp_connections_capped_per_address(nestguard_server, fake_upstream, make_config):
+    fake_upstream.add("www.example", "A", "192.0.2.1")
+    running = await nestguard_server(
+        make_config(fake_upstream, tcp_max_clients=50, tcp_max_per_client=4)
+    )
+    addr = running.addresses[0]
+    held = [await _open_from("127.0.0.2", addr) for _ in range(4)]
+    try:
+        await asyncio.sleep(0.05)
+        r, w = await _open_from("127.0.0.2", addr)
+        assert await asyncio.wait_for(r.read(10), 2) == b""  # the 5th from .2: closed at once
+        w.close()
+        r, w = await _open_from("127.0.0.3", addr)  # another device is still served
+        try:
+            assert (await _query_tcp(r, w, "www.example")).answer
+        finally:
+            w.close()
+        held[0][1].close()  # one of .2's slots frees up: .2 may connect again
+        await asyncio.sleep(0.1)
+        r, w = await _open_from("127.0.0.2", addr)
+        try:
+            assert (await _query_tcp(r, w, "www.example")).answer
+        finally:
+            w.close()
+    finally:
+        for _, w in held:
+            w.close()
+
+
+def _udp_query(addr, name: str, rdtype: str, rdclass: str = "IN") -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype, rdclass=rdclass)
+    host, port = addr
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(q.to_wire(), (host, port))
+        return dns.message.from_wire(s.recv(65535))
+
+
+@pytest.mark.parametrize("rdtype", ["AXFR", "IXFR"])
+async def test_zone_transfers_are_refused_not_forwarded(addr, fake_upstream, rdtype):
+    reply = await asyncio.to_thread(_udp_query, addr, "example", rdtype)
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.answer
+    q = dns.message.make_query("example", rdtype)
+    reply = await dns.asyncquery.tcp(q, addr[0], port=addr[1], timeout=3)
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert fake_upstream.count() == 0
+
+
+@pytest.mark.parametrize("rdclass", ["ANY", "NONE", "HS", "CLASS0", "CLASS42"])
+async def test_other_classes_get_no_in_records(addr, fake_upstream, rdclass):
+    reply = await asyncio.to_thread(_udp_query, addr, "www.example", "A", rdclass)
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert not reply.answer
+    assert reply.question[0].rdclass == dns.rdataclass.from_text(rdclass)
+    assert fake_upstream.count() == 0
+    assert (await ask(addr, "www.example")).answer  # class IN as before
+
+
+async def test_chaos_class_is_left_as_it_was(addr, fake_upstream):
+    reply = await asyncio.to_thread(_udp_query, addr, "version.bind", "TXT", "CH")
+    assert reply.rcode() != dns.rcode.REFUSED

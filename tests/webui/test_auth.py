@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -155,33 +155,76 @@ async def test_six_bad_logins_lock_even_the_right_password(client, harness: Harn
     assert r.status == 429
     assert 'role="alert"' in await r.text()
     keys = {k for k, n, _ in harness.store.lockouts(harness.now() - timedelta(minutes=15))}
-    assert {"ip:127.0.0.1", "user:mai"} <= keys
-    # the lockout ends by itself
-    harness.offset = timedelta(minutes=16)
+    assert {"ip:127.0.0.1", "pair:127.0.0.1|mai"} <= keys
+    # the wait ends by itself
+    harness.offset = timedelta(minutes=1)
     await login(client)
 
 
-async def test_lockout_is_per_account_too(client, harness: Harness) -> None:
-    """Failures from one address lock the account for every address; another account from
-    a clean address still logs in."""
-    await setup_and_login(client)
-    csrf = await login(client)
-    r = await client.post(
-        "/api/v1/accounts",
-        json={"username": "ba", "password": PASSWORD, "role": "parent"},
-        headers={"X-CSRF-Token": csrf},
-    )
-    assert r.status == 201
+async def test_each_further_failure_waits_longer(client, harness: Harness) -> None:
+    """Back off instead of a hard lock: 30 s after the 5th failure, 60 s after the 6th ..."""
+    await client.post("/api/v1/setup", json={"username": "mai", "password": PASSWORD})
+    waits = []
     for _ in range(5):
-        await client.post("/api/v1/login", json={"username": "ba", "password": "x" * 12})
-    async with other_session(client, local_ip="127.0.0.2") as other:
-        r = await other.post("/api/v1/login", json={"username": "ba", "password": PASSWORD})
+        await client.post("/api/v1/login", json={"username": "mai", "password": "nope" * 4})
+    for _ in range(3):
+        r = await client.post("/api/v1/login", json={"username": "mai", "password": "nope" * 4})
         assert r.status == 429
-        r = await other.post("/api/v1/login", json={"username": "mai", "password": PASSWORD})
-        assert r.status == 200
-        # and the lockout is visible on the settings page
-        r = await other.get("/settings")
-        assert "user:ba" in await r.text()
+        until = datetime.fromisoformat((await r.json())["until"])
+        waits.append(round((until - harness.now()).total_seconds()))
+        harness.offset = until - datetime.now(until.tzinfo) + timedelta(seconds=1)
+        r = await client.post("/api/v1/login", json={"username": "mai", "password": "nope" * 4})
+        assert r.status == 400  # the wait is over: one more try
+    assert waits[0] <= 30 and waits[1] > waits[0] + 20 and waits[2] > waits[1] + 50
+    assert waits[2] <= 15 * 60
+
+
+async def test_a_childs_guesses_do_not_lock_the_parent_out(client, harness: Harness) -> None:
+    """Failures for the parent's name from a child's address hold back that address only: the
+    parent logs in from another address, sees which address failed and when, and unlocks it."""
+    await setup_and_login(client)
+    harness.store.upsert_device("127.0.0.2", name="Minh's tablet")
+    harness.rebuild_policy()
+    async with other_session(client, local_ip="127.0.0.2") as child:
+        for _ in range(7):
+            r = await child.post("/api/v1/login", json={"username": "mai", "password": "x" * 12})
+            assert r.status in (400, 429)
+        r = await child.post("/api/v1/login", json={"username": "mai", "password": PASSWORD})
+        assert r.status == 429  # the child's tablet waits ...
+        async with other_session(client, local_ip="127.0.0.3") as phone:
+            r = await phone.post("/api/v1/login", json={"username": "mai", "password": PASSWORD})
+            assert r.status == 200  # ... the parent's phone does not
+            html = await (await phone.get("/settings")).text()
+            assert "127.0.0.2 (Minh&#39;s tablet)" in html
+            assert "nhập sai mật khẩu 5 lần (tài khoản mai)" in html  # the household speaks vi
+            assert "pair:" not in html and "ip:127" not in html
+            assert 'action="/settings/logins/unlock"' in html
+            # unlocking needs the session's CSRF token
+            r = await phone.post("/settings/logins/unlock", data={"address": "127.0.0.2"},
+                                 allow_redirects=False)
+            assert r.status == 403
+            csrf = CSRF_RE.search(html).group(1)  # type: ignore[union-attr]
+            r = await phone.post("/settings/logins/unlock",
+                                 data={"address": "127.0.0.2", "csrf": csrf},
+                                 allow_redirects=False)
+            assert r.status == 303
+            html = await (await phone.get(r.headers["Location"])).text()
+            assert "127.0.0.2" not in html
+        r = await child.post("/api/v1/login", json={"username": "mai", "password": PASSWORD})
+        assert r.status == 200  # the parent unlocked it (e.g. the parent was on the tablet)
+    assert any(e.action == "login.unlock" for e in harness.store.audit_log(limit=5))
+
+
+async def test_one_address_guessing_many_accounts_is_held_back(client, harness) -> None:
+    await setup_and_login(client)
+    async with other_session(client, local_ip="127.0.0.2") as child:
+        for i in range(20):
+            r = await child.post(
+                "/api/v1/login", json={"username": f"user{i}", "password": "x" * 12}
+            )
+            assert r.status == 400
+        r = await child.post("/api/v1/login", json={"username": "new", "password": "x" * 12})
+        assert r.status == 429
 
 
 async def test_unknown_user_fails_like_a_wrong_password(client) -> None:
@@ -273,7 +316,7 @@ async def test_api_token(client, harness: Harness) -> None:
 def test_ipv6_clients_are_throttled_per_64() -> None:
     a = auth.throttle_keys("2001:db8:1:2::aaaa", "Mai")
     b = auth.throttle_keys("2001:db8:1:2:ffff::1", "mai")
-    assert a == b == ("ip:2001:db8:1:2::/64", "user:mai")
+    assert a == b == ("ip:2001:db8:1:2::/64", "pair:2001:db8:1:2::/64|mai")
     assert auth.throttle_keys("192.0.2.7", "x")[0] == "ip:192.0.2.7"
 
 
@@ -301,7 +344,8 @@ async def test_parallel_guesses_count_as_tries(client, harness: Harness) -> None
     ])
     codes = sorted(r.status for r in statuses)
     assert codes.count(400) <= 5 and codes.count(429) >= 7
-    assert harness.store.login_failures("user:mai", harness.now() - timedelta(minutes=15)) <= 5
+    since = harness.now() - timedelta(minutes=15)
+    assert harness.store.login_failures("pair:127.0.0.1|mai", since) <= 5
 
 
 async def test_setup_code_when_the_operator_sets_one(aiohttp_client, harness: Harness) -> None:
