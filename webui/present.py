@@ -138,6 +138,9 @@ class SiteGroup:
     reason: str = ""
     child_id: int | None = None
     device_ids: set[int] = field(default_factory=set)
+    clients: set[str] = field(default_factory=set)  # addresses of rows with no device yet
+    source: str = ""  # which list line, parent rule or rater reading blocked it
+    cannot_allow: str = ""  # an i18n key saying why no allow is offered ("" = offer it)
 
 
 def registrable(name: str, tld: tldextract.TLDExtract) -> str:
@@ -153,18 +156,26 @@ def registrable(name: str, tld: tldextract.TLDExtract) -> str:
 
 def group_by_site(
     rows: Sequence[ActivityRow], tld: tldextract.TLDExtract, t: Translator,
-    categories: Mapping[str, Category],
+    categories: Mapping[str, Category], device_of: Mapping[str, int] | None = None,
 ) -> list[SiteGroup]:
-    groups: dict[str, SiteGroup] = {}
+    """Rows grouped by site and by child: an unassigned device's lookups (child None) are a
+    group of their own, never credited to a child. `device_of` maps an address to its device
+    for rows logged before the device was known (its first lookups)."""
+    groups: dict[tuple[str, int | None], SiteGroup] = {}
+    device_of = device_of or {}
     for row in rows:  # newest first
         ev = row.event
         site = registrable(ev.qname, tld)
-        g = groups.get(site)
+        g = groups.get((site, ev.child_id))
         if g is None:
-            g = groups[site] = SiteGroup(site=site, last=ev.at, child_id=ev.child_id)
+            g = groups[(site, ev.child_id)] = SiteGroup(site=site, last=ev.at,
+                                                        child_id=ev.child_id)
         g.count += 1
-        if ev.device_id is not None:
-            g.device_ids.add(ev.device_id)
+        device_id = ev.device_id if ev.device_id is not None else device_of.get(ev.client)
+        if device_id is not None:
+            g.device_ids.add(device_id)
+        else:
+            g.clients.add(ev.client)
         if ev.qname not in g.names and len(g.names) < 5:
             g.names.append(ev.qname)
         if ev.action == "block":
@@ -172,6 +183,42 @@ def group_by_site(
             if not g.reason:
                 g.reason = ev.reason
                 g.why = reason_text(ev.reason, t, categories)
-                if ev.child_id is not None:
-                    g.child_id = ev.child_id
+                g.source = source_text(ev.source, t)
+                g.cannot_allow = cannot_allow(ev.reason)
     return list(groups.values())
+
+
+# Names the resolver answers itself whatever the lists say (policy/decide.py step 1): an
+# allow rule cannot change their answer.
+RESOLVER_ANSWERS = ("bypass:",)
+# A list of encrypted-DNS services (category "bypass"): allowing one lets the device send
+# its lookups there, past every filter.
+BYPASS_CATEGORY = "bypass"
+
+
+def cannot_allow(reason: str) -> str:
+    """The i18n key saying why 'allow' is not offered for a block with this reason, or ""."""
+    if reason.startswith(RESOLVER_ANSWERS):
+        return "activity.cannot_allow_probe"
+    if reason.startswith("security:"):
+        return "activity.cannot_allow_security"
+    if reason_category(reason) == BYPASS_CATEGORY:
+        return "activity.cannot_allow_bypass"
+    return ""
+
+
+def source_text(source: str, t: Translator) -> str:
+    """Which list line, parent choice or rater reading blocked a name, in words:
+    'ut1-adult:1234' -> 'list ut1-adult, line 1234'; 'name-rater: contains "xxx"' ->
+    'guessed from the name: contains "xxx"'; 'parent' -> 'your choice'."""
+    if not source:
+        return ""
+    if source == "parent":
+        return t("source.parent")
+    if source.startswith("name-rater"):
+        _, _, evidence = source.partition(":")
+        return t("source.rater", evidence=evidence.strip() or "?")
+    name, _, line = source.rpartition(":")
+    if name and line.isdigit():
+        return t("source.list_line", name=name, line=line)
+    return t("source.list", name=source)

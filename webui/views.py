@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, time
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import prometheus_client
 from aiohttp import web
@@ -404,16 +404,22 @@ async def child_resume(request: web.Request) -> web.StreamResponse:
     raise see_other(_back(request, raw), "resumed")
 
 
-def _back(request: web.Request, raw: Mapping[str, object]) -> str:
+def _back(request: web.Request, raw: Mapping[str, object], *, keep_query: bool = False) -> str:
+    """Where to go after an action: the local page it came from; with `keep_query`, with
+    that page's filters (less an earlier notice)."""
     back = raw.get("back", "/")
-    return safe_next(back if isinstance(back, str) else "/").split("?", 1)[0]
+    path, _, query = safe_next(back if isinstance(back, str) else "/").partition("?")
+    if keep_query and query:
+        kept = [(k, v) for k, v in parse_qsl(query) if k != "done"]
+        return path + ("?" + urlencode(kept) if kept else "")
+    return path
 
 
 @routes.post("/children/{id:\\d+}/allow")
 async def child_allow_site(request: web.Request) -> web.StreamResponse:
     raw = form_fields(await request.post())
     child_id = _child_id(request)
-    back = _back(request, raw)
+    back = _back(request, raw, keep_query=True)
     try:
         await actions.allow_site(request, child_id, raw)
     except FormError as e:
@@ -492,6 +498,10 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+ACTIVITY_PAGE = 200  # lookups per page: "show more" adds as many again
+ACTIVITY_MAX = 5000
+
+
 async def activity_page(request: web.Request, form: Ctx | None = None, status: int = 200
                         ) -> web.Response:
     svc, state = request.app[SERVICES], request.app[STATE]
@@ -500,30 +510,47 @@ async def activity_page(request: web.Request, form: Ctx | None = None, status: i
     device_id = _int_param(request, "device")
     blocked_only = request.query.get("blocked", "") in ("1", "on")
     search = request.query.get("q", "").strip()[:100]
-    rows = await db(svc.store.activity, device_id=device_id, child_id=child_id,
-                    blocked_only=blocked_only, search=search, limit=500)
-    assert state.tld is not None
-    groups = present.group_by_site(rows, state.tld, t, svc.categories)
+    limit = min(max(_int_param(request, "rows") or ACTIVITY_PAGE, ACTIVITY_PAGE), ACTIVITY_MAX)
     children = await db(svc.store.children)
     devices = await db(svc.store.devices)
+    # addresses of known devices: a device's first lookups were logged before it was known
+    device_of = {i: d.id for d in devices for i in d.identifiers}
+    clients = [i for d in devices if d.id == device_id for i in d.identifiers]
+    rows = await db(svc.store.activity, device_id=device_id, child_id=child_id,
+                    blocked_only=blocked_only, search=search, limit=limit + 1,
+                    clients=clients)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    assert state.tld is not None
+    groups = present.group_by_site(rows, state.tld, t, svc.categories, device_of)
     device_owner = {d.id: d.owner for d in devices}
     if device_id is not None and child_id is None:
         owner = device_owner.get(device_id)
         child_id_for_allow = owner if isinstance(owner, int) else None
     else:
         child_id_for_allow = child_id
+    names = {c.id: c.name for c in children}
+    if child_id_for_allow not in names:
+        child_id_for_allow = None
+    # the profile unassigned devices are filtered with ("filtered as Bé Na")
+    default = svc.live_policy.value.default_profile
+    filtered_as = default.child.name if default.child is not None else ""
+    query = {k: v for k, v in request.query.items() if k not in ("done", "rows")}
     return await page(request, "activity.html", {
         "groups": groups,
         "children": children,
         "devices": devices,
-        "names": {c.id: c.name for c in children},
+        "names": names,
         "device_names": {d.id: d.name or ", ".join(d.identifiers) for d in devices},
         "child_id": child_id,
         "device_id": device_id,
         "allow_child": child_id_for_allow,
+        "filtered_as": filtered_as,
         "blocked_only": blocked_only,
         "search": search,
         "count": len(rows),
+        "more_url": ("/activity?" + urlencode({**query, "rows": str(limit + ACTIVITY_PAGE)})
+                     if more and limit < ACTIVITY_MAX else ""),
         "form": form or form_state(request, "", {}, None),
     }, status=status)
 

@@ -188,7 +188,7 @@ async def test_activity_groups_by_site_and_allows(page: Page, harness: Harness) 
     loc = await page.post(f"/children/{cid}/allow", {
         "domain": "casino.co.uk", "minutes": "0", "back": f"/activity?child={cid}"},
         page="/activity")
-    assert loc == "/activity?done=allowed"
+    assert loc == f"/activity?child={cid}&done=allowed"  # the filter survives
     rules = harness.store.rules(cid)
     assert [(r.domain, r.kind) for r in rules] == [("casino.co.uk", "allow")]
     audit = harness.store.audit_log()
