@@ -58,11 +58,27 @@ safe-search rewrite; an allowed search engine keeps safe search.
 
 Adults profile (mode "adults", child None): steps 1 (when bypass_defence), 3, 4, 5, 12.
 A profile with no child in another mode (only a hand-built default) is treated as age 0.
+
+A parent's yes against the schedules (what "Yes, always" on a request means), one table,
+tested as such in tests/policy/test_decide_parent_yes.py:
+
+    the parent's yes for a site     | bedtime | school window | pause | lists, services
+    --------------------------------+---------+---------------+-------+----------------
+    allow rule ("Yes, always")      | blocks  | passes        | blocks| passes
+    grant ("Yes, 30 minutes/1 day") | passes  | passes        | blocks| passes
+    "always" rule (passes bedtime)  | passes  | -             | passes| -
+
+"Yes, always" says the site is fine for this child; it does not open the night: bedtime
+stays the parent's "no internet now", which a yes for one site at 14:00 must not undo at
+23:00. A yes given while bedtime is on is answered by `after_allow`: the UI tells the parent
+"bedtime still applies until 06:30" and offers a grant until then (a yes for tonight),
+and the child's block page never says "yes" while something still blocks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -335,6 +351,27 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
     if exception is not None and cancelled:
         return _verdict(Action.ALLOW, f"exception:{exception.source}", _source(exception))
     return ALLOW
+
+
+class _NoLists:
+    """An index with no entries: `after_allow` decides before any list is read."""
+
+    def lookup(self, qname: str) -> Sequence[Match]:
+        del qname
+        return ()
+
+
+_NO_LISTS = _NoLists()
+
+
+def after_allow(profile: Profile, qname: str, now: datetime) -> Verdict:
+    """The verdict for `qname` once the parent allows it for good (an allow rule, which
+    replaces a deny of the same name): BLOCK with what still applies (a pause, a bedtime
+    window, a canary the resolver answers itself, a deny of a parent domain), else ALLOW
+    (or safe search's REWRITE). decide() itself says so: an allowed name never reaches the
+    lists (step 4), so no index is needed."""
+    yes = replace(profile, allow=profile.allow | {qname}, deny=profile.deny - {qname})
+    return decide(yes, qname, now, _NO_LISTS)
 
 
 def _granted_domain(profile: Profile, names: tuple[str, ...], now: datetime) -> bool:

@@ -8,7 +8,8 @@ from datetime import date, datetime
 
 import tldextract
 
-from policy.model import NEVER, Category, Child
+from policy.model import NEVER, Category, Child, Profile, Verdict
+from policy.schedule import active_windows, window_end
 from policy.store import ActivityRow, ChildSettings
 from webui.context import category_name
 from webui.i18n import Translator
@@ -61,6 +62,35 @@ def reason_text(
     if kind in simple:
         return t(simple[kind])
     return t("why.other", reason=reason)
+
+
+def in_force_text(verdict: Verdict, profile: Profile, now: datetime, t: Translator) -> str:
+    """What blocks now, with its end: 'Bedtime until 06:30', 'Internet paused until 18:00';
+    the plain reason when it has no end."""
+    kind, _, rest = verdict.reason.partition(":")
+    if kind == "schedule":
+        name = rest.partition(":")[0]
+        for w in active_windows(profile, now):
+            if w.name == name:
+                end = window_end(w, now)
+                return t("when.until", what=name, time=end.strftime("%H:%M"))
+    if kind == "paused" and profile.paused_until is not None:
+        if profile.paused_until.year < 9000:  # not "until resumed"
+            until = profile.paused_until.astimezone(now.tzinfo)
+            return t("when.paused_until", time=until.strftime("%H:%M"))
+    return reason_text(verdict.reason, t, {})
+
+
+def window_ends(verdict: Verdict, profile: Profile, now: datetime) -> datetime | None:
+    """The end of the schedule window behind a 'schedule:<name>' verdict, if in force."""
+    kind, _, rest = verdict.reason.partition(":")
+    if kind != "schedule":
+        return None
+    name = rest.partition(":")[0]
+    for w in active_windows(profile, now):
+        if w.name == name:
+            return window_end(w, now)
+    return None
 
 
 def reason_category(reason: str) -> str:

@@ -4,7 +4,7 @@ POST-redirect-GET. A failed form is re-rendered with a message next to each bad 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, time
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -13,8 +13,9 @@ import prometheus_client
 from aiohttp import web
 
 from blocklists.feed import FORMATS
-from policy.model import ADULTS, Device
-from policy.store import Conflict, NotFound, StoreError
+from policy.decide import after_allow
+from policy.model import ADULTS, Action, Device
+from policy.store import AccessRequest, Conflict, NotFound, StoreError
 from webui import actions, auth, present, static
 from webui.context import (
     admin_only,
@@ -578,7 +579,35 @@ async def requests_page(request: web.Request) -> web.Response:
         "names": {c.id: c.name for c in children},
         "devices": devices,
         "why": {r.id: present.reason_text(r.reason, t, svc.categories) for r in reqs},
+        "still": _still_blocked(request, reqs, _int_param(request, "yes")),
     })
+
+
+def _still_blocked(request: web.Request, reqs: Sequence[AccessRequest], yes: int | None
+                   ) -> dict[str, object] | None:
+    """After "Yes, always": what still blocks the site now (bedtime until 06:30, a pause),
+    and the minutes until a bedtime ends (for "open it until then too"); None when the yes
+    opened it."""
+    svc = request.app[SERVICES]
+    r = next((r for r in reqs if r.id == yes), None)
+    if r is None or r.status != "approved" or r.minutes or r.child_id is None:
+        return None
+    profile = svc.live_policy.value.profiles.get(r.child_id)
+    if profile is None:
+        return None
+    now = svc.clock()
+    verdict = after_allow(profile, r.domain, now)
+    if verdict.action != Action.BLOCK:
+        return None
+    t = translator(request)
+    end = present.window_ends(verdict, profile, now)
+    return {
+        "domain": r.domain,
+        "child_id": r.child_id,
+        "what": present.in_force_text(verdict, profile, now, t),
+        "minutes": -(-int((end - now).total_seconds()) // 60) if end is not None else 0,
+        "until": end.strftime("%H:%M") if end is not None else "",
+    }
 
 
 @routes.post("/requests/{id:\\d+}/approve")
@@ -593,16 +622,20 @@ async def request_decline(request: web.Request) -> web.StreamResponse:
 
 async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     raw = form_fields(await request.post())
+    request_id = int(request.match_info["id"])
     try:
-        await actions.answer_request(request, int(request.match_info["id"]), approve=approve,
-                                     raw=raw)
+        answered = await actions.answer_request(request, request_id, approve=approve, raw=raw)
     except NotFound:
         raise web.HTTPNotFound() from None
     except (FormError, Conflict):
-        current = await db(request.app[SERVICES].store.request, int(request.match_info["id"]))
+        current = await db(request.app[SERVICES].store.request, request_id)
         done = "already" if current.status != "pending" else "no_child"
         raise see_other("/requests", done) from None
-    raise see_other("/requests", "approved" if approve else "declined")
+    if not approve:
+        raise see_other("/requests", "declined")
+    # "Yes, always": the page says what still applies to the site (see _still_blocked)
+    where = f"/requests?yes={request_id}" if not answered.minutes else "/requests"
+    raise see_other(where, "approved")
 
 
 # lists (admin) ------------------------------------------------------------------------------
