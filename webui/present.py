@@ -8,9 +8,9 @@ from datetime import date, datetime
 
 import tldextract
 
-from policy.model import NEVER, Category, Child, Profile, Verdict
+from policy.model import NEVER, Category, Child, Grant, Profile, Schedule, Verdict
 from policy.schedule import active_windows, window_end
-from policy.store import ActivityRow, ChildSettings
+from policy.store import ActivityRow, ChildSettings, Rule
 from webui.context import category_name
 from webui.i18n import Translator
 
@@ -79,6 +79,79 @@ def in_force_text(verdict: Verdict, profile: Profile, now: datetime, t: Translat
             until = profile.paused_until.astimezone(now.tzinfo)
             return t("when.paused_until", time=until.strftime("%H:%M"))
     return reason_text(verdict.reason, t, {})
+
+
+def in_force_now(profile: Profile, now: datetime, t: Translator) -> str:
+    """What holds the child's internet right now, with its end ('Bedtime until 06:30'), or
+    "" (the child's page and Home)."""
+    parts = []
+    if profile.paused_until is not None and profile.paused_until > now:
+        if profile.paused_until.year < 9000:
+            until = profile.paused_until.astimezone(now.tzinfo)
+            parts.append(t("when.paused_until", time=until.strftime("%H:%M")))
+        else:
+            parts.append(t("why.paused"))
+    for w in active_windows(profile, now):
+        parts.append(t("when.until", what=w.name, time=window_end(w, now).strftime("%H:%M")))
+    return " · ".join(parts)
+
+
+def child_summary(
+    settings: ChildSettings, categories: Sequence[CategoryRow], rules: Sequence[Rule],
+    schedules: Sequence[Schedule], grants: Sequence[Grant], service_names: Mapping[str, str],
+    t: Translator,
+) -> dict[str, str]:
+    """One line per section of the child's page, shown at the top and on each fold."""
+    blocked = sum(1 for r in categories if r.blocked_now and not r.security)
+    cats = t("summary.categories", n=blocked)
+    if settings.safe_search:
+        cats += " · " + t("summary.safe_search")
+    services = sorted(service_names.get(s, s) for s in settings.services)
+    kinds = [r.kind for r in rules]
+    sites = t("summary.sites", allow=kinds.count("allow") + kinds.count("always"),
+              deny=kinds.count("deny"), grants=len(grants))
+    sched = ", ".join(f"{s.name} {s.start.strftime('%H:%M')}–{s.end.strftime('%H:%M')}"
+                      for s in schedules) or t("summary.no_schedules")
+    return {
+        "cats": cats,
+        "services": t("summary.services", names=", ".join(services)) if services
+        else t("summary.no_services"),
+        "sites": sites,
+        "sched": sched,
+    }
+
+
+def shown_name(name: str) -> str:
+    """A name as a parent reads it: IDN labels in Unicode ('xn--v-d-rma6749a.vn' -> 'ví-dụ.vn')."""
+    if "xn--" not in name:
+        return name
+    try:
+        return name.encode("ascii").decode("idna")
+    except UnicodeError:
+        return name
+
+
+def saved_rule(
+    query: Mapping[str, str], rules: Sequence[Rule], tld: tldextract.TLDExtract, t: Translator
+) -> dict[str, str] | None:
+    """After the site form: what was saved (the stored site, in Unicode), the opposite rule
+    it replaced, and the whole site to offer when the stored name is a part of one
+    (www.youtube.com -> youtube.com). Only for a rule that exists."""
+    site, kind = query.get("site", ""), query.get("kind", "")
+    if not any(r.domain == site and r.kind == kind for r in rules):
+        return None
+    whole = registrable(site, tld)
+    have_whole = any(r.domain == whole and r.kind == kind for r in rules)
+    replaced = query.get("replaced", "")
+    return {
+        "site": shown_name(site),
+        "kind": kind,
+        "text": t("saved.rule", rule=t("rule." + kind), site=shown_name(site)),
+        "replaced": t("saved.replaced", rule=t("rule." + replaced)) if replaced in (
+            "allow", "deny") else "",
+        "whole": whole if whole != site and not have_whole else "",
+        "whole_shown": shown_name(whole),
+    }
 
 
 def window_ends(verdict: Verdict, profile: Profile, now: datetime) -> datetime | None:

@@ -17,6 +17,7 @@ from policy.decide import after_allow
 from policy.model import ADULTS, Action, Device
 from policy.store import AccessRequest, Conflict, NotFound, StoreError
 from webui import actions, auth, present, static
+from webui.actions import SavedRule
 from webui.context import (
     admin_only,
     category_name,
@@ -250,7 +251,7 @@ async def children_add(request: web.Request) -> web.StreamResponse:
         child = await actions.add_child(request, raw)
     except FormError as e:
         return await children_page(request, form_state(request, "child-add", raw, e), 400)
-    raise see_other(f"/children/{child.id}", "child_added")
+    raise see_other(f"/children/{child.id}?open=sec-cats", "child_added")
 
 
 @routes.post("/exceptions")
@@ -272,9 +273,19 @@ async def _or_404(aw: Awaitable[object]) -> object:
         raise web.HTTPNotFound() from None
 
 
+# the child's page: each form's section (a <details> the page opens again after a save or
+# an error, and scrolls to): form id -> section id
+CHILD_SECTIONS = {
+    "settings": "sec-cats",
+    "rule": "sec-sites",
+    "schedule": "sec-sched",
+    "child-edit": "sec-edit",
+}
+
+
 async def child_page(request: web.Request, child_id: int, form: Ctx | None = None,
                      status: int = 200) -> web.Response:
-    svc = request.app[SERVICES]
+    svc, state = request.app[SERVICES], request.app[STATE]
     t = translator(request)
     try:
         child = await db(svc.store.child, child_id)
@@ -286,19 +297,31 @@ async def child_page(request: web.Request, child_id: int, form: Ctx | None = Non
     rules = await db(svc.store.rules, child_id)
     schedules = await db(svc.store.schedules, child_id)
     grants = [g for g in await db(svc.store.grants, active_at=now) if g.child_id == child_id]
+    devices = [d for d in await db(svc.store.devices) if d.owner == child_id]
     catalogue = svc.services_catalogue or {}
+    services = [(k, service_name(v, k, t.lang)) for k, v in sorted(catalogue.items())]
+    categories = present.category_rows(svc.categories, settings, age, t.lang)
+    form = form or form_state(request, "", {}, None)
+    profile = svc.live_policy.value.profiles.get(child_id)
+    assert state.tld is not None
     return await page(request, "child.html", {
         "child": child,
         "age": age,
         "settings": settings,
         "words": present.profile_words(child, settings, svc.categories, now.date(), t),
-        "categories": present.category_rows(svc.categories, settings, age, t.lang),
+        "in_force": present.in_force_now(profile, now, t) if profile is not None else "",
+        "summary": present.child_summary(settings, categories, rules, schedules, grants,
+                                         dict(services), t),
+        "saved": present.saved_rule(request.query, rules, state.tld, t),
+        "categories": categories,
         "category_names": {s: category_name(c, s, t.lang) for s, c in svc.categories.items()},
         "rules": rules,
         "schedules": schedules,
         "grants": grants,
-        "services": [(k, service_name(v, k, t.lang)) for k, v in sorted(catalogue.items())],
-        "form": form or form_state(request, "", {}, None),
+        "devices": devices,
+        "services": services,
+        "form": form,
+        "open_section": CHILD_SECTIONS.get(str(form["id"]), request.query.get("open", "")),
         "weekdays": range(7),
         "paused": settings.paused_until is not None and settings.paused_until > now,
     }, status=status)
@@ -331,16 +354,18 @@ ChildAction = Callable[[web.Request, int, Mapping[str, object]], Awaitable[objec
 
 
 async def _child_form(request: web.Request, form_id: str, action: ChildAction,
-                      done: str, anchor: str = "") -> web.StreamResponse:
+                      done: str) -> web.StreamResponse:
     child_id = _child_id(request)
     raw = form_fields(await request.post())
     try:
-        await action(request, child_id, raw)
+        saved = await action(request, child_id, raw)
     except FormError as e:
         return await child_page(request, child_id, form_state(request, form_id, raw, e), 400)
     except NotFound:
         raise web.HTTPNotFound() from None
-    raise see_other(f"/children/{child_id}", done + anchor)
+    section = CHILD_SECTIONS[form_id]
+    extra = f"&{urlencode(saved.what)}" if isinstance(saved, SavedRule) else ""
+    raise see_other(f"/children/{child_id}?open={section}{extra}", f"{done}#{section}")
 
 
 @routes.post("/children/{id:\\d+}")
@@ -355,7 +380,7 @@ async def child_settings(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/children/{id:\\d+}/rules")
 async def child_rule_add(request: web.Request) -> web.StreamResponse:
-    return await _child_form(request, "rule", actions.add_rule, "saved")
+    return await _child_form(request, "rule", actions.add_rule_saying_what, "saved")
 
 
 @routes.post("/children/{id:\\d+}/schedules")
@@ -366,21 +391,21 @@ async def child_schedule_add(request: web.Request) -> web.StreamResponse:
 @routes.post("/children/{id:\\d+}/rules/{rule:\\d+}/delete")
 async def child_rule_delete(request: web.Request) -> web.StreamResponse:
     await _or_404(actions.remove_rule(request, int(request.match_info["rule"])))
-    raise see_other(f"/children/{_child_id(request)}", "removed")
+    raise see_other(f"/children/{_child_id(request)}?open=sec-sites", "removed#sec-sites")
 
 
 @routes.post("/children/{id:\\d+}/schedules/{sid:\\d+}/delete")
 async def child_schedule_delete(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     await _or_404(actions.remove_schedule(request, child_id, int(request.match_info["sid"])))
-    raise see_other(f"/children/{child_id}", "removed")
+    raise see_other(f"/children/{child_id}?open=sec-sched", "removed#sec-sched")
 
 
 @routes.post("/children/{id:\\d+}/grants/{gid:\\d+}/delete")
 async def child_grant_delete(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     await _or_404(actions.end_grant(request, child_id, int(request.match_info["gid"])))
-    raise see_other(f"/children/{child_id}", "removed")
+    raise see_other(f"/children/{child_id}?open=sec-sites", "removed#sec-sites")
 
 
 @routes.post("/children/{id:\\d+}/delete")
