@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, time
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -191,6 +192,7 @@ async def home(request: web.Request) -> web.Response:
     children = await db(svc.store.children)
     summary = await db(svc.store.summary, day_start(now))
     devices = await db(svc.store.devices)
+    profiles = svc.live_policy.value.profiles
     cards = []
     for child in children:
         s = summary.get(child.id, {})
@@ -209,6 +211,9 @@ async def home(request: web.Request) -> web.Response:
             "paused_until": settings.paused_until,
             "forever": settings.paused_until is not None
             and settings.paused_until.year >= 9999,
+            # a schedule in force now ("Bedtime until 06:30"); a pause has its own line
+            "in_force": present.in_force_now(replace(profile, paused_until=None), now, t)
+            if (profile := profiles.get(child.id)) is not None else "",
         })
     new_devices = [d for d in devices if d.new]
     others = summary.get(None, {})
