@@ -133,6 +133,14 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     return raw_id, auth.Principal(account.id, account.username, account.role, session)
 
 
+async def first_session(request: web.Request, account: Account) -> str:
+    """Setup signs the new parent in at once (they just chose the password): a session id."""
+    svc = request.app[SERVICES]
+    raw_id, session = auth.new_session(account, now(request))
+    await db(svc.store.add_session, session)
+    return raw_id
+
+
 def set_session_cookie(request: web.Request, response: web.StreamResponse, raw_id: str) -> None:
     svc = request.app[SERVICES]
     response.set_cookie(

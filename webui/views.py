@@ -3,6 +3,7 @@ POST-redirect-GET. A failed form is re-rendered with a message next to each bad 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -99,7 +100,7 @@ async def setup_page(request: web.Request) -> web.Response:
 async def setup_submit(request: web.Request) -> web.StreamResponse:
     raw = form_fields(await request.post())
     try:
-        await actions.setup(request, raw)
+        account = await actions.setup(request, raw)
     except FormError as e:
         return render(request, "setup.html", {
             "form": form_state(request, "setup", raw, e),
@@ -113,7 +114,10 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
                 {"code": ("error.locked", {"until": e.until.strftime("%H:%M")})})),
             "need_code": True,
         }, status=429)
-    raise see_other("/login", "setup")
+    # signed in at once: the next step is adding a child, not typing the password again
+    resp = see_other("/", "welcome")
+    actions.set_session_cookie(request, resp, await actions.first_session(request, account))
+    raise resp
 
 
 @routes.get("/login")
@@ -309,7 +313,10 @@ async def child_page(request: web.Request, child_id: int, form: Ctx | None = Non
     form = form or form_state(request, "", {}, None)
     profile = svc.live_policy.value.profiles.get(child_id)
     assert state.tld is not None
+    saved = present.saved_rule(request.query, rules, state.tld, t)
+    extra: dict[str, object] = {"notice": ""} if saved else {}  # "Saved." said once
     return await page(request, "child.html", {
+        **extra,
         "child": child,
         "age": age,
         "settings": settings,
@@ -317,7 +324,7 @@ async def child_page(request: web.Request, child_id: int, form: Ctx | None = Non
         "in_force": present.in_force_now(profile, now, t) if profile is not None else "",
         "summary": present.child_summary(settings, categories, rules, schedules, grants,
                                          dict(services), t),
-        "saved": present.saved_rule(request.query, rules, state.tld, t),
+        "saved": saved,
         "categories": categories,
         "category_names": {s: category_name(c, s, t.lang) for s, c in svc.categories.items()},
         "rules": rules,
@@ -807,7 +814,21 @@ async def settings_account_delete(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/help")
 async def help_page(request: web.Request) -> web.Response:
-    return await page(request, "help.html", {})
+    return await page(request, "help.html", {"address": own_address(request)})
+
+
+def own_address(request: web.Request) -> str:
+    """The address this page was reached at: nestguard's own, to type into the router ("" on
+    loopback, where it is not the one the router needs)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    host = str(sock[0]) if sock else ""
+    if host.startswith("::ffff:"):
+        host = host[len("::ffff:"):]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    return "" if ip.is_loopback or ip.is_unspecified else str(ip)
 
 
 # audit ---------------------------------------------------------------------------------------
