@@ -395,6 +395,11 @@ async def test_every_page_in_both_languages(harness: Harness) -> None:
                               message="Con cần cho bài tập ạ")
     harness.services.feeds = [
         Feed("ut1-gambling", "https://lists.example/ut1/gambling.txt", "domains", "gambling")]
+
+    async def add_feed(feed: Feed) -> None:
+        del feed
+
+    harness.services.add_feed = add_feed  # the Lists page shows its form (format choice)
     harness.services.nudge()
     async with chromium(harness) as (browser, base, casino):
         for lang in ("vi", "en"):
@@ -410,6 +415,9 @@ async def test_every_page_in_both_languages(harness: Harness) -> None:
                 # no key shown raw (format.wildcard and the like)
                 assert not re.search(r"\b(format|rule|kind|status|duration)\.[a-z0-9_]+\b",
                                      await parent.locator("main").inner_text()), (lang, path)
+                if path == "/lists":  # every format has words (format.wildcard was raw)
+                    options = await parent.locator("#feed-format option").all_inner_texts()
+                    assert len(options) == 8 and not [o for o in options if "format." in o]
                 await shoot(parent, f"{name}-{lang}")
             await parent.goto(f"{base}/children/{cid}")
             await expect(parent.locator("p.in-force")).to_contain_text(
