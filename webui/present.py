@@ -244,6 +244,7 @@ class SiteGroup:
     clients: set[str] = field(default_factory=set)  # addresses of rows with no device yet
     source: str = ""  # which list line, parent rule or rater reading blocked it
     cannot_allow: str = ""  # an i18n key saying why no allow is offered ("" = offer it)
+    rewritten: int = 0  # answered with the engine's safe-search front end
 
 
 def registrable(name: str, tld: tldextract.TLDExtract) -> str:
@@ -281,6 +282,8 @@ def group_by_site(
             g.clients.add(ev.client)
         if ev.qname not in g.names and len(g.names) < 5:
             g.names.append(ev.qname)
+        if ev.action == "rewrite":
+            g.rewritten += 1
         if ev.action == "block":
             g.blocked += 1
             if not g.reason:

@@ -419,11 +419,23 @@ async def test_every_page_in_both_languages(harness: Harness) -> None:
                     options = await parent.locator("#feed-format option").all_inner_texts()
                     assert len(options) == 8 and not [o for o in options if "format." in o]
                 await shoot(parent, f"{name}-{lang}")
+                # tap targets of at least 44 px (language switch, log out, footer links,
+                # breadcrumbs, checkboxes' labels, buttons), and a skip link
+                for target in await parent.locator(
+                        ".langs a, .logout button, .foot a, .crumb a, label.check,"
+                        " main button:visible").all():
+                    box = await target.bounding_box()
+                    assert box is None or box["width"] == 0 or box["height"] >= 44, (
+                        path, await target.inner_text())
+                assert await parent.locator("a.skip[href='#main']").count() == 1
             await parent.goto(f"{base}/children/{cid}")
             await expect(parent.locator("p.in-force")).to_contain_text(
                 "Giờ ngủ " + ("đến" if lang == "vi" else "until"))
             await parent.goto(base + "/")
             await expect(parent.locator(".card.child .in-force")).to_be_visible()
+            await parent.goto(base + "/activity")  # a safe-search rewrite is explained
+            await expect(parent.locator("li.site", has_text="google.com").locator(
+                ".rewritten")).to_be_visible()
             await parent.context.close()
         kid = await (await browser.new_context(viewport=PHONE)).new_page()
         await kid.goto(casino + "/")
