@@ -459,12 +459,15 @@ async def child_allow_site(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     back = _back(request, raw, keep_query=True)
     try:
-        await actions.allow_site(request, child_id, raw)
+        before = await db(request.app[SERVICES].store.rules, child_id)
+        domain = await actions.allow_site(request, child_id, raw)
     except FormError as e:
         return await activity_page(request, form_state(request, "allow", raw, e), 400)
     except NotFound:
         raise web.HTTPNotFound() from None
-    raise see_other(back, "allowed")
+    replaced = raw.get("minutes") == "0" and any(
+        r.domain == domain and r.kind == "deny" for r in before)
+    raise see_other(back, "allowed_replaced" if replaced else "allowed")
 
 
 # devices ---------------------------------------------------------------------------------
@@ -660,6 +663,7 @@ async def request_decline(request: web.Request) -> web.StreamResponse:
 async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     raw = form_fields(await request.post())
     request_id = int(request.match_info["id"])
+    denied = await _denied_before(request, request_id)
     try:
         answered = await actions.answer_request(request, request_id, approve=approve, raw=raw)
     except NotFound:
@@ -672,7 +676,22 @@ async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
         raise see_other("/requests", "declined")
     # "Yes, always": the page says what still applies to the site (see _still_blocked)
     where = f"/requests?yes={request_id}" if not answered.minutes else "/requests"
-    raise see_other(where, "approved")
+    # "Yes, always" replaces a block the parent set for the site: say so
+    raise see_other(where, "approved_replaced" if denied and not answered.minutes
+                    else "approved")
+
+
+async def _denied_before(request: web.Request, request_id: int) -> bool:
+    """Whether the parent blocked the requested site for the child (an always-yes lifts it)."""
+    store = request.app[SERVICES].store
+    try:
+        req = await db(store.request, request_id)
+    except NotFound:
+        return False
+    if req.child_id is None:
+        return False
+    return any(r.domain == req.domain and r.kind == "deny"
+               for r in await db(store.rules, req.child_id))
 
 
 # lists (admin) ------------------------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""What the pages say after a parent acts (issue 14), over real HTTP: an allow that replaces
+a block says so, on the Requests page and from Activity."""
+
+from __future__ import annotations
+
+import html as html_lib
+
+from tests.webui.conftest import Harness
+from tests.webui.test_pages import Page, add_child, page  # noqa: F401 (fixture)
+
+
+async def test_an_allow_replacing_a_block_says_so(page: Page, harness: Harness  # noqa: F811
+                                                  ) -> None:
+    cid = await add_child(page)
+    harness.store.add_rule(cid, "casino.example", "deny")
+    req = harness.store.add_request(child_id=cid, device_id=None, client="127.0.0.2",
+                                    domain="casino.example", reason="parent:deny", message="")
+    loc = await page.post(f"/requests/{req.id}/approve", {"minutes": "0"}, page="/requests")
+    assert loc == f"/requests?yes={req.id}&done=approved_replaced"
+    text = html_lib.unescape(await page.get(loc))
+    assert "Việc này thay cho lệnh chặn bạn đã đặt cho trang này." in text
+    assert [(r.domain, r.kind) for r in harness.store.rules(cid)] == [
+        ("casino.example", "allow")]
+
+    harness.store.add_rule(cid, "games.example", "deny")
+    loc = await page.post(f"/children/{cid}/allow", {
+        "domain": "games.example", "minutes": "0", "back": f"/activity?child={cid}"},
+        page="/activity")
+    assert loc == f"/activity?child={cid}&done=allowed_replaced"
+    # a time-limited yes leaves the block in place (it ends by itself): no such words
+    harness.store.add_rule(cid, "quiz.example", "deny")
+    loc = await page.post(f"/children/{cid}/allow", {
+        "domain": "quiz.example", "minutes": "60", "back": "/activity"}, page="/activity")
+    assert loc == "/activity?done=allowed"
