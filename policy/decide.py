@@ -67,6 +67,8 @@ tested as such in tests/policy/test_decide_parent_yes.py:
     allow rule ("Yes, always")      | blocks  | passes        | blocks| passes
     grant ("Yes, 30 minutes/1 day") | passes  | passes        | blocks| passes
     "always" rule (passes bedtime)  | passes  | -             | passes| -
+    the parent's own deny rule      | a grant does not lift it (step 3 before 4): the UI
+                                    | says so; "Yes, always" replaces the deny
 
 "Yes, always" says the site is fine for this child; it does not open the night: bedtime
 stays the parent's "no internet now", which a yes for one site at 14:00 must not undo at
@@ -87,6 +89,7 @@ from policy.model import (
     SECURITY_CATEGORIES,
     Action,
     BlockStyle,
+    Grant,
     Index,
     Match,
     Profile,
@@ -364,13 +367,19 @@ class _NoLists:
 _NO_LISTS = _NoLists()
 
 
-def after_allow(profile: Profile, qname: str, now: datetime) -> Verdict:
-    """The verdict for `qname` once the parent allows it for good (an allow rule, which
-    replaces a deny of the same name): BLOCK with what still applies (a pause, a bedtime
-    window, a canary the resolver answers itself, a deny of a parent domain), else ALLOW
-    (or safe search's REWRITE). decide() itself says so: an allowed name never reaches the
-    lists (step 4), so no index is needed."""
-    yes = replace(profile, allow=profile.allow | {qname}, deny=profile.deny - {qname})
+def after_allow(profile: Profile, qname: str, now: datetime, *, until: datetime | None = None
+                ) -> Verdict:
+    """The verdict for `qname` once the parent says yes: for good (an allow rule, which
+    replaces a deny of the same name) or, with `until`, for a while (a grant, which leaves
+    the parent's deny in place). BLOCK says what still applies (a pause, a bedtime window
+    for an allow rule, the parent's own deny for a grant, a canary the resolver answers
+    itself, a deny of a parent domain); else ALLOW (or safe search's REWRITE). decide()
+    itself says so: a yes is answered before any list is read (step 4), so no index."""
+    if until is None:
+        yes = replace(profile, allow=profile.allow | {qname}, deny=profile.deny - {qname})
+    else:
+        child_id = profile.child.id if profile.child is not None else 0
+        yes = replace(profile, grants=(*profile.grants, Grant(child_id, until, domain=qname)))
     return decide(yes, qname, now, _NO_LISTS)
 
 

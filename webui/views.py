@@ -7,7 +7,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -625,18 +625,21 @@ async def requests_page(request: web.Request) -> web.Response:
 
 def _still_blocked(request: web.Request, reqs: Sequence[AccessRequest], yes: int | None
                    ) -> dict[str, object] | None:
-    """After "Yes, always": what still blocks the site now (bedtime until 06:30, a pause),
-    and the minutes until a bedtime ends (for "open it until then too"); None when the yes
-    opened it."""
+    """After a yes: what still blocks the site now (bedtime until 06:30 after "Yes, always",
+    a pause, the parent's own block after "Yes, 30 minutes"), and for a bedtime the minutes
+    until it ends (for "open it until then too"); None when the yes opened it."""
     svc = request.app[SERVICES]
     r = next((r for r in reqs if r.id == yes), None)
-    if r is None or r.status != "approved" or r.minutes or r.child_id is None:
+    if r is None or r.status != "approved" or r.child_id is None:
         return None
     profile = svc.live_policy.value.profiles.get(r.child_id)
     if profile is None:
         return None
     now = svc.clock()
-    verdict = after_allow(profile, r.domain, now)
+    until = None
+    if r.minutes and r.answered_at is not None:
+        until = r.answered_at + timedelta(minutes=r.minutes)
+    verdict = after_allow(profile, r.domain, now, until=until)
     if verdict.action != Action.BLOCK:
         return None
     t = translator(request)
@@ -644,7 +647,9 @@ def _still_blocked(request: web.Request, reqs: Sequence[AccessRequest], yes: int
     return {
         "domain": r.domain,
         "child_id": r.child_id,
-        "what": present.in_force_text(verdict, profile, now, t),
+        "text": t("requests.still_denied", site=r.domain) if verdict.reason == "parent:deny"
+        else t("requests.still_applies", site=r.domain,
+               what=present.in_force_text(verdict, profile, now, t)),
         "minutes": -(-int((end - now).total_seconds()) // 60) if end is not None else 0,
         "until": end.strftime("%H:%M") if end is not None else "",
     }
@@ -675,7 +680,7 @@ async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     if not approve:
         raise see_other("/requests", "declined")
     # "Yes, always": the page says what still applies to the site (see _still_blocked)
-    where = f"/requests?yes={request_id}" if not answered.minutes else "/requests"
+    where = f"/requests?yes={request_id}"  # the page says what still applies, if anything
     # "Yes, always" replaces a block the parent set for the site: say so
     raise see_other(where, "approved_replaced" if denied and not answered.minutes
                     else "approved")

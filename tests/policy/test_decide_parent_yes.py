@@ -106,3 +106,11 @@ def test_after_allow_on_a_probe_the_resolver_answers() -> None:
     assert after_allow(KID, "wiki.example", TUE_1800) == Verdict(
         Action.ALLOW, "parent:allow", source="parent")
     assert ALLOW.action == Action.ALLOW
+
+
+def test_after_a_while_yes_the_parents_deny_still_blocks() -> None:
+    until = TUE_1800 + timedelta(minutes=30)
+    assert after_allow(KID, SITE, TUE_2130, until=TUE_2130 + timedelta(minutes=30)) == Verdict(
+        Action.ALLOW, "grant", source="parent")  # a grant passes bedtime
+    assert after_allow(replace(KID, deny=frozenset({SITE})), SITE, TUE_1800, until=until
+                       ) == Verdict(BLOCK, "parent:deny", source="parent")

@@ -21,13 +21,11 @@ from typing import Any
 import pytest
 
 from blocklists.feed import Feed
-from policy.decide import decide
-from policy.model import Match, QueryEvent, Schedule, Verdict
-from policy.reload import build_policy
+from policy.model import QueryEvent, Schedule
 from policy.store import FeedStatus
-from tests.policy.conftest import DictIndex
 from tests.webui.conftest import PASSWORD, Harness, years_ago
 from tests.webui.test_browser import ARGS, CHROMIUM, DESKTOP, PHONE, relay_from, serve
+from tests.webui.test_parent_words import real_policy
 from webui.app import create_app
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "phone"
@@ -38,28 +36,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
 ]
-
-
-def real_policy(harness: Harness) -> None:
-    """Every write rebuilds the policy as the resolver does; the block page asks decide()."""
-    index = DictIndex([
-        ("casino.example", Match("gambling", 18, "ut1-gambling", line=12)),
-        ("dns.google", Match("bypass", 99, "bypass-builtin", line=14)),
-    ])
-
-    def nudge() -> None:
-        harness.nudges.append(1)
-        harness.services.live_policy.value = build_policy(
-            harness.store, harness.services.categories, now=harness.now())
-
-    def explain(ip: str, name: str) -> Verdict:
-        _, profile = harness.services.live_policy.value.profile_for(ip)
-        return decide(profile, name, harness.now(), index)
-
-    harness.services.nudge = nudge
-    harness.services.explain = explain
-    harness.services.allowed_hosts = ("127.0.0.1",)
-    nudge()
 
 
 @contextlib.asynccontextmanager

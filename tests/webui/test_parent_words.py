@@ -5,8 +5,34 @@ from __future__ import annotations
 
 import html as html_lib
 
+from policy.decide import decide
+from policy.model import Match, Verdict
+from policy.reload import build_policy
+from tests.policy.conftest import DictIndex
 from tests.webui.conftest import Harness
 from tests.webui.test_pages import Page, add_child, page  # noqa: F401 (fixture)
+
+
+def real_policy(harness: Harness) -> None:
+    """Every write rebuilds the policy as the resolver does; the block page asks decide()."""
+    index = DictIndex([
+        ("casino.example", Match("gambling", 18, "ut1-gambling", line=12)),
+        ("dns.google", Match("bypass", 99, "bypass-builtin", line=14)),
+    ])
+
+    def nudge() -> None:
+        harness.nudges.append(1)
+        harness.services.live_policy.value = build_policy(
+            harness.store, harness.services.categories, now=harness.now())
+
+    def explain(ip: str, name: str) -> Verdict:
+        _, profile = harness.services.live_policy.value.profile_for(ip)
+        return decide(profile, name, harness.now(), index)
+
+    harness.services.nudge = nudge
+    harness.services.explain = explain
+    harness.services.allowed_hosts = ("127.0.0.1",)
+    nudge()
 
 
 async def test_an_allow_replacing_a_block_says_so(page: Page, harness: Harness  # noqa: F811
@@ -32,3 +58,16 @@ async def test_an_allow_replacing_a_block_says_so(page: Page, harness: Harness  
     loc = await page.post(f"/children/{cid}/allow", {
         "domain": "quiz.example", "minutes": "60", "back": "/activity"}, page="/activity")
     assert loc == "/activity?done=allowed"
+
+
+async def test_a_while_yes_under_the_parents_own_block_says_it_stays_blocked(
+    page: Page, harness: Harness  # noqa: F811
+) -> None:
+    real_policy(harness)
+    cid = await add_child(page)
+    harness.store.add_rule(cid, "casino.example", "deny")
+    req = harness.store.add_request(child_id=cid, device_id=None, client="127.0.0.2",
+                                    domain="casino.example", reason="parent:deny", message="")
+    loc = await page.post(f"/requests/{req.id}/approve", {"minutes": "30"}, page="/requests")
+    text = html_lib.unescape(await page.get(loc))
+    assert "casino.example vẫn bị chặn: quy tắc “Chặn” của bạn" in text
