@@ -82,7 +82,12 @@ async def _who(request: web.Request) -> tuple[str, Child | None, int | None]:
     svc = request.app[SERVICES]
     client = request.remote or ""
     device, profile = svc.live_policy.value.profile_for(client)
-    return client, profile.child, device.id if device else None
+    child = profile.child
+    if child is not None and (device is None or device.owner != child.id):
+        # an unassigned device filtered under a child's profile (the strictest): it is not
+        # that child's, so no "Hello Na" and no request credited to her
+        child = None
+    return client, child, device.id if device else None
 
 
 async def _page(request: web.Request, *, status: int = 200, error: str = "") -> web.Response:

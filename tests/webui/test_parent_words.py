@@ -71,3 +71,22 @@ async def test_a_while_yes_under_the_parents_own_block_says_it_stays_blocked(
     loc = await page.post(f"/requests/{req.id}/approve", {"minutes": "30"}, page="/requests")
     text = html_lib.unescape(await page.get(loc))
     assert "casino.example vẫn bị chặn: quy tắc “Chặn” của bạn" in text
+
+
+async def test_a_strangers_device_is_not_greeted_as_the_strictest_child(
+    page: Page, harness: Harness  # noqa: F811
+) -> None:
+    """An unassigned device is filtered under the youngest child's profile; its block page
+    must not say "Hello Na" nor file its request under Na."""
+    real_policy(harness)
+    await add_child(page, name="Na", age=7)
+    harness.store.seen([("127.0.0.1", None, harness.now())])  # the test client's address
+    harness.services.nudge()
+    casino = {"Host": "casino.example"}
+    text = html_lib.unescape(await (await page.client.get("/", headers=casino)).text())
+    assert "Trang này đã bị chặn" in text and "Na" not in text
+    token = text.split('name="token" value="', 1)[1].split('"', 1)[0]
+    await page.client.post("/__nestguard/ask", headers=casino, data={"token": token},
+                           allow_redirects=False)
+    [req] = harness.store.requests()
+    assert req.child_id is None
