@@ -90,3 +90,23 @@ async def test_a_strangers_device_is_not_greeted_as_the_strictest_child(
                            allow_redirects=False)
     [req] = harness.store.requests()
     assert req.child_id is None
+
+
+async def test_activity_pages_with_show_more(page: Page, harness: Harness  # noqa: F811
+                                             ) -> None:
+    """400 look-ups made a 17,966 px page: it shows 200, then "show more" (filters kept)."""
+    from policy.model import QueryEvent
+    from webui.views import ACTIVITY_PAGE
+
+    cid = await add_child(page)
+    now = harness.now()
+    harness.store.log_queries([
+        QueryEvent(now, "127.0.0.2", None, cid, f"site{i}.example", "A", "block",
+                   "category:gambling:18+") for i in range(ACTIVITY_PAGE + 50)])
+    text = await page.get(f"/activity?child={cid}")
+    assert text.count('class="site blocked"') == ACTIVITY_PAGE
+    more = html_lib.unescape(text.split('class="button" href="', 1)[1].split('"', 1)[0])
+    assert more == f"/activity?child={cid}&rows={2 * ACTIVITY_PAGE}"
+    text = await page.get(more)
+    assert text.count('class="site blocked"') == ACTIVITY_PAGE + 50
+    assert "rows=" not in text  # nothing more to show
