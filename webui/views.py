@@ -465,9 +465,16 @@ async def child_allow_site(request: web.Request) -> web.StreamResponse:
         return await activity_page(request, form_state(request, "allow", raw, e), 400)
     except NotFound:
         raise web.HTTPNotFound() from None
-    replaced = raw.get("minutes") == "0" and any(
-        r.domain == domain and r.kind == "deny" for r in before)
-    raise see_other(back, "allowed_replaced" if replaced else "allowed")
+    if raw.get("minutes") == "0":  # for good: replaces a deny of the same name
+        replaced = any(r.kind == "deny" and r.domain == domain for r in before)
+        raise see_other(back, "allowed_replaced" if replaced else "allowed")
+    # for a while: the parent's own deny still comes first (decide.py, step 3)
+    svc = request.app[SERVICES]
+    profile = svc.live_policy.value.profiles.get(child_id)
+    now_ = svc.clock()
+    denied = profile is not None and after_allow(
+        profile, domain, now_, until=now_ + timedelta(minutes=1)).reason == "parent:deny"
+    raise see_other(back, "allowed_but_denied" if denied else "allowed")
 
 
 # devices ---------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def real_policy(harness: Harness) -> None:
 
 async def test_an_allow_replacing_a_block_says_so(page: Page, harness: Harness  # noqa: F811
                                                   ) -> None:
+    real_policy(harness)
     cid = await add_child(page)
     harness.store.add_rule(cid, "casino.example", "deny")
     req = harness.store.add_request(child_id=cid, device_id=None, client="127.0.0.2",
@@ -53,10 +54,15 @@ async def test_an_allow_replacing_a_block_says_so(page: Page, harness: Harness  
         "domain": "games.example", "minutes": "0", "back": f"/activity?child={cid}"},
         page="/activity")
     assert loc == f"/activity?child={cid}&done=allowed_replaced"
-    # a time-limited yes leaves the block in place (it ends by itself): no such words
+    # a time-limited yes leaves the block in place, and first: the page says so
     harness.store.add_rule(cid, "quiz.example", "deny")
     loc = await page.post(f"/children/{cid}/allow", {
         "domain": "quiz.example", "minutes": "60", "back": "/activity"}, page="/activity")
+    assert loc == "/activity?done=allowed_but_denied"
+    assert "quy tắc “Chặn” của bạn cho trang này được ưu tiên" in html_lib.unescape(
+        await page.get(loc))
+    loc = await page.post(f"/children/{cid}/allow", {
+        "domain": "wiki.example", "minutes": "60", "back": "/activity"}, page="/activity")
     assert loc == "/activity?done=allowed"
 
 
