@@ -69,11 +69,29 @@ safe-search rewrite; an allowed search engine keeps safe search.
 
 Adults profile (mode "adults", child None): steps 1 (when bypass_defence), 3, 4, 5, 12.
 A profile with no child in another mode (only a hand-built default) is treated as age 0.
+
+A parent's yes against the schedules (what "Yes, always" on a request means), one table,
+tested as such in tests/policy/test_decide_parent_yes.py:
+
+    the parent's yes for a site     | bedtime | school window | pause | lists, services
+    --------------------------------+---------+---------------+-------+----------------
+    allow rule ("Yes, always")      | blocks  | passes        | blocks| passes
+    grant ("Yes, 30 minutes/1 day") | passes  | passes        | blocks| passes
+    "always" rule (passes bedtime)  | passes  | -             | passes| -
+    the parent's own deny rule      | a grant does not lift it (step 3 before 4): the UI
+                                    | says so; "Yes, always" replaces the deny
+
+"Yes, always" says the site is fine for this child; it does not open the night: bedtime
+stays the parent's "no internet now", which a yes for one site at 14:00 must not undo at
+23:00. A yes given while bedtime is on is answered by `after_allow`: the UI tells the parent
+"bedtime still applies until 06:30" and offers a grant until then (a yes for tonight),
+and the child's block page never says "yes" while something still blocks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -82,6 +100,7 @@ from policy.model import (
     SECURITY_CATEGORIES,
     Action,
     BlockStyle,
+    Grant,
     Index,
     Match,
     Profile,
@@ -376,6 +395,33 @@ def _age_block(m: Match, profile: Profile, age: int, granted: set[str] | None) -
     if cat in profile.blocked:
         return _verdict(BLOCK, f"category:{cat}:{limit}+", "parent")
     return None
+
+
+class _NoLists:
+    """An index with no entries: `after_allow` decides before any list is read."""
+
+    def lookup(self, qname: str) -> Sequence[Match]:
+        del qname
+        return ()
+
+
+_NO_LISTS = _NoLists()
+
+
+def after_allow(profile: Profile, qname: str, now: datetime, *, until: datetime | None = None
+                ) -> Verdict:
+    """The verdict for `qname` once the parent says yes: for good (an allow rule, which
+    replaces a deny of the same name) or, with `until`, for a while (a grant, which leaves
+    the parent's deny in place). BLOCK says what still applies (a pause, a bedtime window
+    for an allow rule, the parent's own deny for a grant, a canary the resolver answers
+    itself, a deny of a parent domain); else ALLOW (or safe search's REWRITE). decide()
+    itself says so: a yes is answered before any list is read (step 4), so no index."""
+    if until is None:
+        yes = replace(profile, allow=profile.allow | {qname}, deny=profile.deny - {qname})
+    else:
+        child_id = profile.child.id if profile.child is not None else 0
+        yes = replace(profile, grants=(*profile.grants, Grant(child_id, until, domain=qname)))
+    return decide(yes, qname, now, _NO_LISTS)
 
 
 def _granted_domain(profile: Profile, names: tuple[str, ...], now: datetime) -> bool:

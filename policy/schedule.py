@@ -72,6 +72,14 @@ def active_windows(profile: Profile, now: datetime) -> list[Schedule]:
     return out
 
 
+def window_end(w: Schedule, now: datetime) -> datetime:
+    """When window `w`, in force at `now`, ends ("Bedtime until 06:30")."""
+    end = datetime.combine(now.date(), w.end, now.tzinfo)
+    if w.end <= w.start and time(now.hour, now.minute) >= w.start:  # overnight, before 0:00
+        end += _DAY
+    return end
+
+
 def next_change(profile: Profile, now: datetime) -> datetime | None:
     """The next time (after `now`, within 8 days) a window starts or ends, or None.
 

@@ -994,13 +994,21 @@ class Store:
         search: str = "",
         since: datetime | None = None,
         limit: int = 500,
+        clients: Sequence[str] = (),
     ) -> list[ActivityRow]:
-        """Newest first. `search` is a plain substring of the name (no wildcards)."""
+        """Newest first. `search` is a plain substring of the name (no wildcards).
+        With `device_id`, `clients` (the device's addresses) also selects the rows logged
+        from them before the device was known (its first lookups, device_id NULL)."""
         where: list[str] = []
         params: list[object] = []
         if device_id is not None:
-            where.append("device_id = ?")
-            params.append(device_id)
+            if clients:
+                marks = ", ".join("?" * len(clients))
+                where.append(f"(device_id = ? OR (device_id IS NULL AND client IN ({marks})))")
+                params.extend([device_id, *clients])
+            else:
+                where.append("device_id = ?")
+                params.append(device_id)
         if child_id is not None:
             where.append("child_id = ?")
             params.append(child_id)

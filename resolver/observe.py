@@ -1,12 +1,12 @@
 """Observe: the first stage. Times each query, counts it, queues its activity-log row.
 
-The activity log holds *lookups*, not packets: a (client, qname, qtype, action, reason) is
-written at most once per `log_every` seconds (default 60). Devices repeat the same lookups many
-times a minute (apps polling, TTL-0 answers, several tabs); logging each repeat cost about a
-third of the CPU of a cached answer (the row, its conversion and the SQLite write) and told the
-parent nothing new. Metrics still count every query. A repeat within the window is dropped
-before anything else is built (one dict lookup); counts in the activity log and the UI's
-summaries are therefore counts of distinct lookups per minute, not of packets.
+The activity log holds *lookups*, not packets: a (client, device, owner, qname, qtype, action,
+reason) is written at most once per `log_every` seconds (default 60). Devices repeat the same
+lookups many times a minute (apps polling, TTL-0 answers, several tabs); logging each repeat
+cost about a third of the CPU of a cached answer (the row, its conversion and the SQLite write)
+and told the parent nothing new. Metrics still count every query. A repeat within the window is
+dropped before anything else is built (one dict lookup); counts in the activity log and the
+UI's summaries are therefore counts of distinct lookups per minute, not of packets.
 
 The hot path only appends a small tuple to a bounded in-memory queue; a background task
 converts the rows to `policy.model.QueryEvent`s in a worker thread, off the query path, and
@@ -176,6 +176,10 @@ ActivityRow = tuple[float, str, Any, Any, str, int, Any, str]
 def event_of(row: ActivityRow) -> QueryEvent:
     at, client, device, profile, qname, qtype, verdict, outcome = row
     child = profile.child if profile is not None else None
+    if child is not None and (device is None or device.owner != child.id):
+        # an unassigned device filtered under a child's profile (the strictest, or the one
+        # the household chose): its lookups are the device's, not that child's
+        child = None
     return QueryEvent(
         at=datetime.fromtimestamp(at, UTC),
         client=client,
@@ -277,13 +281,20 @@ class Observe:
             profile = query.profile
             if profile is None or profile.log_queries:
                 verdict = query.verdict
-                seen: tuple[str, str, int, str] | tuple[str, str, int, str, str]
+                # keyed on the device and its owner too: a device assigned (or moved to
+                # another child) within the minute logs its next lookup at once, under
+                # the device and child it now belongs to
+                device = query.device
+                did, owner = (device.id, device.owner) if device is not None else (None, None)
+                seen: tuple[object, ...]
                 if verdict is None:
-                    seen = (query.client_ip, q.name, q.qtype, _ACTIONS.get(outcome, outcome))
+                    seen = (query.client_ip, did, owner, q.name, q.qtype,
+                            _ACTIONS.get(outcome, outcome))
                 else:
                     # the action's plain str (_value_): hashing the enum member runs Python code
                     action = verdict.action._value_
-                    seen = (query.client_ip, q.name, q.qtype, action, verdict.reason)
+                    seen = (query.client_ip, did, owner, q.name, q.qtype, action,
+                            verdict.reason)
                 logged = self._logged
                 last = logged.get(seen)
                 if last is None or now - last >= self._log_every:

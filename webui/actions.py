@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -134,6 +134,14 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     await db(svc.store.add_session, session)
     await db(svc.store.audit, account.username, "login", ip)
     return raw_id, auth.Principal(account.id, account.username, account.role, session)
+
+
+async def first_session(request: web.Request, account: Account) -> str:
+    """Setup signs the new parent in at once (they just chose the password): a session id."""
+    svc = request.app[SERVICES]
+    raw_id, session = auth.new_session(account, now(request))
+    await db(svc.store.add_session, session)
+    return raw_id
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, raw_id: str) -> None:
@@ -361,6 +369,35 @@ async def add_rule(request: web.Request, child_id: int, raw: Raw) -> Rule:
     rule = await db(svc.store.add_rule, child_id, domain, kind)
     await record(request, f"rule.{kind}", f"{child.name}: {domain}")
     return rule
+
+
+@dataclass(frozen=True, slots=True)
+class SavedRule:
+    """What the site form saved, for the page to say so: the site as stored, the rule's kind,
+    and the opposite rule it replaced ("deny" when an allow replaced a block), if any."""
+
+    domain: str
+    kind: str
+    replaced: str = ""
+
+    @property
+    def what(self) -> dict[str, str]:
+        out = {"site": self.domain, "kind": self.kind}
+        if self.replaced:
+            out["replaced"] = self.replaced
+        return out
+
+
+async def add_rule_saying_what(request: web.Request, child_id: int, raw: Raw) -> SavedRule:
+    """add_rule, and what it did (the page says "Saved: allow youtube.com; this replaces
+    your block of it")."""
+    svc = request.app[SERVICES]
+    before = await db(svc.store.rules, child_id)
+    rule = await add_rule(request, child_id, raw)
+    opposite = {"allow": "deny", "deny": "allow"}.get(rule.kind, "")
+    replaced = opposite if any(
+        r.domain == rule.domain and r.kind == opposite for r in before) else ""
+    return SavedRule(rule.domain, rule.kind, replaced)
 
 
 async def remove_rule(request: web.Request, rule_id: int) -> None:

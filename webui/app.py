@@ -25,7 +25,7 @@ from blocklists.feed import Feed
 from policy.live import Live
 from policy.model import Category, Policy, Verdict
 from policy.store import Store
-from webui import api, middleware, views
+from webui import api, middleware, present, views
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
 from webui.keys import JINJA, SERVICES, STATE
@@ -143,6 +143,7 @@ def create_app(services: Services) -> web.Application:
         lstrip_blocks=True,
     )
     env.filters["local"] = lambda dt: local_time(dt, services.clock)
+    env.filters["shown"] = present.shown_name  # IDN names in Unicode
     app[JINJA] = env
     app.router.add_routes(api.routes)
     app.router.add_routes(views.routes)

@@ -82,7 +82,12 @@ async def _who(request: web.Request) -> tuple[str, Child | None, int | None]:
     svc = request.app[SERVICES]
     client = request.remote or ""
     device, profile = svc.live_policy.value.profile_for(client)
-    return client, profile.child, device.id if device else None
+    child = profile.child
+    if child is not None and (device is None or device.owner != child.id):
+        # an unassigned device filtered under a child's profile (the strictest): it is not
+        # that child's, so no "Hello Na" and no request credited to her
+        child = None
+    return client, child, device.id if device else None
 
 
 async def _page(request: web.Request, *, status: int = 200, error: str = "") -> web.Response:
@@ -92,7 +97,7 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
     lang = child.lang if child is not None and child.lang in LANGS else state.household_lang
     request[LANG] = lang
     t = Translator(lang, state.catalogues)
-    why, reason, allowed_now = "", "", False
+    why, reason, allowed_now, in_force = "", "", False, ""
     if domain and svc.explain is not None:
         try:
             verdict = svc.explain(client, domain)
@@ -100,8 +105,11 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
             log.exception("explain failed for the block page")
         else:
             reason = verdict.reason
-            allowed_now = verdict.action == Action.ALLOW
+            allowed_now = verdict.action != Action.BLOCK
             why = present.reason_text(verdict.reason, t, svc.categories)
+            if not allowed_now:  # "Bedtime until 06:30": what a yes does not lift
+                _, profile = svc.live_policy.value.profile_for(client)
+                in_force = present.in_force_text(verdict, profile, svc.clock(), t)
     PAGES.inc()
     reqs = await db(svc.store.requests) if domain else []
     site = _site(request, domain)
@@ -112,6 +120,7 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
         "why": why,
         "reason": reason,
         "allowed_now": allowed_now,
+        "in_force": in_force,
         "latest": latest,
         "until": _until_text(latest, t, svc.clock().tzinfo),
         "token": _token(state.secret, client, domain),

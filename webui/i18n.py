@@ -47,9 +47,16 @@ class Translator:
         return key in self._cat
 
 
-def pick_lang(cookie: str | None, household: str) -> str:
-    """The cookie's choice, else the household's setting (Accept-Language is not used:
-    a phone set to English in a Vietnamese home still gets the household's language)."""
+def pick_lang(cookie: str | None, household: str, accept: str = "") -> str:
+    """The cookie's choice (the language switch), else the browser's first language when
+    it is one of ours (Accept-Language: a parent's first visit, setup included, reads in
+    the phone's language), else the household's setting."""
     if cookie in LANGS:
         return str(cookie)
+    for part in accept.split(","):
+        tag = part.split(";", 1)[0].strip().lower()
+        if not tag or tag == "*":
+            continue
+        primary = tag.split("-", 1)[0]
+        return primary if primary in LANGS else (household if household in LANGS else "vi")
     return household if household in LANGS else "vi"

@@ -157,7 +157,8 @@ async def hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
     """H1: only our own names reach the UI. In block-page mode any other Host is a blocked
     name the resolver pointed at us: it gets the block page, and nothing else."""
     state = request.app[STATE]
-    request[LANG] = pick_lang(request.cookies.get(auth.LANG_COOKIE), state.household_lang)
+    request[LANG] = pick_lang(request.cookies.get(auth.LANG_COOKIE), state.household_lang,
+                              request.headers.get("Accept-Language", ""))
     request[PRINCIPAL] = None
     if allowed_host(request):
         return await handler(request)

@@ -8,8 +8,9 @@ from datetime import date, datetime
 
 import tldextract
 
-from policy.model import NEVER, Category, Child
-from policy.store import ActivityRow, ChildSettings
+from policy.model import NEVER, Category, Child, Grant, Profile, Schedule, Verdict
+from policy.schedule import active_windows, window_end
+from policy.store import ActivityRow, ChildSettings, Rule
 from webui.context import category_name
 from webui.i18n import Translator
 
@@ -74,6 +75,108 @@ def learning_text(source: str, t: Translator) -> str:
     if not name or not line.isdigit():
         name, line = where, "?"
     return t("why.learning", entry=entry or "?", list=name, line=line)
+
+
+def in_force_text(verdict: Verdict, profile: Profile, now: datetime, t: Translator) -> str:
+    """What blocks now, with its end: 'Bedtime until 06:30', 'Internet paused until 18:00';
+    the plain reason when it has no end."""
+    kind, _, rest = verdict.reason.partition(":")
+    if kind == "schedule":
+        name = rest.partition(":")[0]
+        for w in active_windows(profile, now):
+            if w.name == name:
+                end = window_end(w, now)
+                return t("when.until", what=name, time=end.strftime("%H:%M"))
+    if kind == "paused" and profile.paused_until is not None:
+        if profile.paused_until.year < 9000:  # not "until resumed"
+            until = profile.paused_until.astimezone(now.tzinfo)
+            return t("when.paused_until", time=until.strftime("%H:%M"))
+    return reason_text(verdict.reason, t, {})
+
+
+def in_force_now(profile: Profile, now: datetime, t: Translator) -> str:
+    """What holds the child's internet right now, with its end ('Bedtime until 06:30'), or
+    "" (the child's page and Home)."""
+    parts = []
+    if profile.paused_until is not None and profile.paused_until > now:
+        if profile.paused_until.year < 9000:
+            until = profile.paused_until.astimezone(now.tzinfo)
+            parts.append(t("when.paused_until", time=until.strftime("%H:%M")))
+        else:
+            parts.append(t("why.paused"))
+    for w in active_windows(profile, now):
+        parts.append(t("when.until", what=w.name, time=window_end(w, now).strftime("%H:%M")))
+    return " · ".join(parts)
+
+
+def child_summary(
+    settings: ChildSettings, categories: Sequence[CategoryRow], rules: Sequence[Rule],
+    schedules: Sequence[Schedule], grants: Sequence[Grant], service_names: Mapping[str, str],
+    t: Translator,
+) -> dict[str, str]:
+    """One line per section of the child's page, shown at the top and on each fold."""
+    blocked = sum(1 for r in categories if r.blocked_now and not r.security)
+    cats = t("summary.categories", n=blocked)
+    if settings.safe_search:
+        cats += " · " + t("summary.safe_search")
+    services = sorted(service_names.get(s, s) for s in settings.services)
+    kinds = [r.kind for r in rules]
+    sites = t("summary.sites", allow=kinds.count("allow") + kinds.count("always"),
+              deny=kinds.count("deny"), grants=len(grants))
+    sched = ", ".join(f"{s.name} {s.start.strftime('%H:%M')}–{s.end.strftime('%H:%M')}"
+                      for s in schedules) or t("summary.no_schedules")
+    return {
+        "cats": cats,
+        "services": t("summary.services", names=", ".join(services)) if services
+        else t("summary.no_services"),
+        "sites": sites,
+        "sched": sched,
+    }
+
+
+def shown_name(name: str) -> str:
+    """A name as a parent reads it: IDN labels in Unicode ('xn--v-d-rma6749a.vn' -> 'ví-dụ.vn')."""
+    if "xn--" not in name:
+        return name
+    try:
+        return name.encode("ascii").decode("idna")
+    except UnicodeError:
+        return name
+
+
+def saved_rule(
+    query: Mapping[str, str], rules: Sequence[Rule], tld: tldextract.TLDExtract, t: Translator
+) -> dict[str, str] | None:
+    """After the site form: what was saved (the stored site, in Unicode), the opposite rule
+    it replaced, and the whole site to offer when the stored name is a part of one
+    (www.youtube.com -> youtube.com). Only for a rule that exists."""
+    site, kind = query.get("site", ""), query.get("kind", "")
+    if not any(r.domain == site and r.kind == kind for r in rules):
+        return None
+    whole = registrable(site, tld)
+    have_whole = any(r.domain == whole and r.kind == kind for r in rules)
+    replaced = query.get("replaced", "")
+    return {
+        "site": shown_name(site),
+        "kind": kind,
+        "text": t("saved.rule", rule=t("rule." + kind), site=shown_name(site)),
+        "replaced": t("saved.replaced", rule=t("rule." + replaced)) if replaced in (
+            "allow", "deny") else "",
+        "whole": whole if whole != site and not have_whole else "",
+        "whole_shown": shown_name(whole),
+    }
+
+
+def window_ends(verdict: Verdict, profile: Profile, now: datetime) -> datetime | None:
+    """The end of the schedule window behind a 'schedule:<name>' verdict, if in force."""
+    kind, _, rest = verdict.reason.partition(":")
+    if kind != "schedule":
+        return None
+    name = rest.partition(":")[0]
+    for w in active_windows(profile, now):
+        if w.name == name:
+            return window_end(w, now)
+    return None
 
 
 def reason_category(reason: str) -> str:
@@ -152,6 +255,10 @@ class SiteGroup:
     learning: str = ""  # let through as a learning site: which allow-set entry (newest row)
     child_id: int | None = None
     device_ids: set[int] = field(default_factory=set)
+    clients: set[str] = field(default_factory=set)  # addresses of rows with no device yet
+    source: str = ""  # which list line, parent rule or rater reading blocked it
+    cannot_allow: str = ""  # an i18n key saying why no allow is offered ("" = offer it)
+    rewritten: int = 0  # answered with the engine's safe-search front end
 
 
 def registrable(name: str, tld: tldextract.TLDExtract) -> str:
@@ -167,29 +274,39 @@ def registrable(name: str, tld: tldextract.TLDExtract) -> str:
 
 def group_by_site(
     rows: Sequence[ActivityRow], tld: tldextract.TLDExtract, t: Translator,
-    categories: Mapping[str, Category],
+    categories: Mapping[str, Category], device_of: Mapping[str, int] | None = None,
 ) -> list[SiteGroup]:
-    groups: dict[str, SiteGroup] = {}
+    """Rows grouped by site and by child: an unassigned device's lookups (child None) are a
+    group of their own, never credited to a child. `device_of` maps an address to its device
+    for rows logged before the device was known (its first lookups)."""
+    groups: dict[tuple[str, int | None], SiteGroup] = {}
+    device_of = device_of or {}
     for row in rows:  # newest first
         ev = row.event
         site = registrable(ev.qname, tld)
-        g = groups.get(site)
+        g = groups.get((site, ev.child_id))
         if g is None:
-            g = groups[site] = SiteGroup(site=site, last=ev.at, child_id=ev.child_id)
+            g = groups[(site, ev.child_id)] = SiteGroup(site=site, last=ev.at,
+                                                        child_id=ev.child_id)
         g.count += 1
-        if ev.device_id is not None:
-            g.device_ids.add(ev.device_id)
+        device_id = ev.device_id if ev.device_id is not None else device_of.get(ev.client)
+        if device_id is not None:
+            g.device_ids.add(device_id)
+        else:
+            g.clients.add(ev.client)
         if ev.qname not in g.names and len(g.names) < 5:
             g.names.append(ev.qname)
         if not g.learning and ev.reason.startswith("learning:"):
             g.learning = learning_text(ev.source, t)
+        if ev.action == "rewrite":
+            g.rewritten += 1
         if ev.action == "block":
             g.blocked += 1
             if not g.reason:
                 g.reason = ev.reason
                 g.why = reason_text(ev.reason, t, categories)
-                if ev.child_id is not None:
-                    g.child_id = ev.child_id
+                g.source = source_text(ev.source, t)
+                g.cannot_allow = cannot_allow(ev.reason)
     return list(groups.values())
 
 
@@ -217,3 +334,39 @@ def budget_choices(t: Translator) -> list[tuple[str, str]]:
         key=lambda kv: kv[1].casefold(),
     )
     return first + services
+
+
+# Names the resolver answers itself whatever the lists say (policy/decide.py step 1): an
+# allow rule cannot change their answer.
+RESOLVER_ANSWERS = ("bypass:",)
+# A list of encrypted-DNS services (category "bypass"): allowing one lets the device send
+# its lookups there, past every filter.
+BYPASS_CATEGORY = "bypass"
+
+
+def cannot_allow(reason: str) -> str:
+    """The i18n key saying why 'allow' is not offered for a block with this reason, or ""."""
+    if reason.startswith(RESOLVER_ANSWERS):
+        return "activity.cannot_allow_probe"
+    if reason.startswith("security:"):
+        return "activity.cannot_allow_security"
+    if reason_category(reason) == BYPASS_CATEGORY:
+        return "activity.cannot_allow_bypass"
+    return ""
+
+
+def source_text(source: str, t: Translator) -> str:
+    """Which list line, parent choice or rater reading blocked a name, in words:
+    'ut1-adult:1234' -> 'list ut1-adult, line 1234'; 'name-rater: contains "xxx"' ->
+    'guessed from the name: contains "xxx"'; 'parent' -> 'your choice'."""
+    if not source:
+        return ""
+    if source == "parent":
+        return t("source.parent")
+    if source.startswith("name-rater"):
+        _, _, evidence = source.partition(":")
+        return t("source.rater", evidence=evidence.strip() or "?")
+    name, _, line = source.rpartition(":")
+    if name and line.isdigit():
+        return t("source.list_line", name=name, line=line)
+    return t("source.list", name=source)

@@ -3,20 +3,24 @@ POST-redirect-GET. A failed form is re-rendered with a message next to each bad 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, time, timedelta
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import prometheus_client
 from aiohttp import web
 
 from blocklists.feed import FORMATS
 from policy.budgets import Standing
-from policy.model import ADULTS, Child, Device
+from policy.decide import after_allow
+from policy.model import ADULTS, Action, Child, Device
 from policy.store import AccessRequest, Conflict, NotFound, StoreError
 from webui import actions, auth, present, static
+from webui.actions import SavedRule
 from webui.context import (
     admin_only,
     category_name,
@@ -97,7 +101,7 @@ async def setup_page(request: web.Request) -> web.Response:
 async def setup_submit(request: web.Request) -> web.StreamResponse:
     raw = form_fields(await request.post())
     try:
-        await actions.setup(request, raw)
+        account = await actions.setup(request, raw)
     except FormError as e:
         return render(request, "setup.html", {
             "form": form_state(request, "setup", raw, e),
@@ -111,7 +115,10 @@ async def setup_submit(request: web.Request) -> web.StreamResponse:
                 {"code": ("error.locked", {"until": e.until.strftime("%H:%M:%S")})})),
             "need_code": True,
         }, status=429)
-    raise see_other("/login", "setup")
+    # signed in at once: the next step is adding a child, not typing the password again
+    resp = see_other("/", "welcome")
+    actions.set_session_cookie(request, resp, await actions.first_session(request, account))
+    raise resp
 
 
 @routes.get("/login")
@@ -191,6 +198,7 @@ async def home(request: web.Request) -> web.Response:
     summary = await db(svc.store.summary, day_start(now))
     devices = await db(svc.store.devices)
     more_time = await pending_more_time(request)
+    profiles = svc.live_policy.value.profiles
     cards = []
     for child in children:
         s = summary.get(child.id, {})
@@ -210,6 +218,9 @@ async def home(request: web.Request) -> web.Response:
             "forever": settings.paused_until is not None
             and settings.paused_until.year >= 9999,
             "budgets": await budget_rows(request, child, more_time),
+            # a schedule in force now ("Bedtime until 06:30"); a pause has its own line
+            "in_force": present.in_force_now(replace(profile, paused_until=None), now, t)
+            if (profile := profiles.get(child.id)) is not None else "",
         })
     new_devices = [d for d in devices if d.new]
     others = summary.get(None, {})
@@ -275,14 +286,14 @@ async def child_budget_set(request: web.Request) -> web.StreamResponse:
         return await child_page(request, child_id, form_state(request, "budget", raw, e), 400)
     except NotFound:
         raise web.HTTPNotFound() from None
-    raise see_other(f"/children/{child_id}", "saved")
+    raise see_other(f"/children/{child_id}?open=sec-budgets", "saved#sec-budgets")
 
 
 @routes.post("/children/{id:\\d+}/budgets/{slug}/delete")
 async def child_budget_delete(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     await _or_404(actions.remove_budget(request, child_id, request.match_info["slug"]))
-    raise see_other(f"/children/{child_id}", "removed")
+    raise see_other(f"/children/{child_id}?open=sec-budgets", "removed#sec-budgets")
 
 
 @routes.post("/children/{id:\\d+}/budgets/{slug}/extra")
@@ -329,7 +340,7 @@ async def children_add(request: web.Request) -> web.StreamResponse:
         child = await actions.add_child(request, raw)
     except FormError as e:
         return await children_page(request, form_state(request, "child-add", raw, e), 400)
-    raise see_other(f"/children/{child.id}", "child_added")
+    raise see_other(f"/children/{child.id}?open=sec-cats", "child_added")
 
 
 @routes.post("/exceptions")
@@ -351,9 +362,21 @@ async def _or_404(aw: Awaitable[object]) -> object:
         raise web.HTTPNotFound() from None
 
 
+# the child's page: each form's section (a <details> the page opens again after a save or
+# an error, and scrolls to): form id -> section id
+CHILD_SECTIONS = {
+    "settings": "sec-cats",
+    "rule": "sec-sites",
+    "schedule": "sec-sched",
+    "child-edit": "sec-edit",
+    "learning-games": "sec-learning",
+    "budget": "sec-budgets",
+}
+
+
 async def child_page(request: web.Request, child_id: int, form: Ctx | None = None,
                      status: int = 200) -> web.Response:
-    svc = request.app[SERVICES]
+    svc, state = request.app[SERVICES], request.app[STATE]
     t = translator(request)
     try:
         child = await db(svc.store.child, child_id)
@@ -365,19 +388,34 @@ async def child_page(request: web.Request, child_id: int, form: Ctx | None = Non
     rules = await db(svc.store.rules, child_id)
     schedules = await db(svc.store.schedules, child_id)
     grants = [g for g in await db(svc.store.grants, active_at=now) if g.child_id == child_id]
+    devices = [d for d in await db(svc.store.devices) if d.owner == child_id]
     catalogue = svc.services_catalogue or {}
+    services = [(k, service_name(v, k, t.lang)) for k, v in sorted(catalogue.items())]
+    categories = present.category_rows(svc.categories, settings, age, t.lang)
+    form = form or form_state(request, "", {}, None)
+    profile = svc.live_policy.value.profiles.get(child_id)
+    assert state.tld is not None
+    saved = present.saved_rule(request.query, rules, state.tld, t)
+    extra: dict[str, object] = {"notice": ""} if saved else {}  # "Saved." said once
     return await page(request, "child.html", {
+        **extra,
         "child": child,
         "age": age,
         "settings": settings,
         "words": present.profile_words(child, settings, svc.categories, now.date(), t),
-        "categories": present.category_rows(svc.categories, settings, age, t.lang),
+        "in_force": present.in_force_now(profile, now, t) if profile is not None else "",
+        "summary": present.child_summary(settings, categories, rules, schedules, grants,
+                                         dict(services), t),
+        "saved": saved,
+        "categories": categories,
         "category_names": {s: category_name(c, s, t.lang) for s, c in svc.categories.items()},
         "rules": rules,
         "schedules": schedules,
         "grants": grants,
-        "services": [(k, service_name(v, k, t.lang)) for k, v in sorted(catalogue.items())],
-        "form": form or form_state(request, "", {}, None),
+        "devices": devices,
+        "services": services,
+        "form": form,
+        "open_section": CHILD_SECTIONS.get(str(form["id"]), request.query.get("open", "")),
         "weekdays": range(7),
         "paused": settings.paused_until is not None and settings.paused_until > now,
         "budgets": await budget_rows(request, child, await pending_more_time(request)),
@@ -412,16 +450,18 @@ ChildAction = Callable[[web.Request, int, Mapping[str, object]], Awaitable[objec
 
 
 async def _child_form(request: web.Request, form_id: str, action: ChildAction,
-                      done: str, anchor: str = "") -> web.StreamResponse:
+                      done: str) -> web.StreamResponse:
     child_id = _child_id(request)
     raw = form_fields(await request.post())
     try:
-        await action(request, child_id, raw)
+        saved = await action(request, child_id, raw)
     except FormError as e:
         return await child_page(request, child_id, form_state(request, form_id, raw, e), 400)
     except NotFound:
         raise web.HTTPNotFound() from None
-    raise see_other(f"/children/{child_id}", done + anchor)
+    section = CHILD_SECTIONS[form_id]
+    extra = f"&{urlencode(saved.what)}" if isinstance(saved, SavedRule) else ""
+    raise see_other(f"/children/{child_id}?open={section}{extra}", f"{done}#{section}")
 
 
 @routes.post("/children/{id:\\d+}")
@@ -436,13 +476,12 @@ async def child_settings(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/children/{id:\\d+}/learning-games")
 async def child_learning_games(request: web.Request) -> web.StreamResponse:
-    return await _child_form(request, "learning-games", actions.save_learning_games, "saved",
-                             "#learning")
+    return await _child_form(request, "learning-games", actions.save_learning_games, "saved")
 
 
 @routes.post("/children/{id:\\d+}/rules")
 async def child_rule_add(request: web.Request) -> web.StreamResponse:
-    return await _child_form(request, "rule", actions.add_rule, "saved")
+    return await _child_form(request, "rule", actions.add_rule_saying_what, "saved")
 
 
 @routes.post("/children/{id:\\d+}/schedules")
@@ -453,21 +492,21 @@ async def child_schedule_add(request: web.Request) -> web.StreamResponse:
 @routes.post("/children/{id:\\d+}/rules/{rule:\\d+}/delete")
 async def child_rule_delete(request: web.Request) -> web.StreamResponse:
     await _or_404(actions.remove_rule(request, int(request.match_info["rule"])))
-    raise see_other(f"/children/{_child_id(request)}", "removed")
+    raise see_other(f"/children/{_child_id(request)}?open=sec-sites", "removed#sec-sites")
 
 
 @routes.post("/children/{id:\\d+}/schedules/{sid:\\d+}/delete")
 async def child_schedule_delete(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     await _or_404(actions.remove_schedule(request, child_id, int(request.match_info["sid"])))
-    raise see_other(f"/children/{child_id}", "removed")
+    raise see_other(f"/children/{child_id}?open=sec-sched", "removed#sec-sched")
 
 
 @routes.post("/children/{id:\\d+}/grants/{gid:\\d+}/delete")
 async def child_grant_delete(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     await _or_404(actions.end_grant(request, child_id, int(request.match_info["gid"])))
-    raise see_other(f"/children/{child_id}", "removed")
+    raise see_other(f"/children/{child_id}?open=sec-sites", "removed#sec-sites")
 
 
 @routes.post("/children/{id:\\d+}/delete")
@@ -492,23 +531,39 @@ async def child_resume(request: web.Request) -> web.StreamResponse:
     raise see_other(_back(request, raw), "resumed")
 
 
-def _back(request: web.Request, raw: Mapping[str, object]) -> str:
+def _back(request: web.Request, raw: Mapping[str, object], *, keep_query: bool = False) -> str:
+    """Where to go after an action: the local page it came from; with `keep_query`, with
+    that page's filters (less an earlier notice)."""
     back = raw.get("back", "/")
-    return safe_next(back if isinstance(back, str) else "/").split("?", 1)[0]
+    path, _, query = safe_next(back if isinstance(back, str) else "/").partition("?")
+    if keep_query and query:
+        kept = [(k, v) for k, v in parse_qsl(query) if k != "done"]
+        return path + ("?" + urlencode(kept) if kept else "")
+    return path
 
 
 @routes.post("/children/{id:\\d+}/allow")
 async def child_allow_site(request: web.Request) -> web.StreamResponse:
     raw = form_fields(await request.post())
     child_id = _child_id(request)
-    back = _back(request, raw)
+    back = _back(request, raw, keep_query=True)
     try:
-        await actions.allow_site(request, child_id, raw)
+        before = await db(request.app[SERVICES].store.rules, child_id)
+        domain = await actions.allow_site(request, child_id, raw)
     except FormError as e:
         return await activity_page(request, form_state(request, "allow", raw, e), 400)
     except NotFound:
         raise web.HTTPNotFound() from None
-    raise see_other(back, "allowed")
+    if raw.get("minutes") == "0":  # for good: replaces a deny of the same name
+        replaced = any(r.kind == "deny" and r.domain == domain for r in before)
+        raise see_other(back, "allowed_replaced" if replaced else "allowed")
+    # for a while: the parent's own deny still comes first (decide.py, step 3)
+    svc = request.app[SERVICES]
+    profile = svc.live_policy.value.profiles.get(child_id)
+    now_ = svc.clock()
+    denied = profile is not None and after_allow(
+        profile, domain, now_, until=now_ + timedelta(minutes=1)).reason == "parent:deny"
+    raise see_other(back, "allowed_but_denied" if denied else "allowed")
 
 
 # devices ---------------------------------------------------------------------------------
@@ -580,6 +635,10 @@ def _int_param(request: web.Request, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+ACTIVITY_PAGE = 200  # lookups per page: "show more" adds as many again
+ACTIVITY_MAX = 5000
+
+
 async def activity_page(request: web.Request, form: Ctx | None = None, status: int = 200
                         ) -> web.Response:
     svc, state = request.app[SERVICES], request.app[STATE]
@@ -588,30 +647,47 @@ async def activity_page(request: web.Request, form: Ctx | None = None, status: i
     device_id = _int_param(request, "device")
     blocked_only = request.query.get("blocked", "") in ("1", "on")
     search = request.query.get("q", "").strip()[:100]
-    rows = await db(svc.store.activity, device_id=device_id, child_id=child_id,
-                    blocked_only=blocked_only, search=search, limit=500)
-    assert state.tld is not None
-    groups = present.group_by_site(rows, state.tld, t, svc.categories)
+    limit = min(max(_int_param(request, "rows") or ACTIVITY_PAGE, ACTIVITY_PAGE), ACTIVITY_MAX)
     children = await db(svc.store.children)
     devices = await db(svc.store.devices)
+    # addresses of known devices: a device's first lookups were logged before it was known
+    device_of = {i: d.id for d in devices for i in d.identifiers}
+    clients = [i for d in devices if d.id == device_id for i in d.identifiers]
+    rows = await db(svc.store.activity, device_id=device_id, child_id=child_id,
+                    blocked_only=blocked_only, search=search, limit=limit + 1,
+                    clients=clients)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    assert state.tld is not None
+    groups = present.group_by_site(rows, state.tld, t, svc.categories, device_of)
     device_owner = {d.id: d.owner for d in devices}
     if device_id is not None and child_id is None:
         owner = device_owner.get(device_id)
         child_id_for_allow = owner if isinstance(owner, int) else None
     else:
         child_id_for_allow = child_id
+    names = {c.id: c.name for c in children}
+    if child_id_for_allow not in names:
+        child_id_for_allow = None
+    # the profile unassigned devices are filtered with ("filtered as Bé Na")
+    default = svc.live_policy.value.default_profile
+    filtered_as = default.child.name if default.child is not None else ""
+    query = {k: v for k, v in request.query.items() if k not in ("done", "rows")}
     return await page(request, "activity.html", {
         "groups": groups,
         "children": children,
         "devices": devices,
-        "names": {c.id: c.name for c in children},
+        "names": names,
         "device_names": {d.id: d.name or ", ".join(d.identifiers) for d in devices},
         "child_id": child_id,
         "device_id": device_id,
         "allow_child": child_id_for_allow,
+        "filtered_as": filtered_as,
         "blocked_only": blocked_only,
         "search": search,
         "count": len(rows),
+        "more_url": ("/activity?" + urlencode({**query, "rows": str(limit + ACTIVITY_PAGE)})
+                     if more and limit < ACTIVITY_MAX else ""),
         "form": form or form_state(request, "", {}, None),
         "budget_warnings": await budget_warnings(request, children, child_id),
     }, status=status)
@@ -640,7 +716,40 @@ async def requests_page(request: web.Request) -> web.Response:
         "names": {c.id: c.name for c in children},
         "devices": devices,
         "why": {r.id: present.reason_text(r.reason, t, svc.categories) for r in reqs},
+        "still": _still_blocked(request, reqs, _int_param(request, "yes")),
     })
+
+
+def _still_blocked(request: web.Request, reqs: Sequence[AccessRequest], yes: int | None
+                   ) -> dict[str, object] | None:
+    """After a yes: what still blocks the site now (bedtime until 06:30 after "Yes, always",
+    a pause, the parent's own block after "Yes, 30 minutes"), and for a bedtime the minutes
+    until it ends (for "open it until then too"); None when the yes opened it."""
+    svc = request.app[SERVICES]
+    r = next((r for r in reqs if r.id == yes), None)
+    if r is None or r.status != "approved" or r.child_id is None:
+        return None
+    profile = svc.live_policy.value.profiles.get(r.child_id)
+    if profile is None:
+        return None
+    now = svc.clock()
+    until = None
+    if r.minutes and r.answered_at is not None:
+        until = r.answered_at + timedelta(minutes=r.minutes)
+    verdict = after_allow(profile, r.domain, now, until=until)
+    if verdict.action != Action.BLOCK:
+        return None
+    t = translator(request)
+    end = present.window_ends(verdict, profile, now)
+    return {
+        "domain": r.domain,
+        "child_id": r.child_id,
+        "text": t("requests.still_denied", site=r.domain) if verdict.reason == "parent:deny"
+        else t("requests.still_applies", site=r.domain,
+               what=present.in_force_text(verdict, profile, now, t)),
+        "minutes": -(-int((end - now).total_seconds()) // 60) if end is not None else 0,
+        "until": end.strftime("%H:%M") if end is not None else "",
+    }
 
 
 @routes.post("/requests/{id:\\d+}/approve")
@@ -655,17 +764,39 @@ async def request_decline(request: web.Request) -> web.StreamResponse:
 
 async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     raw = form_fields(await request.post())
+    request_id = int(request.match_info["id"])
+    denied = await _denied_before(request, request_id)
     try:
-        await actions.answer_request(request, int(request.match_info["id"]), approve=approve,
-                                     raw=raw)
+        answered = await actions.answer_request(request, request_id, approve=approve, raw=raw)
     except NotFound:
         raise web.HTTPNotFound() from None
     except (FormError, Conflict):
-        current = await db(request.app[SERVICES].store.request, int(request.match_info["id"]))
+        current = await db(request.app[SERVICES].store.request, request_id)
         done = "already" if current.status != "pending" else "no_child"
-        raise see_other(_back(request, raw) if "back" in raw else "/requests", done) from None
-    where = _back(request, raw) if "back" in raw else "/requests"  # Home answers "more time"
-    raise see_other(where, "approved" if approve else "declined")
+        back = _back(request, raw) if "back" in raw else "/requests"
+        raise see_other(back, done) from None
+    if "back" in raw:  # answered from Home (budgets' "more time")
+        raise see_other(_back(request, raw), "approved" if approve else "declined")
+    if not approve:
+        raise see_other("/requests", "declined")
+    # "Yes, always": the page says what still applies to the site (see _still_blocked)
+    where = f"/requests?yes={request_id}"  # the page says what still applies, if anything
+    # "Yes, always" replaces a block the parent set for the site: say so
+    raise see_other(where, "approved_replaced" if denied and not answered.minutes
+                    else "approved")
+
+
+async def _denied_before(request: web.Request, request_id: int) -> bool:
+    """Whether the parent blocked the requested site for the child (an always-yes lifts it)."""
+    store = request.app[SERVICES].store
+    try:
+        req = await db(store.request, request_id)
+    except NotFound:
+        return False
+    if req.child_id is None:
+        return False
+    return any(r.domain == req.domain and r.kind == "deny"
+               for r in await db(store.rules, req.child_id))
 
 
 # lists (admin) ------------------------------------------------------------------------------
@@ -872,7 +1003,21 @@ async def settings_account_delete(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/help")
 async def help_page(request: web.Request) -> web.Response:
-    return await page(request, "help.html", {})
+    return await page(request, "help.html", {"address": own_address(request)})
+
+
+def own_address(request: web.Request) -> str:
+    """The address this page was reached at: nestguard's own, to type into the router ("" on
+    loopback, where it is not the one the router needs)."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    host = str(sock[0]) if sock else ""
+    if host.startswith("::ffff:"):
+        host = host[len("::ffff:"):]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return ""
+    return "" if ip.is_loopback or ip.is_unspecified else str(ip)
 
 
 # audit ---------------------------------------------------------------------------------------

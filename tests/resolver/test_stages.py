@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from datetime import date, datetime
 
@@ -552,3 +553,46 @@ async def test_ipv6_clients_identified_by_their_64(nestguard_server, fake_upstre
     running.live_policy.value = Policy(3, (), {}, default, default)
     r = await ask(addr, "games.example")
     assert r.answer[0][0].address == "192.0.2.1"
+
+
+async def test_an_unassigned_device_is_not_credited_to_a_child_and_shows_once_assigned(
+    nestguard_server, fake_upstream, make_config
+):
+    """First run: a phone nobody has claimed is filtered under the strictest child's profile,
+    but its lookups are the phone's, not that child's. Assigned within the minute, its next
+    lookup of the same name is logged at once under the phone and its owner (the
+    once-a-minute de-duplication keys on the device and owner too)."""
+    fake_upstream.add("site.example", "A", "192.0.2.1")
+    policy, kid, _ = household()
+    strictest = dataclasses.replace(policy, default_profile=kid)  # as reload builds it
+    live = Live(strictest)
+    events: list[QueryEvent] = []
+
+    async def activity_sink(batch: list[QueryEvent]) -> None:
+        events.extend(batch)
+
+    running = await nestguard_server(
+        make_config(fake_upstream),
+        Services(arp_path=None, decider=TableDecider(dict(RULES)), live_policy=live,
+                 activity_sink=activity_sink),
+    )
+    addr = running.addresses[0]
+
+    async def logged(n: int) -> None:
+        for _ in range(50):  # flushed in batches about once a second
+            if len(events) >= n:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{len(events)} rows, not {n}")
+
+    await ask(addr, "site.example", source="127.0.0.5")
+    await logged(1)
+    assert (events[0].client, events[0].device_id, events[0].child_id) == (
+        "127.0.0.5", None, None)
+    phone = Device(12, "phone", ("127.0.0.5",), owner=1)
+    live.value = dataclasses.replace(
+        strictest, devices=(*strictest.devices, phone),
+        by_address={**strictest.by_address, "127.0.0.5": phone})
+    await ask(addr, "site.example", source="127.0.0.5")
+    await logged(2)
+    assert (events[1].device_id, events[1].child_id) == (12, 1)

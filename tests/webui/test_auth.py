@@ -39,9 +39,12 @@ async def test_setup_page_creates_admin_then_is_gone(client, harness: Harness) -
         data={"username": "mai", "password": PASSWORD, "confirm": PASSWORD},
         allow_redirects=False,
     )
-    assert r.status == 303 and r.headers["Location"].startswith("/login")
+    # signed in at once: the session cookie opens Home
+    assert r.status == 303 and r.headers["Location"] == "/?done=welcome"
     account = harness.store.account("mai")
     assert account is not None and account.role == "admin"
+    home = await client.get("/", allow_redirects=False)
+    assert home.status == 200 and 'action="/logout"' in await home.text()
     assert (await client.get("/setup")).status == 404
     r = await client.post("/api/v1/setup", json={"username": "kid", "password": PASSWORD * 2})
     assert r.status == 404

@@ -76,7 +76,10 @@ async def test_ask_approve_and_see_the_answer(client: Any, harness: Harness) -> 
     harness.verdict = Verdict(Action.ALLOW, "grant")
     html = html_lib.unescape(await (await client.get("/games", headers=CASINO)).text())
     assert "Bố mẹ đã đồng ý" in html and "Con được dùng đến" in html
-    assert "Giờ trang này đã được phép" in html
+    # open now: the heading says yes, "open it again" once, nothing left to ask
+    assert "<h1>Bố mẹ đã đồng ý</h1>" in html
+    assert html.count("mở lại trang sau một phút") == 1
+    assert "Trang này đã bị chặn" not in html and "<textarea" not in html
     r = await client.get("/__nestguard/status", headers=CASINO)
     assert (await r.json())["status"] == "approved"
 

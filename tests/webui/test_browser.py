@@ -152,7 +152,8 @@ async def run_story(browser: Any, base: str, blocked_url: str, harness: Harness,
     # first run: every page leads to setup; the parent reads it in English
     await parent.goto(base + "/")
     await expect(parent).to_have_url(re.compile(r"/setup$"))
-    await parent.get_by_role("link", name="EN", exact=True).click()
+    # the first visit follows the browser's language (en-GB), not the household's (vi)
+    await expect(parent.locator("html")).to_have_attribute("lang", "en")
     await expect(parent.locator("h1")).to_have_text("Welcome to nestguard")
     await shoot(parent, "01-setup")
     await parent.get_by_label("User name").fill("mai")
@@ -160,9 +161,11 @@ async def run_story(browser: Any, base: str, blocked_url: str, harness: Harness,
     await parent.get_by_label("Password again").fill(PASSWORD)
     await parent.get_by_role("button", name="Create the account").click()
 
-    # login
-    await expect(parent).to_have_url(re.compile(r"/login"))
+    # signed in right after setup; then out and in again (a wrong password first)
+    await expect(parent.locator("h1")).to_have_text("Today")
     await expect(parent.locator(".notice")).to_contain_text("Your account is ready")
+    await parent.get_by_role("button", name="Log out").click()
+    await expect(parent).to_have_url(re.compile(r"/login"))
     await parent.get_by_label("User name").fill("mai")
     await parent.get_by_label("Password").fill("wrong password!")
     await parent.get_by_role("button", name="Log in").click()
