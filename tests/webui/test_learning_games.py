@@ -21,7 +21,7 @@ async def test_the_switch_on_the_child_page(page: Page, harness: Harness) -> Non
     assert "Bách khoa toàn thư và công cụ học tập của trường" in html
 
     loc = await page.post(f"/children/{cid}/learning-games", {})  # unticked: off
-    assert loc == f"/children/{cid}?done=saved#learning"
+    assert loc == f"/children/{cid}?open=sec-learning&done=saved#sec-learning"
     assert harness.store.settings(cid).learning_games is False
     html = await page.get(f"/children/{cid}")
     assert 'name="learning_games" value="1">' in html
