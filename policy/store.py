@@ -161,6 +161,41 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One alert for one recipient on one channel, waiting or delivered (webui/alerts.py)."""
+
+    id: int
+    channel: str  # "email" | "webhook:<name>"
+    recipient: str  # an e-mail address; '' for webhooks
+    kind: str
+    payload: dict[str, Any]
+    created: datetime
+    next_try: datetime
+    attempts: int = 0
+    status: str = "pending"  # "pending" | "sent" | "failed"
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    channel: str
+    last_ok: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPrefs:
+    """A parent's own alert address, language and quiet hours ('' = the household's)."""
+
+    account_id: int
+    email: str = ""
+    lang: str = ""
+    quiet_start: str = ""  # "HH:MM"
+    quiet_end: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ActivityRow:
     id: int
     event: QueryEvent
@@ -1360,6 +1395,133 @@ class Store:
         return None if row is None else _feed(row)
 
 
+    # alerts: delivery queue, channel status, once-only marks, parents' preferences -------
+
+    def enqueue_alerts(
+        self, rows: Sequence[tuple[str, str, str, Mapping[str, object], datetime]]
+    ) -> list[int]:
+        """(channel, recipient, kind, payload, next_try) rows, one transaction; their ids."""
+        created = _ts_req(_now())
+        ids: list[int] = []
+        with self._write() as c:
+            for channel, recipient, kind, payload, next_try in rows:
+                cur = c.execute(
+                    "INSERT INTO alert_outbox (channel, recipient, kind, payload, created,"
+                    " next_try) VALUES (?, ?, ?, ?, ?, ?)",
+                    (channel, recipient, kind, json.dumps(payload), created, _ts_req(next_try)),
+                )
+                ids.append(_lastrowid(cur))
+        return ids
+
+    _OUTBOX_COLUMNS = (
+        "SELECT id, channel, recipient, kind, payload, created, next_try, attempts, status,"
+        " last_error FROM alert_outbox"
+    )
+
+    def due_alerts(self, now: datetime, *, limit: int = 50) -> list[OutboxRow]:
+        """Pending rows whose next try has come, oldest first."""
+        with self._read() as c:
+            rows = c.execute(
+                self._OUTBOX_COLUMNS + " WHERE status = 'pending' AND next_try <= ?"
+                " ORDER BY next_try, id LIMIT ?",
+                (_ts_req(now), max(0, int(limit))),
+            ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def outbox(self, *, status: str | None = None, limit: int = 200) -> list[OutboxRow]:
+        """Newest first."""
+        sql, params = _where(self._OUTBOX_COLUMNS, "status = ?", status)
+        with self._read() as c:
+            rows = c.execute(
+                sql + " ORDER BY id DESC LIMIT ?", (*params, max(0, int(limit)))
+            ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def alert_done(self, row_id: int, channel: str, at: datetime) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE alert_outbox SET status = 'sent', attempts = attempts + 1,"
+                " last_error = '' WHERE id = ?",
+                (row_id,),
+            )
+            c.execute(
+                "INSERT INTO alert_channels (channel, last_ok) VALUES (?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET last_ok = excluded.last_ok",
+                (channel, _ts_req(at)),
+            )
+
+    def alert_failed(
+        self, row_id: int, channel: str, error: str, at: datetime, *, retry_at: datetime | None
+    ) -> None:
+        """A failed try: retried at retry_at, or given up (None)."""
+        error = error[:500]
+        with self._write() as c:
+            c.execute(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?,"
+                " status = ?, next_try = coalesce(?, next_try) WHERE id = ?",
+                (error, "pending" if retry_at else "failed", _ts(retry_at), row_id),
+            )
+            c.execute(
+                "INSERT INTO alert_channels (channel, last_error, last_error_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET last_error = excluded.last_error,"
+                " last_error_at = excluded.last_error_at",
+                (channel, error, _ts_req(at)),
+            )
+
+    def channel_statuses(self) -> dict[str, ChannelStatus]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT channel, last_ok, last_error, last_error_at FROM alert_channels"
+            ).fetchall()
+        return {
+            str(r[0]): ChannelStatus(str(r[0]), _dt(r[1]), str(r[2]), _dt(r[3])) for r in rows
+        }
+
+    def purge_alerts(self, older_than: datetime) -> int:
+        """Delete delivered and given-up alerts created before the time."""
+        with self._write() as c:
+            cur = c.execute(
+                "DELETE FROM alert_outbox WHERE status != 'pending' AND created < ?",
+                (_ts_req(older_than),),
+            )
+            return int(cur.rowcount)
+
+    def mark(self, key: str, at: datetime) -> bool:
+        """Remember `key` once; False when it was marked before (alerts sent once only)."""
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO alert_marks (key, at) VALUES (?, ?)", (key, _ts_req(at))
+            )
+            return cur.rowcount == 1
+
+    def marked(self, key: str) -> datetime | None:
+        with self._read() as c:
+            row = c.execute("SELECT at FROM alert_marks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _dt_req(row[0])
+
+    def unmark(self, key: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM alert_marks WHERE key = ?", (key,))
+
+    def alert_prefs(self) -> dict[int, AlertPrefs]:
+        """account id -> the parent's alert preferences (accounts without any are absent)."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT account_id, email, lang, quiet_start, quiet_end FROM alert_prefs"
+            ).fetchall()
+        return {int(r[0]): AlertPrefs(int(r[0]), *(str(v) for v in r[1:])) for r in rows}
+
+    def save_alert_prefs(self, prefs: AlertPrefs) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO alert_prefs (account_id, email, lang, quiet_start, quiet_end)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET"
+                " email = excluded.email, lang = excluded.lang,"
+                " quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end",
+                (prefs.account_id, prefs.email, prefs.lang, prefs.quiet_start, prefs.quiet_end),
+            )
+
+
 # -- schema -------------------------------------------------------------------------------
 
 # Each entry is one migration; PRAGMA user_version = its 1-based position. Append only.
@@ -1515,6 +1677,35 @@ MIGRATIONS: list[str] = [
         etag TEXT NOT NULL DEFAULT '',
         last_modified TEXT NOT NULL DEFAULT '',
         sha256 TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    """
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        next_try INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (status, next_try);
+    CREATE TABLE alert_channels (
+        channel TEXT PRIMARY KEY,
+        last_ok INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_error_at INTEGER
+    );
+    CREATE TABLE alert_marks (key TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE TABLE alert_prefs (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        email TEXT NOT NULL DEFAULT '',
+        lang TEXT NOT NULL DEFAULT '',
+        quiet_start TEXT NOT NULL DEFAULT '',
+        quiet_end TEXT NOT NULL DEFAULT ''
     );
     """,
 ]
@@ -1842,4 +2033,12 @@ def _feed(r: _Row) -> FeedStatus:
         etag=str(r[6]),
         last_modified=str(r[7]),
         sha256=str(r[8]),
+    )
+
+
+def _outbox(r: _Row) -> OutboxRow:
+    return OutboxRow(
+        id=int(r[0]), channel=str(r[1]), recipient=str(r[2]), kind=str(r[3]),
+        payload=json.loads(r[4]), created=_dt_req(r[5]), next_try=_dt_req(r[6]),
+        attempts=int(r[7]), status=str(r[8]), last_error=str(r[9]),
     )

@@ -40,6 +40,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from blocklists.feed import FORMATS, Feed
+from webui.alerts import AlertConfigError, AlertSettings, parse_alerts
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     feeds: tuple[Feed, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # the Settings page's win
     source: Path | None = None  # the file it was read from
 
 
@@ -405,7 +407,8 @@ class _Loader:
 
     def build(self, data: Mapping[str, object]) -> Config:
         top = self.mapping(
-            data, "", ("data_dir", "log_level", "dns", "policy", "web", "lists", "feeds")
+            data, "",
+            ("data_dir", "log_level", "dns", "policy", "web", "lists", "feeds", "alerts"),
         )
         defaults = Config()
         data_dir = self.get(top, "", "data_dir", self.path, defaults.data_dir)
@@ -417,6 +420,10 @@ class _Loader:
             self.fail("web.listen", f"{_join(*web.listen)} is also a dns.listen address")
         lists = self.lists(top.get("lists"))
         feeds = self.feeds(top.get("feeds"))
+        try:
+            alerts = parse_alerts(top.get("alerts"), base=self._base)
+        except AlertConfigError as e:
+            self.fail(e.key, e.message)
         return Config(
             data_dir=data_dir,
             log_level=log_level,
@@ -425,6 +432,7 @@ class _Loader:
             web=web,
             lists=lists,
             feeds=feeds,
+            alerts=alerts,
             source=None if self._name == "<defaults>" else Path(self._name),
         )
 

@@ -39,6 +39,7 @@ from policy.store import FeedStatus, Store
 from resolver.config import Config
 from resolver.metrics import METRICS
 from resolver.observe import Sighting
+from webui.alerts import Alerts
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Household:
     web_feeds: list[Feed] = field(default_factory=list)  # added in the web UI (store setting)
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     block_answer: str | None = None  # the parents' choice (store setting), else the config's
+    alerts: Alerts | None = None  # parents' alerts (webui/alerts.py); None without a store
     _log_memo: tuple[Policy, dict[int, bool]] | None = field(default=None, init=False)
 
     @property
@@ -149,6 +151,8 @@ class Household:
 
     # -- sinks for the resolver's batch queues ---------------------------------------------
     async def log_activity(self, events: list[QueryEvent]) -> None:
+        if self.alerts is not None:  # security blocks and bypass attempts (no I/O here)
+            self.alerts.observe(events)
         if self.store is None or not self.config.policy.log_queries:
             return
         await asyncio.to_thread(self._write_activity, self.live_policy.value, events)
@@ -272,6 +276,7 @@ class Household:
                 services_catalogue=load_services(),
                 block_modes=BLOCK_MODES if self.has_block_page else BLOCK_MODES[:2],
                 setup_code=self.setup_code,
+                alerts=self.alerts,
             )
         )
 
@@ -364,6 +369,9 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         METRICS.set_degraded("lists")
         base = CategoryIndex.empty()
     hh.live_index.value = hh.wrap_index(base)
+    if store is not None:
+        hh.alerts = _alerts(config, store, hh.now)
+        await hh.alerts.load()
     if store is not None and not _loopback(config.web.listen[0]):
         if await asyncio.to_thread(store.account_count) == 0:
             # a child on the Wi-Fi must not create the first parent account: the set-up page
@@ -382,6 +390,8 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
                     leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)
                 ))
         tasks.append(asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index)))
+        if hh.alerts is not None:
+            tasks.append(asyncio.create_task(hh.alerts.run(stop)))
     try:
         yield hh
     finally:
@@ -393,6 +403,21 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
                 await t
         if store is not None:
             await asyncio.to_thread(store.close)
+
+
+def _alerts(config: Config, store: Store, clock: Callable[[], datetime]) -> Alerts:
+    from webui.i18n import load_catalogues
+
+    host, port = config.web.listen
+    if host in ("0.0.0.0", "::"):
+        host = "nestguard.home.arpa"
+    shown = f"[{host}]" if ":" in host else host
+
+    def household_lang() -> str:
+        return str(store.get_setting("ui_lang", "vi"))
+
+    return Alerts(store, config.alerts, clock, load_catalogues(), household_lang=household_lang,
+                  default_ui_url=f"http://{shown}:{port}")
 
 
 async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object]) -> None:

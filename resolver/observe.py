@@ -236,8 +236,12 @@ class Observe:
         activity = self._activity
         if activity is not None:
             profile = query.profile
-            if profile is None or profile.log_queries:
-                verdict = query.verdict
+            verdict = query.verdict
+            # security blocks reach the sink whatever the profile logs: parents are alerted
+            # about them on any device (the household's sink keeps them out of the log)
+            if profile is None or profile.log_queries or (
+                verdict is not None and verdict.reason.startswith("security:")
+            ):
                 seen: tuple[str, str, int, str] | tuple[str, str, int, str, str]
                 if verdict is None:
                     seen = (query.client_ip, q.name, q.qtype, _ACTIONS.get(outcome, outcome))

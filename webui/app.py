@@ -26,6 +26,7 @@ from policy.live import Live
 from policy.model import Category, Policy, Verdict
 from policy.store import Store
 from webui import api, middleware, views
+from webui.alerts import Alerts
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
 from webui.keys import JINJA, SERVICES, STATE
@@ -70,6 +71,7 @@ class Services:
     # reads it from the log or the console), so a child on the Wi-Fi cannot set up first
     allow_http_feeds: bool = False  # S1: http:// feeds only by the operator's opt-in
     allow_loopback_feeds: bool = False  # tests only
+    alerts: Alerts | None = None  # parents' alerts: Settings, the block page's asks
 
 
 @dataclass(slots=True)

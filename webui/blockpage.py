@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from policy.model import Action, Child
 from policy.store import AccessRequest
 from webui import present, static
+from webui.alerts import AlertEvent
 from webui.context import db, render
 from webui.forms import CONTROL_RE, canonical_domain
 from webui.i18n import LANGS, Translator
@@ -191,6 +192,9 @@ async def _ask(request: web.Request) -> web.StreamResponse:
     )
     who = child.name if child else client
     await db(svc.store.audit, who, "request.ask", site)
+    if svc.alerts is not None:
+        svc.alerts.emit(AlertEvent("request", device_id, child.id if child else None, site,
+                                   message, svc.clock()))
     ASKS.inc()
     raise web.HTTPSeeOther(back)
 
