@@ -9,7 +9,8 @@ over aiohttp with the feed fetcher's address guard; a failed try is retried with
 the channel's last error is kept for the Settings page. Nothing of an alert's text is logged.
 
 Adding an event kind (e.g. the budgets issue's "budget spent") is one line in `EVENTS` plus its
-two texts `alert.<kind>.title` / `alert.<kind>.body` in both i18n catalogues; then call
+texts in both i18n catalogues: `alert.<kind>.title`, `alert.<kind>.body` and the Settings
+switch `alerts.event.<kind>`; then call
 `alerts.emit(AlertEvent("budget", device_id=..., child_id=..., name=...))`.
 """
 
@@ -50,7 +51,7 @@ class EventKind:
     link: str = "/"  # where in the UI the alert points ({device} is replaced)
 
 
-# One line per kind. Texts: alert.<kind>.title and alert.<kind>.body in webui/i18n/*.json.
+# One line per kind. Texts: alert.<kind>.title, alert.<kind>.body, alerts.event.<kind>.
 EVENTS: dict[str, EventKind] = {
     "security": EventKind(link="/activity?device={device}"),  # malware, phishing, scam
     "bypass": EventKind(link="/activity?device={device}"),  # on a child's device

@@ -15,7 +15,7 @@ from aiohttp import web
 from blocklists.feed import FORMATS
 from policy.model import ADULTS, Device
 from policy.store import Conflict, NotFound, StoreError
-from webui import actions, auth, present, static
+from webui import actions, alert_views, auth, present, static
 from webui.context import (
     admin_only,
     category_name,
@@ -652,6 +652,7 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
         "child_names": [c.name for c in children],
         "form": form or form_state(request, "", {}, None),
         "new_token": new_token,
+        **(await alert_views.context(request)),
     }, status=status)
 
 
