@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 _Row = Any  # a sqlite3 result row
 
 RULE_KINDS = ("allow", "deny", "always")
+REPORT_KINDS = ("harmful", "wrong_block")
 LOCKOUT_WINDOW = timedelta(minutes=15)  # record_login_failure's default window
 
 
@@ -193,6 +194,27 @@ class AlertPrefs:
     lang: str = ""
     quiet_start: str = ""  # "HH:MM"
     quiet_end: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A site reported by a child or a parent: harmful (should be blocked) or wrongly
+    blocked; an admin lists it locally, makes an exception, or dismisses it."""
+
+    id: int
+    created: datetime
+    kind: str  # "harmful" | "wrong_block"
+    domain: str
+    source: str  # "child" | "parent"
+    reporter: str = ""  # the account, or the child's name / the device's address
+    category: str = ""
+    note: str = ""
+    child_id: int | None = None
+    device_id: int | None = None
+    status: str = "open"  # "open" | "listed" | "excepted" | "dismissed"
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    min_age: int | None = None  # when listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -1522,6 +1544,72 @@ class Store:
             )
 
 
+    # site reports ------------------------------------------------------------------------
+
+    def add_report(
+        self, *, kind: str, domain: str, source: str, reporter: str = "", category: str = "",
+        note: str = "", child_id: int | None = None, device_id: int | None = None,
+    ) -> Report:
+        """The note is stored as text (escape on output); at most 500 characters kept."""
+        if kind not in REPORT_KINDS:
+            raise StoreError(f"report kind must be one of {', '.join(REPORT_KINDS)}")
+        name = canonical_domain(domain)
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO reports (created, kind, domain, source, reporter, category, note,"
+                " child_id, device_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_ts(_now()), kind, name, source, reporter[:100], category[:40],
+                 note.strip()[:500], child_id, device_id),
+            )
+            return _report(_by_id(c, self._REPORT_COLUMNS, _lastrowid(cur), what="report"))
+
+    _REPORT_COLUMNS = (
+        "SELECT id, created, kind, domain, source, reporter, category, note, child_id,"
+        " device_id, status, decided_by, decided_at, min_age FROM reports"
+    )
+
+    def reports(
+        self, *, status: str | None = None, since: datetime | None = None, limit: int = 500
+    ) -> list[Report]:
+        """Newest first; `since` filters on the decision time for decided statuses."""
+        where: list[str] = []
+        params: list[object] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if since is not None:
+            where.append("coalesce(decided_at, created) >= ?")
+            params.append(_ts(since))
+        sql = self._REPORT_COLUMNS + (" WHERE " + " AND ".join(where) if where else "")
+        with self._read() as c:
+            rows = c.execute(
+                sql + " ORDER BY created DESC, id DESC LIMIT ?", (*params, max(0, int(limit)))
+            ).fetchall()
+        return [_report(r) for r in rows]
+
+    def report(self, report_id: int) -> Report:
+        with self._read() as c:
+            return _report(_by_id(c, self._REPORT_COLUMNS, report_id, what="report"))
+
+    def decide_report(
+        self, report_id: int, *, status: str, by: str, at: datetime, category: str = "",
+        min_age: int | None = None,
+    ) -> Report:
+        """Close an open report (Conflict if it was decided already)."""
+        if status not in ("listed", "excepted", "dismissed"):
+            raise StoreError(f"unknown report decision {status!r}")
+        with self._write() as c:
+            rep = _report(_by_id(c, self._REPORT_COLUMNS, report_id, what="report"))
+            if rep.status != "open":
+                raise Conflict(f"report {report_id} was already {rep.status}")
+            c.execute(
+                "UPDATE reports SET status = ?, decided_by = ?, decided_at = ?,"
+                " category = coalesce(nullif(?, ''), category), min_age = ? WHERE id = ?",
+                (status, by, _ts(at), category, min_age, report_id),
+            )
+            return _report(_by_id(c, self._REPORT_COLUMNS, report_id, what="report"))
+
+
 # -- schema -------------------------------------------------------------------------------
 
 # Each entry is one migration; PRAGMA user_version = its 1-based position. Append only.
@@ -1707,6 +1795,26 @@ MIGRATIONS: list[str] = [
         quiet_start TEXT NOT NULL DEFAULT '',
         quiet_end TEXT NOT NULL DEFAULT ''
     );
+    """,
+    """
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('harmful', 'wrong_block')),
+        domain TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('child', 'parent')),
+        reporter TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        child_id INTEGER,
+        device_id INTEGER,
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'listed', 'excepted', 'dismissed')),
+        decided_by TEXT NOT NULL DEFAULT '',
+        decided_at INTEGER,
+        min_age INTEGER
+    );
+    CREATE INDEX reports_status ON reports (status, created);
     """,
 ]
 
@@ -2041,4 +2149,13 @@ def _outbox(r: _Row) -> OutboxRow:
         id=int(r[0]), channel=str(r[1]), recipient=str(r[2]), kind=str(r[3]),
         payload=json.loads(r[4]), created=_dt_req(r[5]), next_try=_dt_req(r[6]),
         attempts=int(r[7]), status=str(r[8]), last_error=str(r[9]),
+    )
+
+
+def _report(r: _Row) -> Report:
+    return Report(
+        id=int(r[0]), created=_dt_req(r[1]), kind=str(r[2]), domain=str(r[3]),
+        source=str(r[4]), reporter=str(r[5]), category=str(r[6]), note=str(r[7]),
+        child_id=r[8], device_id=r[9], status=str(r[10]), decided_by=str(r[11]),
+        decided_at=_dt(r[12]), min_age=r[13],
     )

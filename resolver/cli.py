@@ -204,6 +204,20 @@ async def _lists_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reports --------------------------------------------------------------------------------
+async def _reports_export(args: argparse.Namespace) -> int:
+    from resolver.household import open_household
+    from webui.reports import export_csv, parse_since
+
+    since = parse_since(args.since or "")
+    async with open_household(_config(args), background=False) as hh:
+        reports = await asyncio.to_thread(
+            _store(hh).reports, status="listed", since=since, limit=1_000_000
+        )
+    sys.stdout.write(export_csv(reports))
+    return 0
+
+
 def _store(hh: Household) -> Store:
     store = hh.store
     if store is None:
@@ -258,4 +272,13 @@ def add_lists(sub: Sub) -> None:
     ch.set_defaults(func=_run(_lists_check))
 
 
-SUBCOMMANDS = (add_child, add_device, add_explain, add_lists)
+def add_reports(sub: Sub) -> None:
+    p = sub.add_parser("reports", help="sites reported by children and parents")
+    s = p.add_subparsers(dest="reports_command", required=True)
+    ex = _with_config(s.add_parser(
+        "export", help="accepted reports as rating CSV (domain,category,min_age,note)"))
+    ex.add_argument("--since", default=None, help="decided on or after DATE (YYYY-MM-DD)")
+    ex.set_defaults(func=_run(_reports_export))
+
+
+SUBCOMMANDS = (add_child, add_device, add_explain, add_lists, add_reports)

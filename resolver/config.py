@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from blocklists.feed import FORMATS, Feed
 from webui.alerts import AlertConfigError, AlertSettings, parse_alerts
+from webui.reports import ReportsSettings, parse_reports
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class Config:
     lists: ListsConfig = field(default_factory=ListsConfig)
     feeds: tuple[Feed, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)  # the Settings page's win
+    reports: ReportsSettings = field(default_factory=ReportsSettings)
     source: Path | None = None  # the file it was read from
 
 
@@ -408,7 +410,8 @@ class _Loader:
     def build(self, data: Mapping[str, object]) -> Config:
         top = self.mapping(
             data, "",
-            ("data_dir", "log_level", "dns", "policy", "web", "lists", "feeds", "alerts"),
+            ("data_dir", "log_level", "dns", "policy", "web", "lists", "feeds", "alerts",
+             "reports"),
         )
         defaults = Config()
         data_dir = self.get(top, "", "data_dir", self.path, defaults.data_dir)
@@ -422,6 +425,7 @@ class _Loader:
         feeds = self.feeds(top.get("feeds"))
         try:
             alerts = parse_alerts(top.get("alerts"), base=self._base)
+            reports = parse_reports(top.get("reports"))
         except AlertConfigError as e:
             self.fail(e.key, e.message)
         return Config(
@@ -433,6 +437,7 @@ class _Loader:
             lists=lists,
             feeds=feeds,
             alerts=alerts,
+            reports=reports,
             source=None if self._name == "<defaults>" else Path(self._name),
         )
 

@@ -28,12 +28,14 @@ from aiohttp import web
 from blocklists.catalogue import load_catalogue
 from blocklists.feed import Feed
 from blocklists.index import CategoryIndex, SourceInfo
+from blocklists.local import FILE_NAME as LOCAL_FILE
+from blocklists.local import LOCAL_FEED, LocalList, LocalOverlay, local_match
 from blocklists.names import canonical_name
 from blocklists.rater import NameRater, RatedIndex, load_popular
-from blocklists.sync import TRUSTED, FeedSync, UrlRules
+from blocklists.sync import TRUSTED, FeedSync, UrlRules, explain_matches
 from policy.decide import decide
 from policy.live import Live
-from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
+from policy.model import Category, Index, Match, Policy, Profile, QueryEvent, Verdict
 from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.store import FeedStatus, Store
 from resolver.config import Config
@@ -116,7 +118,9 @@ class Household:
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     block_answer: str | None = None  # the parents' choice (store setting), else the config's
     alerts: Alerts | None = None  # parents' alerts (webui/alerts.py); None without a store
+    local_list: LocalList | None = None  # the `local` feed admins add reported sites to
     _log_memo: tuple[Policy, dict[int, bool]] | None = field(default=None, init=False)
+    _local_entries: dict[str, Match] = field(default_factory=dict, init=False)
 
     @property
     def has_block_page(self) -> bool:
@@ -212,13 +216,36 @@ class Household:
         self.sync.feeds.append(feed)
         self.sync.trigger([feed.name])
 
+    async def list_locally(self, domain: str, category: str, min_age: int | None,
+                           note: str) -> None:
+        """A reported site onto the local list, in force for the house when this returns."""
+        if self.local_list is None:
+            raise ValueError(f"the operator's config has its own feed named {LOCAL_FEED!r}")
+        await asyncio.to_thread(self.local_list.add, domain, category, min_age, note)
+        age = self.categories[category].min_age if min_age is None else min_age
+        self._local_entries[domain] = local_match(domain, category, age)
+        self.live_index.value = self.wrap_index(self.sync.index)  # in force now
+        self.sync.trigger([LOCAL_FEED])  # and in the index after the next build
+
+    def check_name(self, name: str) -> list[str]:
+        """`nestguard lists check NAME`'s lines for the Reports page."""
+        return explain_matches(self.live_index.value, name)
+
     def wrap_index(self, base: CategoryIndex) -> Index:
         """The index in force: the lists, plus the name rater for names no list knows.
         A list swap keeps the rater's cache (ratings depend only on the name)."""
+        rated = self._rated(base)
+        if self._local_entries:  # decisions on reported sites, in force before a rebuild
+            return LocalOverlay(rated, dict(self._local_entries))
+        return rated
+
+    def _rated(self, base: CategoryIndex) -> Index:
         lists = self.config.lists
         if not lists.rater:
             return base
         current = self.live_index.value
+        if isinstance(current, LocalOverlay):
+            current = current.inner
         if isinstance(current, RatedIndex):
             return current.rebased(base)
         ages = {slug: c.min_age for slug, c in self.categories.items()}
@@ -277,6 +304,9 @@ class Household:
                 block_modes=BLOCK_MODES if self.has_block_page else BLOCK_MODES[:2],
                 setup_code=self.setup_code,
                 alerts=self.alerts,
+                list_locally=self.list_locally if self.local_list is not None else None,
+                check_name=self.check_name,
+                reports_forward=cfg.reports,
             )
         )
 
@@ -343,13 +373,21 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
             except (KeyError, TypeError, ValueError) as e:
                 log.warning("ignoring a stored feed that no longer reads: %s", e)
     ages = {slug: c.min_age for slug, c in categories.items()}
+    local_list = None
+    operator = {f.name for f in config.feeds}
+    if LOCAL_FEED in operator:
+        log.warning("a feed named %r in the config: reported sites cannot be listed", LOCAL_FEED)
+    else:
+        local_list = LocalList(data_dir / LOCAL_FILE)
+        await asyncio.to_thread(local_list.ensure)
+        operator.add(LOCAL_FEED)  # a file nestguard writes: the operator's rules
     sync = FeedSync(
-        [*config.feeds, *web_feeds],
+        [*config.feeds, *web_feeds, *([local_list.feed()] if local_list else [])],
         data_dir=data_dir,
         status_store=store if store is not None else MemoryStatus(),
         category_ages=ages,
         extra_sources=builtin_sources(config),
-        url_rules=_url_rules({f.name for f in config.feeds}),
+        url_rules=_url_rules(operator),
     )
     hh = Household(
         config=config,
@@ -361,6 +399,7 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
         status=status,
         zone=zone,
         web_feeds=web_feeds,
+        local_list=local_list,
     )
     try:
         base = await sync.load_from_disk()

@@ -770,6 +770,14 @@ def webhook_request(hook: Webhook, payload: Mapping[str, Any]) -> tuple[str, dic
 async def post_webhook(hook: Webhook, payload: Mapping[str, Any], *, allow_loopback: bool
                        ) -> None:
     url, body = webhook_request(hook, payload)
+    await post_json(url, body, allow_loopback=allow_loopback, key=str(payload.get("id", "")),
+                    secret=hook.token)
+
+
+async def post_json(url: str, body: Mapping[str, object], *, allow_loopback: bool,
+                    key: str = "", secret: str = "") -> None:
+    """POST a JSON document under the feed URL rules (each connection's address checked);
+    DeliveryError on any failure. `secret` never appears in the error text."""
     rules = webhook_rules(url, allow_loopback=allow_loopback)
     try:
         check_url(url, rules)
@@ -777,7 +785,9 @@ async def post_webhook(hook: Webhook, payload: Mapping[str, Any], *, allow_loopb
         raise DeliveryError(str(e).removeprefix("feed URL: "), permanent=True) from None
     timeout = aiohttp.ClientTimeout(total=20, sock_connect=10)
     connector = aiohttp.TCPConnector(resolver=GuardedResolver(rules), limit=2)
-    headers = {"User-Agent": USER_AGENT, "Idempotency-Key": str(payload.get("id", ""))}
+    headers = {"User-Agent": USER_AGENT}
+    if key:
+        headers["Idempotency-Key"] = key
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=connector,
                                          headers=headers) as session:
@@ -790,7 +800,7 @@ async def post_webhook(hook: Webhook, payload: Mapping[str, Any], *, allow_loopb
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         # the message names the host, never the URL (a Telegram URL holds the bot's token)
         host = urlsplit(url).netloc
-        raise DeliveryError(f"{host}: {type(e).__name__}: {_short(e, hook.token)}") from None
+        raise DeliveryError(f"{host}: {type(e).__name__}: {_short(e, secret)}") from None
 
 
 def _short(e: BaseException, secret: str) -> str:

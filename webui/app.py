@@ -25,11 +25,12 @@ from blocklists.feed import Feed
 from policy.live import Live
 from policy.model import Category, Policy, Verdict
 from policy.store import Store
-from webui import alert_views, api, middleware, views
+from webui import alert_views, api, middleware, reports, views
 from webui.alerts import Alerts
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
 from webui.keys import JINJA, SERVICES, STATE
+from webui.reports import ReportsSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class Services:
     allow_http_feeds: bool = False  # S1: http:// feeds only by the operator's opt-in
     allow_loopback_feeds: bool = False  # tests only
     alerts: Alerts | None = None  # parents' alerts: Settings, the block page's asks
+    # reported sites: (domain, category, min_age, note) onto the `local` feed, in force on return
+    list_locally: Callable[[str, str, int | None, str], Awaitable[None]] | None = None
+    check_name: Callable[[str], list[str]] | None = None  # `nestguard lists check NAME`
+    reports_forward: ReportsSettings = field(default_factory=lambda: ReportsSettings())
 
 
 @dataclass(slots=True)
@@ -142,6 +147,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(views.routes)
     app.router.add_routes(alert_views.routes)
+    app.router.add_routes(reports.routes)
     app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.append(_load_state)
     app.cleanup_ctx.append(_housekeeping)

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from policy.model import Action, Child
 from policy.store import AccessRequest
-from webui import present, static
+from webui import present, reports, static
 from webui.alerts import AlertEvent
 from webui.context import db, render
 from webui.forms import CONTROL_RE, canonical_domain
@@ -74,6 +74,10 @@ async def serve(request: web.Request) -> web.StreamResponse:
         return await _ask(request)
     if path == STATUS_PATH and request.method == "GET":
         return await _status(request)
+    if path == reports.HELP_PATH and request.method in ("GET", "HEAD"):
+        return await reports.child_help(request)
+    if path == reports.REPORT_PATH and request.method == "POST":
+        return await reports.child_report(request)
     if request.method not in ("GET", "HEAD"):
         return web.Response(status=405, text="405\n")
     return await _page(request)

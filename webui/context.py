@@ -27,6 +27,7 @@ NAV = (
     ("/activity", "nav.activity", "parent"),
     ("/requests", "nav.requests", "parent"),
     ("/lists", "nav.lists", "admin"),
+    ("/reports", "nav.reports", "admin"),
     ("/settings", "nav.settings", "parent"),
 )
 
