@@ -1070,6 +1070,30 @@ class Store:
             out[child_id] = {**s, "top_categories": top}
         return out
 
+    def activity_counts(
+        self, start: datetime, end: datetime
+    ) -> list[tuple[int | None, int, str, str, str, int]]:
+        """(child id, day index from `start` in whole 24 h days, action, reason, name, count)
+        for the activity between start and end (the weekly report)."""
+        t0 = _ts_req(start)
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT child_id, (at - ?) / 86400000000 AS d, action, reason, qname, count(*)"
+                " FROM activity WHERE at >= ? AND at < ?"
+                " GROUP BY child_id, d, action, reason, qname",
+                (t0, t0, _ts_req(end)),
+            ).fetchall()
+        return [(r[0], int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5])) for r in rows]
+
+    def devices_created(self, start: datetime, end: datetime) -> list[int]:
+        """Ids of the devices first seen between start and end (the weekly report)."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT id FROM devices WHERE created >= ? AND created < ? ORDER BY id",
+                (_ts_req(start), _ts_req(end)),
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
     # access requests -----------------------------------------------------------------
 
     def add_request(

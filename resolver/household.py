@@ -429,8 +429,12 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
                     leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)
                 ))
         tasks.append(asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index)))
-        if hh.alerts is not None:
+        if hh.alerts is not None and store is not None:
+            from webui.weekly import bundled_tld, weekly_loop
+
             tasks.append(asyncio.create_task(hh.alerts.run(stop)))
+            tasks.append(asyncio.create_task(weekly_loop(
+                store, hh.alerts, categories, bundled_tld(), hh.alerts.household_lang, stop)))
     try:
         yield hh
     finally:

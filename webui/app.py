@@ -25,7 +25,7 @@ from blocklists.feed import Feed
 from policy.live import Live
 from policy.model import Category, Policy, Verdict
 from policy.store import Store
-from webui import alert_views, api, middleware, reports, views
+from webui import alert_views, api, middleware, reports, views, weekly
 from webui.alerts import Alerts
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
@@ -147,6 +147,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(views.routes)
     app.router.add_routes(alert_views.routes)
+    app.router.add_routes(weekly.routes)  # before reports: /reports/weekly is not a report id
     app.router.add_routes(reports.routes)
     app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.append(_load_state)

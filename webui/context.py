@@ -26,6 +26,7 @@ NAV = (
     ("/devices", "nav.devices", "parent"),
     ("/activity", "nav.activity", "parent"),
     ("/requests", "nav.requests", "parent"),
+    ("/reports/weekly", "nav.weekly", "parent"),
     ("/lists", "nav.lists", "admin"),
     ("/reports", "nav.reports", "admin"),
     ("/settings", "nav.settings", "parent"),
