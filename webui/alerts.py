@@ -620,10 +620,9 @@ class Alerts:
                 stamp = int(st.last_try.timestamp()) if st.last_try else 0
                 if self.store.mark(f"feed_integrity:{st.name}:{stamp}", now):
                     out.append(AlertEvent("feed_integrity", None, None, st.name, st.error, now))
+            # failing since the last good sync, or since we first saw it fail (never synced)
             self.store.mark(f"feed_fail_since:{st.name}", st.last_try or now)
-            since = self.store.marked(f"feed_fail_since:{st.name}") or now
-            if st.last_success is not None and st.last_success > since:
-                since = st.last_success
+            since = st.last_success or self.store.marked(f"feed_fail_since:{st.name}") or now
             if now - since > FEED_FAILING_AFTER:
                 key = f"feed_failing:{st.name}:{int(since.timestamp())}"
                 if self.store.mark(key, now):
@@ -678,7 +677,8 @@ class Alerts:
         payload = self.render(ev, lang)
         recipient = to
         if channel == "email" and not recipient:
-            recipients = [r for r in self._recipients(TEST_KIND) if r.channel == "email"]
+            everyone = await asyncio.to_thread(self._recipients, TEST_KIND)
+            recipients = [r for r in everyone if r.channel == "email"]
             if not recipients:
                 return "no e-mail address to send to"
             recipient = recipients[0].address

@@ -349,3 +349,48 @@ async def test_test_button_and_json_body(store: Store) -> None:
         assert store.channel_statuses()["webhook:phone"].last_ok is not None
     finally:
         await receiver.stop()
+
+
+def test_which_activity_rows_alert() -> None:
+    from webui.alerts import events_of
+
+    at = Clock().now
+    rows = [
+        QueryEvent(at, "10.0.0.2", 1, 7, "mask.icloud.com", "A", "block", "bypass:relay"),
+        QueryEvent(at, "10.0.0.3", 2, None, "mask.icloud.com", "A", "block", "bypass:relay"),
+        QueryEvent(at, "10.0.0.3", 2, None, "evil.example", "A", "block", "security:phishing"),
+        QueryEvent(at, "10.0.0.2", 1, 7, "ok.example", "A", "allow", ""),
+        QueryEvent(at, "10.0.0.2", 1, 7, "casino.example", "A", "block",
+                   "category:gambling:18+"),
+    ]
+    got = [(e.kind, e.device_id, e.name, e.detail) for e in events_of(rows)]
+    # bypass attempts count on a child's device only; security blocks on any device
+    assert got == [("bypass", 1, "mask.icloud.com", "relay"),
+                   ("security", 2, "evil.example", "phishing")]
+
+
+async def test_a_feed_failing_for_over_a_day_alerts_the_admins_once(
+    store: Store, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, port = mailbox
+    clock = Clock()
+    admin = store.add_account("admin", "x", "admin")
+    store.save_alert_prefs(AlertPrefs(admin.id, email="admin@home.example", lang="en"))
+    alerts = hub(store, email_cfg(port), clock)
+    alerts.watch_every = 0.0
+    ok = clock.now - timedelta(hours=2)
+    store.save_feed_status(FeedStatus("ut1-adult", last_try=clock.now, last_success=ok,
+                                      error="HTTP 503 Service Unavailable"))
+    await alerts.step()
+    assert box.messages == []  # failing for two hours: not yet
+    clock.now += timedelta(hours=23)
+    await alerts.step()
+    await alerts.step()
+    await wait_for(lambda: len(box.messages) == 1)
+    msg = box.messages[0]
+    assert msg["Subject"] == "Blocklist ut1-adult is failing to update"
+    assert "HTTP 503" in parts(msg)["plain"]
+    clock.now += timedelta(hours=5)
+    await alerts.step()
+    await asyncio.sleep(0.3)
+    assert len(box.messages) == 1
