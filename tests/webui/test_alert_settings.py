@@ -134,3 +134,26 @@ async def test_a_parent_sets_own_address_and_quiet_hours(client: Any, harness: H
     assert (prefs.email, prefs.lang, prefs.quiet_start) == ("mai@home.example", "en", "21:30")
     r = await client.post("/settings/alerts/mine", data={"csrf": csrf, "email": "nope"})
     assert r.status == 400
+
+
+async def test_a_parent_sees_own_alerts_but_cannot_change_channels(
+    client: Any, harness: Harness
+) -> None:
+    from tests.webui.conftest import PASSWORD, other_session
+
+    await family(client, harness)
+    csrf = await csrf_of(client)
+    r = await client.post("/settings/accounts", allow_redirects=False, data={
+        "csrf": csrf, "username": "ba", "password": PASSWORD, "role": "parent"})
+    assert r.status == 303
+    async with other_session(client) as parent:
+        r = await parent.post("/api/v1/login", json={"username": "ba", "password": PASSWORD})
+        assert r.status == 200
+        page = html_lib.unescape(await (await parent.get("/settings")).text())
+        assert "Thông báo của tôi" in page and "Máy chủ e-mail" not in page
+        m = CSRF_RE.search(page)
+        assert m
+        r = await parent.post("/settings/alerts/webhooks", allow_redirects=False, data={
+            "csrf": m.group(1), "name": "x", "url": "https://ntfy.sh/x", "preset": "ntfy"})
+        assert r.status == 403
+        assert harness.store.get_setting("alerts") is None
