@@ -306,7 +306,6 @@ class Household:
                 alerts=self.alerts,
                 list_locally=self.list_locally if self.local_list is not None else None,
                 check_name=self.check_name,
-                reports_forward=cfg.reports,
             )
         )
 
@@ -460,7 +459,9 @@ def _alerts(config: Config, store: Store, clock: Callable[[], datetime]) -> Aler
         return str(store.get_setting("ui_lang", "vi"))
 
     return Alerts(store, config.alerts, clock, load_catalogues(), household_lang=household_lang,
-                  default_ui_url=f"http://{shown}:{port}")
+                  default_ui_url=f"http://{shown}:{port}",
+                  forward_url=config.reports.forward_url,
+                  forward_loopback=config.reports.allow_loopback)
 
 
 async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object]) -> None:

@@ -61,6 +61,7 @@ EVENTS: dict[str, EventKind] = {
     "feed_integrity": EventKind(admins_only=True, link="/lists"),  # signature / pin mismatch
 }
 TEST_KIND = "test"
+FORWARD_CHANNEL = "forward"  # accepted site reports to reports.forward_url
 FOLD_WINDOW = timedelta(hours=1)
 FEED_FAILING_AFTER = timedelta(days=1)
 KEEP_SENT = timedelta(days=7)  # delivered and given-up alerts, for the Settings page
@@ -439,11 +440,15 @@ class Alerts:
     watch_every: float = 5.0
     max_queued: int = 10_000
     default_ui_url: str = "http://nestguard.home.arpa"  # the web UI's address, for links
+    forward_url: str = ""  # reports.forward_url: accepted reports are POSTed there (queued)
+    forward_loopback: bool = False  # tests only
     _queue: collections.deque[AlertEvent] = field(default_factory=collections.deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _last: dict[tuple[str, object], datetime] = field(default_factory=dict)
     _folded: dict[tuple[str, object], int] = field(default_factory=dict)
     _last_watch: float = 0.0
+    _last_purge: datetime | None = None
+    _marks: set[str] = field(default_factory=set)
     dropped: int = 0
 
     # sources ---------------------------------------------------------------------------
@@ -603,31 +608,45 @@ class Alerts:
 
     # watchers: new devices, feeds ----------------------------------------------------------
     def _watch(self) -> list[AlertEvent]:
-        """New devices and feed trouble, each alerted once (marks in the store)."""
+        """New devices and feed trouble, each alerted once (marks in the store; the marks
+        this process made are remembered so a quiet house costs reads, not writes)."""
         now = self.clock()
         out: list[AlertEvent] = []
-        self.store.purge_alerts(now - KEEP_SENT)
+        if self._last_purge is None or now - self._last_purge > timedelta(hours=1):
+            self._last_purge = now
+            self.store.purge_alerts(now - KEEP_SENT)
         for d in self.store.devices():
-            if d.new and self.store.mark(f"new_device:{d.id}", now):
+            if d.new and self._mark_once(f"new_device:{d.id}", now):
                 ident = d.identifiers[0] if d.identifiers else ""
                 out.append(AlertEvent("new_device", d.id, None, ident, "", now))
         for st in self.store.feed_statuses():
+            since_key = f"feed_fail_since:{st.name}"
             if not st.error:
-                self.store.unmark(f"feed_fail_since:{st.name}")
+                if since_key in self._marks or self.store.marked(since_key) is not None:
+                    self.store.unmark(since_key)
+                    self._marks.discard(since_key)
                 continue
             err = st.error.lower()
             if "sha256 mismatch" in err or "signature" in err:
                 stamp = int(st.last_try.timestamp()) if st.last_try else 0
-                if self.store.mark(f"feed_integrity:{st.name}:{stamp}", now):
+                if self._mark_once(f"feed_integrity:{st.name}:{stamp}", now):
                     out.append(AlertEvent("feed_integrity", None, None, st.name, st.error, now))
             # failing since the last good sync, or since we first saw it fail (never synced)
-            self.store.mark(f"feed_fail_since:{st.name}", st.last_try or now)
-            since = st.last_success or self.store.marked(f"feed_fail_since:{st.name}") or now
+            self._mark_once(since_key, st.last_try or now)
+            since = st.last_success or self.store.marked(since_key) or now
             if now - since > FEED_FAILING_AFTER:
                 key = f"feed_failing:{st.name}:{int(since.timestamp())}"
-                if self.store.mark(key, now):
+                if self._mark_once(key, now):
                     out.append(AlertEvent("feed_failing", None, None, st.name, st.error, now))
         return out
+
+    def _mark_once(self, key: str, at: datetime) -> bool:
+        if key in self._marks:
+            return False
+        if len(self._marks) > 100_000:
+            self._marks.clear()
+        self._marks.add(key)
+        return self.store.mark(key, at)
 
     # delivery ------------------------------------------------------------------------------
     async def deliver_due(self) -> int:
@@ -661,6 +680,12 @@ class Alerts:
 
     async def send(self, channel: str, recipient: str, payload: Mapping[str, Any]) -> None:
         s = self.settings
+        if channel == FORWARD_CHANNEL:
+            if not self.forward_url:
+                raise DeliveryError("reports.forward_url is not set any more", permanent=True)
+            await post_json(self.forward_url, payload, allow_loopback=self.forward_loopback,
+                            key=recipient)
+            return
         if channel == "email":
             if s.email is None:
                 raise DeliveryError("e-mail is not configured", permanent=True)
@@ -670,6 +695,12 @@ class Alerts:
         if hook is None:
             raise DeliveryError(f"{channel} is not configured any more", permanent=True)
         await post_webhook(hook, payload, allow_loopback=s.allow_loopback)
+
+    def forward(self, key: str, body: Mapping[str, object]) -> None:
+        """Queue a JSON document for reports.forward_url (retried like alerts; blocking)."""
+        if self.forward_url:
+            self.store.enqueue_alerts([(FORWARD_CHANNEL, key, "report", body, self.clock())])
+            self._wake.set()
 
     async def test(self, channel: str, lang: str, *, to: str = "") -> str:
         """Send a test alert on one channel now; '' on success, else the error."""

@@ -30,7 +30,6 @@ from webui.alerts import Alerts
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
 from webui.keys import JINJA, SERVICES, STATE
-from webui.reports import ReportsSettings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,6 @@ class Services:
     # reported sites: (domain, category, min_age, note) onto the `local` feed, in force on return
     list_locally: Callable[[str, str, int | None, str], Awaitable[None]] | None = None
     check_name: Callable[[str], list[str]] | None = None  # `nestguard lists check NAME`
-    reports_forward: ReportsSettings = field(default_factory=lambda: ReportsSettings())
 
 
 @dataclass(slots=True)

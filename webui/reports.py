@@ -8,7 +8,6 @@ Every report and decision goes to the audit log. Names are checked by forms.cano
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time as monotonic_time
@@ -23,7 +22,7 @@ from blocklists.local import rating_csv
 from policy.model import NEVER
 from policy.store import Conflict, NotFound, Report
 from webui import forms
-from webui.alerts import AlertConfigError, DeliveryError, check_webhook_url, post_json
+from webui.alerts import AlertConfigError, check_webhook_url
 from webui.context import admin_only, db, page, principal, record, render, see_other
 from webui.forms import FormError, form_fields
 from webui.i18n import LANGS, Translator
@@ -208,7 +207,7 @@ async def report_list(request: web.Request) -> web.StreamResponse:
     except Conflict:
         raise see_other("/reports", "already") from None
     await record(request, "report.listed", f"#{rep.id} {rep.domain} {category} {min_age}+")
-    _forward(request, rep)
+    await _forward(request, rep)
     raise see_other("/reports", "listed")
 
 
@@ -275,28 +274,15 @@ async def report_export(request: web.Request) -> web.Response:
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def _forward(request: web.Request, rep: Report) -> None:
-    """POST an accepted report to reports.forward_url, in the background (logged if it fails;
-    the export has every accepted report anyway)."""
-    cfg = request.app[SERVICES].reports_forward
-    if not cfg.forward_url:
+async def _forward(request: web.Request, rep: Report) -> None:
+    """Queue an accepted report for reports.forward_url (the alert delivery queue retries
+    it; the export has every accepted report anyway)."""
+    alerts = request.app[SERVICES].alerts
+    if alerts is None or not alerts.forward_url:
         return
     body = {"domain": rep.domain, "category": rep.category, "min_age": rep.min_age,
             "note": rep.note, "kind": rep.kind, "reported": rep.created.isoformat()}
-
-    async def send() -> None:
-        try:
-            await post_json(cfg.forward_url, body, allow_loopback=cfg.allow_loopback,
-                            key=f"report-{rep.id}")
-        except DeliveryError as e:
-            log.warning("forwarding report %d failed: %s", rep.id, e)
-
-    task = asyncio.create_task(send(), name=f"report-forward-{rep.id}")
-    _TASKS.add(task)
-    task.add_done_callback(_TASKS.discard)
-
-
-_TASKS: set[asyncio.Task[None]] = set()
+    await db(alerts.forward, f"report-{rep.id}", body)
 
 
 # -- children: the block page's host ------------------------------------------------------------

@@ -168,28 +168,36 @@ async def test_exception_allows_the_reporting_child_and_dismiss_closes(
     assert harness.store.report(other.id).status == "dismissed"
 
 
-async def test_accepted_reports_are_forwarded(client: Any, harness: Harness) -> None:
+async def test_accepted_reports_are_forwarded_and_retried(
+    client: Any, harness: Harness
+) -> None:
+    from webui.alerts import Alerts, AlertSettings
+    from webui.i18n import load_catalogues
+
     port = free_port()
+    cfg = parse_reports({"forward_url": f"http://127.0.0.1:{port}/reports",
+                         "allow_loopback": True})
+    alerts = harness.services.alerts = Alerts(
+        harness.store, AlertSettings(), harness.now, load_catalogues(), retry_base=0.0,
+        forward_url=cfg.forward_url, forward_loopback=cfg.allow_loopback)
+    await family(client, harness)
+    csrf = await csrf_of(client)
+    rep = harness.store.add_report(kind="harmful", domain="phish.example", source="parent",
+                                   note="fake bank")
+    await client.post(f"/reports/{rep.id}/list",
+                      data={"csrf": csrf, "category": "phishing", "min_age": ""})
+    await alerts.deliver_due()  # the receiver is down: kept for a retry
+    [row] = harness.store.outbox()
+    assert row.status == "pending" and row.attempts == 1
     receiver = Receiver()
     await receiver.start(port)
     try:
-        harness.services.reports_forward = parse_reports(
-            {"forward_url": f"http://127.0.0.1:{port}/reports", "allow_loopback": True})
-        await family(client, harness)
-        csrf = await csrf_of(client)
-        rep = harness.store.add_report(kind="harmful", domain="phish.example", source="parent",
-                                       note="fake bank")
-        await client.post(f"/reports/{rep.id}/list",
-                          data={"csrf": csrf, "category": "phishing", "min_age": ""})
-        for _ in range(100):
-            if receiver.bodies:
-                break
-            import asyncio
-
-            await asyncio.sleep(0.05)
+        await alerts.deliver_due()
         assert receiver.bodies == [{"domain": "phish.example", "category": "phishing",
                                     "min_age": 99, "note": "fake bank", "kind": "harmful",
                                     "reported": rep.created.isoformat()}]
+        await alerts.deliver_due()
+        assert len(receiver.bodies) == 1
     finally:
         await receiver.stop()
 
