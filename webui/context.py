@@ -28,7 +28,7 @@ NAV = (
     ("/requests", "nav.requests", "parent"),
     ("/reports/weekly", "nav.weekly", "parent"),
     ("/lists", "nav.lists", "admin"),
-    ("/reports", "nav.reports", "admin"),
+    ("/reports/sites", "nav.reports", "admin"),
     ("/settings", "nav.settings", "parent"),
 )
 

@@ -129,10 +129,17 @@ def _category_options(categories: Mapping[str, Any], request: web.Request
 
 
 # -- admins -------------------------------------------------------------------------------------
-@routes.get("/reports")
+@routes.get("/reports/sites")
 @admin_only
 async def reports_list(request: web.Request) -> web.Response:
     return await reports_page(request)
+
+
+@routes.get("/reports")
+async def reports_root(request: web.Request) -> web.Response:
+    """Reports: the site queue for admins (its own path, so the menu tells it apart from
+    /reports/weekly), the weekly report for parents."""
+    raise see_other("/reports/sites" if principal(request).is_admin else "/reports/weekly")
 
 
 async def reports_page(request: web.Request, form: dict[str, Any] | None = None,
@@ -166,7 +173,7 @@ async def _open_report(request: web.Request) -> Report:
     except NotFound:
         raise web.HTTPNotFound() from None
     if rep.status != "open":
-        raise see_other("/reports", "already")
+        raise see_other("/reports/sites", "already")
     return rep
 
 
@@ -205,10 +212,10 @@ async def report_list(request: web.Request) -> web.StreamResponse:
         rep = await db(svc.store.decide_report, rep.id, status="listed", by=p.username,
                        at=svc.clock(), category=category, min_age=min_age)
     except Conflict:
-        raise see_other("/reports", "already") from None
+        raise see_other("/reports/sites", "already") from None
     await record(request, "report.listed", f"#{rep.id} {rep.domain} {category} {min_age}+")
     await _forward(request, rep)
-    raise see_other("/reports", "listed")
+    raise see_other("/reports/sites", "listed")
 
 
 @routes.post("/reports/{id:\\d+}/except")
@@ -227,7 +234,7 @@ async def report_except(request: web.Request) -> web.StreamResponse:
     p = principal(request)
     await db(svc.store.decide_report, rep.id, status="excepted", by=p.username, at=svc.clock())
     await record(request, "report.excepted", f"#{rep.id} {rep.domain}")
-    raise see_other("/reports", "allowed")
+    raise see_other("/reports/sites", "allowed")
 
 
 @routes.post("/reports/{id:\\d+}/dismiss")
@@ -239,7 +246,7 @@ async def report_dismiss(request: web.Request) -> web.StreamResponse:
     await db(svc.store.decide_report, rep.id, status="dismissed", by=p.username,
              at=svc.clock())
     await db(svc.store.audit, p.username, "report.dismissed", f"#{rep.id} {rep.domain}")
-    raise see_other("/reports", "removed")
+    raise see_other("/reports/sites", "removed")
 
 
 def parse_since(text: str) -> datetime | None:

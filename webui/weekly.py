@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -155,11 +156,58 @@ _ENV: jinja2.Environment | None = None
 
 def render_html(week: Week, t: Translator, categories: Mapping[str, Category], *,
                 link: str = "") -> str:
-    """The e-mail's whole HTML document (the page includes the same body partial)."""
+    """The e-mail's whole HTML document (the page includes the same body partial), with the
+    styles inlined: mail clients drop <style> blocks and linked sheets."""
     global _ENV
     _ENV = _ENV or _env()
-    return _ENV.get_template("weekly_email.html").render(
-        **_context(week, t, categories), link=link)
+    return inline_styles(_ENV.get_template("weekly_email.html").render(
+        **_context(week, t, categories), link=link))
+
+
+_FONT = "-apple-system,'Segoe UI',Roboto,Arial,sans-serif"
+# The e-mail's looks, class by class (the page's are in static/style.css under the same names).
+MAIL_STYLES: dict[str, str] = {
+    "wk-mail": f"margin:0;padding:12px;background:#f6f6f4;font-family:{_FONT};color:#222;"
+               "line-height:1.45",
+    "wk-wrap": "max-width:640px;margin:0 auto",
+    "wk-card": "border:1px solid #ddd;border-radius:10px;padding:12px 14px;margin:14px 0;"
+               "background:#fff",
+    "wk-h1": "font-size:1.4em;margin:0 0 .2em",
+    "wk-h2": "font-size:1.2em;margin:0 0 .3em",
+    "wk-h3": "font-size:1em;margin:.8em 0 .3em",
+    "wk-p": "margin:.2em 0",
+    "wk-muted": "color:#555",
+    "wk-list": "margin:.2em 0;padding-left:1.4em",
+    "wk-day": "margin:2px 0;font-size:.85em;white-space:nowrap",
+    "wk-dayname": "display:inline-block;width:3.2em;color:#555",
+    "wk-track": "display:inline-block;width:calc(100% - 8em);max-width:480px;height:12px;"
+                "vertical-align:middle;background:#f1f1f1;border-radius:3px;overflow:hidden",
+    "bar-allowed": "display:inline-block;height:12px;vertical-align:top;background:#3a8f5c",
+    "bar-blocked": "display:inline-block;height:12px;vertical-align:top;background:#c4442f",
+    "wk-key-allowed": "display:inline-block;width:10px;height:10px;background:#3a8f5c",
+    "wk-key-blocked": "display:inline-block;width:10px;height:10px;background:#c4442f",
+    "wk-count": "display:inline-block;width:4.5em;text-align:right;color:#555",
+    "wk-red": "color:#c4442f",
+    "wk-legend": "font-size:.8em;color:#555;margin:.3em 0",
+    "wk-link": "color:#1b5e9e",
+    **{f"w{n}": f"width:{n}%" for n in range(0, 101, 5)},
+}
+_CLASS = re.compile(r'class="([^"]*)"')
+
+
+def inline_styles(html: str) -> str:
+    """Add each element's MAIL_STYLES as a style attribute next to its classes."""
+
+    def one(m: re.Match[str]) -> str:
+        styles = [MAIL_STYLES[c] for c in m.group(1).split() if c in MAIL_STYLES]
+        return m.group(0) + (f' style="{";".join(styles)}"' if styles else "")
+
+    return _CLASS.sub(one, html)
+
+
+def pct(part: int, whole: int) -> int:
+    """A bar's width in 5 % steps (the CSS classes w0 ... w100)."""
+    return min(100, 5 * round(20 * part / whole)) if whole else 0
 
 
 def _context(week: Week, t: Translator, categories: Mapping[str, Category]
@@ -173,7 +221,8 @@ def _context(week: Week, t: Translator, categories: Mapping[str, Category]
     def weekday(d: date) -> str:
         return t(f"weekly.day.{d.weekday()}")
 
-    return {"week": week, "t": t, "lang": t.lang, "why": why, "cat": cat, "weekday": weekday}
+    return {"week": week, "t": t, "lang": t.lang, "why": why, "cat": cat, "weekday": weekday,
+            "pct": pct}
 
 
 def render_text(week: Week, t: Translator, categories: Mapping[str, Category], *,

@@ -102,7 +102,7 @@ async def test_child_reports_admin_lists_house_blocks_export_has_it(
             await shoot(kid, "e2e-report-child")
 
             # the admin puts it on the local list; the house blocks it within a second
-            await admin.goto(base + "/reports")
+            await admin.goto(base + "/reports/sites")
             card = admin.locator("section.report-item", has_text=BAD)
             await expect(card).to_contain_text("from Minh (child)")
             await expect(card).to_contain_text("No list or rating knows this name.")

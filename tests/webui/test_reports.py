@@ -117,7 +117,7 @@ async def test_parent_reports_from_activity_and_admin_lists_it_and_exports(
     [rep] = harness.store.reports()
     assert rep.source == "parent" and rep.reporter == "mai" and rep.category == "gambling"
 
-    page = text_of(await (await client.get("/reports")).text())
+    page = text_of(await (await client.get("/reports/sites")).text())
     assert "www.casino.example" in page and "ads in a kids' game" in page
     assert "gambling (18+) from feed ut1-gambling line 7" in page  # what `lists check` says
     r = await client.post(f"/reports/{rep.id}/list", allow_redirects=False,
@@ -155,7 +155,7 @@ async def test_exception_allows_the_reporting_child_and_dismiss_closes(
     await client.post("/__nestguard/report", headers=CASINO,
                       data={"token": token_in(page, "wrong_block"), "kind": "wrong_block"})
     [rep] = harness.store.reports()
-    text = text_of(await (await client.get("/reports")).text())
+    text = text_of(await (await client.get("/reports/sites")).text())
     assert "Cho phép với Minh" in text
     r = await client.post(f"/reports/{rep.id}/except", data={"csrf": csrf},
                           allow_redirects=False)

@@ -85,7 +85,8 @@ async def test_weekly_page_shows_each_childs_week(client: Any, harness: Harness)
     assert "casino.example (6) – Cờ bạc (từ 18 tuổi)" in text
     assert "Số lần cố vượt bộ lọc: 1" in text
     assert "game.example: đã từ chối (mai)" in text
-    assert page.count('class="bar-blocked"') == 7 and "<script" not in page.split("<main")[1]
+    assert page.count('class="bar-blocked w') == 7 and "<script" not in page.split("<main")[1]
+    assert "style=" not in page  # the UI's CSP: classes only
     r = await client.get("/reports/weekly?week=not-a-date")
     assert r.status == 400
 
@@ -125,6 +126,7 @@ async def test_monday_email_per_parent_in_their_language_once(
     link = f"http://nestguard.lan:8080/reports/weekly?week={start.date().isoformat()}"
     assert link in en_parts["plain"] and f'href="{link}"' in en_parts["html"]
     assert "<script" not in en_parts["html"]
+    assert 'class="bar-blocked w0" style="display:inline-block' in en_parts["html"]  # inlined
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "weekly-email-en.html").write_text(en_parts["html"], encoding="utf-8")
     (ARTIFACTS / "weekly-email-vi.html").write_text(vi_parts["html"], encoding="utf-8")
@@ -185,3 +187,34 @@ def test_cli_prints_last_weeks_report(tmp_path: Path) -> None:
     with contextlib.redirect_stderr(err):
         code = main(["report", "weekly", "--config", str(cfg), "--send"])
     assert code == 2 and "no e-mail server" in err.getvalue()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+async def test_weekly_page_bars_show_under_the_uis_csp(harness: Harness) -> None:
+    from playwright.async_api import async_playwright
+
+    from tests.webui.conftest import PASSWORD
+    from tests.webui.test_browser import serve
+    from webui.app import create_app
+
+    a_week(harness.store, harness.now())
+    async with serve(create_app(harness.services)) as port, async_playwright() as pw:
+        base = f"http://127.0.0.1:{port}"
+        browser = await pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless=new", "--no-sandbox"])
+        try:
+            ctx = await browser.new_context(viewport={"width": 360, "height": 780})
+            creds = {"username": "mai", "password": PASSWORD}
+            assert (await ctx.request.post(f"{base}/api/v1/setup", data=creds)).ok
+            assert (await ctx.request.post(f"{base}/api/v1/login", data=creds)).ok
+            page = await ctx.new_page()
+            await page.goto(f"{base}/reports/weekly")
+            bars = page.locator(".bar-allowed")
+            assert await bars.count() == 7
+            widths = [(await bars.nth(i).bounding_box() or {"width": 0})["width"]
+                      for i in range(7)]
+            assert all(w > 20 for w in widths), widths  # styled by style.css, not inline
+            await page.screenshot(path=str(ARTIFACTS / "weekly-page-360.png"), full_page=True)
+        finally:
+            await browser.close()
