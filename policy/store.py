@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 _Row = Any  # a sqlite3 result row
 
 RULE_KINDS = ("allow", "deny", "always")
+REPORT_KINDS = ("harmful", "wrong_block")
 LOCKOUT_WINDOW = timedelta(minutes=15)  # record_login_failure's default window
 
 
@@ -189,6 +190,62 @@ class FeedStatus:
     etag: str = ""
     last_modified: str = ""
     sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One alert for one recipient on one channel, waiting or delivered (webui/alerts.py)."""
+
+    id: int
+    channel: str  # "email" | "webhook:<name>"
+    recipient: str  # an e-mail address; '' for webhooks
+    kind: str
+    payload: dict[str, Any]
+    created: datetime
+    next_try: datetime
+    attempts: int = 0
+    status: str = "pending"  # "pending" | "sent" | "failed"
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    channel: str
+    last_ok: datetime | None = None
+    last_error: str = ""
+    last_error_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPrefs:
+    """A parent's own alert address, language and quiet hours ('' = the household's)."""
+
+    account_id: int
+    email: str = ""
+    lang: str = ""
+    quiet_start: str = ""  # "HH:MM"
+    quiet_end: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A site reported by a child or a parent: harmful (should be blocked) or wrongly
+    blocked; an admin lists it locally, makes an exception, or dismisses it."""
+
+    id: int
+    created: datetime
+    kind: str  # "harmful" | "wrong_block"
+    domain: str
+    source: str  # "child" | "parent"
+    reporter: str = ""  # the account, or the child's name / the device's address
+    category: str = ""
+    note: str = ""
+    child_id: int | None = None
+    device_id: int | None = None
+    status: str = "open"  # "open" | "listed" | "excepted" | "dismissed"
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    min_age: int | None = None  # when listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -1086,6 +1143,30 @@ class Store:
             out[child_id] = {**s, "top_categories": top}
         return out
 
+    def activity_counts(
+        self, start: datetime, end: datetime
+    ) -> list[tuple[int | None, int, str, str, str, int]]:
+        """(child id, day index from `start` in whole 24 h days, action, reason, name, count)
+        for the activity between start and end (the weekly report)."""
+        t0 = _ts_req(start)
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT child_id, (at - ?) / 86400000000 AS d, action, reason, qname, count(*)"
+                " FROM activity WHERE at >= ? AND at < ?"
+                " GROUP BY child_id, d, action, reason, qname",
+                (t0, t0, _ts_req(end)),
+            ).fetchall()
+        return [(r[0], int(r[1]), str(r[2]), str(r[3]), str(r[4]), int(r[5])) for r in rows]
+
+    def devices_created(self, start: datetime, end: datetime) -> list[int]:
+        """Ids of the devices first seen between start and end (the weekly report)."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT id FROM devices WHERE created >= ? AND created < ? ORDER BY id",
+                (_ts_req(start), _ts_req(end)),
+            ).fetchall()
+        return [int(r[0]) for r in rows]
+
     # access requests -----------------------------------------------------------------
 
     def add_request(
@@ -1571,6 +1652,199 @@ class Store:
         return None if row is None else _feed(row)
 
 
+    # alerts: delivery queue, channel status, once-only marks, parents' preferences -------
+
+    def enqueue_alerts(
+        self, rows: Sequence[tuple[str, str, str, Mapping[str, object], datetime]]
+    ) -> list[int]:
+        """(channel, recipient, kind, payload, next_try) rows, one transaction; their ids."""
+        created = _ts_req(_now())
+        ids: list[int] = []
+        with self._write() as c:
+            for channel, recipient, kind, payload, next_try in rows:
+                cur = c.execute(
+                    "INSERT INTO alert_outbox (channel, recipient, kind, payload, created,"
+                    " next_try) VALUES (?, ?, ?, ?, ?, ?)",
+                    (channel, recipient, kind, json.dumps(payload), created, _ts_req(next_try)),
+                )
+                ids.append(_lastrowid(cur))
+        return ids
+
+    _OUTBOX_COLUMNS = (
+        "SELECT id, channel, recipient, kind, payload, created, next_try, attempts, status,"
+        " last_error FROM alert_outbox"
+    )
+
+    def due_alerts(self, now: datetime, *, limit: int = 50) -> list[OutboxRow]:
+        """Pending rows whose next try has come, oldest first."""
+        with self._read() as c:
+            rows = c.execute(
+                self._OUTBOX_COLUMNS + " WHERE status = 'pending' AND next_try <= ?"
+                " ORDER BY next_try, id LIMIT ?",
+                (_ts_req(now), max(0, int(limit))),
+            ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def outbox(self, *, status: str | None = None, limit: int = 200) -> list[OutboxRow]:
+        """Newest first."""
+        sql, params = _where(self._OUTBOX_COLUMNS, "status = ?", status)
+        with self._read() as c:
+            rows = c.execute(
+                sql + " ORDER BY id DESC LIMIT ?", (*params, max(0, int(limit)))
+            ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def alert_done(self, row_id: int, channel: str, at: datetime) -> None:
+        with self._write() as c:
+            c.execute(
+                "UPDATE alert_outbox SET status = 'sent', attempts = attempts + 1,"
+                " last_error = '' WHERE id = ?",
+                (row_id,),
+            )
+            c.execute(
+                "INSERT INTO alert_channels (channel, last_ok) VALUES (?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET last_ok = excluded.last_ok",
+                (channel, _ts_req(at)),
+            )
+
+    def alert_failed(
+        self, row_id: int, channel: str, error: str, at: datetime, *, retry_at: datetime | None
+    ) -> None:
+        """A failed try: retried at retry_at, or given up (None)."""
+        error = error[:500]
+        with self._write() as c:
+            c.execute(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?,"
+                " status = ?, next_try = coalesce(?, next_try) WHERE id = ?",
+                (error, "pending" if retry_at else "failed", _ts(retry_at), row_id),
+            )
+            c.execute(
+                "INSERT INTO alert_channels (channel, last_error, last_error_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (channel) DO UPDATE SET last_error = excluded.last_error,"
+                " last_error_at = excluded.last_error_at",
+                (channel, error, _ts_req(at)),
+            )
+
+    def channel_statuses(self) -> dict[str, ChannelStatus]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT channel, last_ok, last_error, last_error_at FROM alert_channels"
+            ).fetchall()
+        return {
+            str(r[0]): ChannelStatus(str(r[0]), _dt(r[1]), str(r[2]), _dt(r[3])) for r in rows
+        }
+
+    def purge_alerts(self, older_than: datetime) -> int:
+        """Delete delivered and given-up alerts created before the time."""
+        with self._write() as c:
+            cur = c.execute(
+                "DELETE FROM alert_outbox WHERE status != 'pending' AND created < ?",
+                (_ts_req(older_than),),
+            )
+            return int(cur.rowcount)
+
+    def mark(self, key: str, at: datetime) -> bool:
+        """Remember `key` once; False when it was marked before (alerts sent once only)."""
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO alert_marks (key, at) VALUES (?, ?)", (key, _ts_req(at))
+            )
+            return cur.rowcount == 1
+
+    def marked(self, key: str) -> datetime | None:
+        with self._read() as c:
+            row = c.execute("SELECT at FROM alert_marks WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _dt_req(row[0])
+
+    def unmark(self, key: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM alert_marks WHERE key = ?", (key,))
+
+    def alert_prefs(self) -> dict[int, AlertPrefs]:
+        """account id -> the parent's alert preferences (accounts without any are absent)."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT account_id, email, lang, quiet_start, quiet_end FROM alert_prefs"
+            ).fetchall()
+        return {int(r[0]): AlertPrefs(int(r[0]), *(str(v) for v in r[1:])) for r in rows}
+
+    def save_alert_prefs(self, prefs: AlertPrefs) -> None:
+        with self._write() as c:
+            c.execute(
+                "INSERT INTO alert_prefs (account_id, email, lang, quiet_start, quiet_end)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET"
+                " email = excluded.email, lang = excluded.lang,"
+                " quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end",
+                (prefs.account_id, prefs.email, prefs.lang, prefs.quiet_start, prefs.quiet_end),
+            )
+
+
+    # site reports ------------------------------------------------------------------------
+
+    def add_report(
+        self, *, kind: str, domain: str, source: str, reporter: str = "", category: str = "",
+        note: str = "", child_id: int | None = None, device_id: int | None = None,
+    ) -> Report:
+        """The note is stored as text (escape on output); at most 500 characters kept."""
+        if kind not in REPORT_KINDS:
+            raise StoreError(f"report kind must be one of {', '.join(REPORT_KINDS)}")
+        name = canonical_domain(domain)
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO reports (created, kind, domain, source, reporter, category, note,"
+                " child_id, device_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_ts(_now()), kind, name, source, reporter[:100], category[:40],
+                 note.strip()[:500], child_id, device_id),
+            )
+            return _report(_by_id(c, self._REPORT_COLUMNS, _lastrowid(cur), what="report"))
+
+    _REPORT_COLUMNS = (
+        "SELECT id, created, kind, domain, source, reporter, category, note, child_id,"
+        " device_id, status, decided_by, decided_at, min_age FROM reports"
+    )
+
+    def reports(
+        self, *, status: str | None = None, since: datetime | None = None, limit: int = 500
+    ) -> list[Report]:
+        """Newest first; `since` filters on the decision time for decided statuses."""
+        where: list[str] = []
+        params: list[object] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if since is not None:
+            where.append("coalesce(decided_at, created) >= ?")
+            params.append(_ts(since))
+        sql = self._REPORT_COLUMNS + (" WHERE " + " AND ".join(where) if where else "")
+        with self._read() as c:
+            rows = c.execute(
+                sql + " ORDER BY created DESC, id DESC LIMIT ?", (*params, max(0, int(limit)))
+            ).fetchall()
+        return [_report(r) for r in rows]
+
+    def report(self, report_id: int) -> Report:
+        with self._read() as c:
+            return _report(_by_id(c, self._REPORT_COLUMNS, report_id, what="report"))
+
+    def decide_report(
+        self, report_id: int, *, status: str, by: str, at: datetime, category: str = "",
+        min_age: int | None = None,
+    ) -> Report:
+        """Close an open report (Conflict if it was decided already)."""
+        if status not in ("listed", "excepted", "dismissed"):
+            raise StoreError(f"unknown report decision {status!r}")
+        with self._write() as c:
+            rep = _report(_by_id(c, self._REPORT_COLUMNS, report_id, what="report"))
+            if rep.status != "open":
+                raise Conflict(f"report {report_id} was already {rep.status}")
+            c.execute(
+                "UPDATE reports SET status = ?, decided_by = ?, decided_at = ?,"
+                " category = coalesce(nullif(?, ''), category), min_age = ? WHERE id = ?",
+                (status, by, _ts(at), category, min_age, report_id),
+            )
+            return _report(_by_id(c, self._REPORT_COLUMNS, report_id, what="report"))
+
+
 # -- schema -------------------------------------------------------------------------------
 
 # Each entry is one migration; PRAGMA user_version = its 1-based position. Append only.
@@ -1757,6 +2031,55 @@ MIGRATIONS: list[str] = [
         at INTEGER
     );
     CREATE INDEX budget_extra_day ON budget_extra (day, child_id);
+    """,
+    """
+    CREATE TABLE alert_outbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        next_try INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_outbox_due ON alert_outbox (status, next_try);
+    CREATE TABLE alert_channels (
+        channel TEXT PRIMARY KEY,
+        last_ok INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_error_at INTEGER
+    );
+    CREATE TABLE alert_marks (key TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    CREATE TABLE alert_prefs (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        email TEXT NOT NULL DEFAULT '',
+        lang TEXT NOT NULL DEFAULT '',
+        quiet_start TEXT NOT NULL DEFAULT '',
+        quiet_end TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    """
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('harmful', 'wrong_block')),
+        domain TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('child', 'parent')),
+        reporter TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        child_id INTEGER,
+        device_id INTEGER,
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'listed', 'excepted', 'dismissed')),
+        decided_by TEXT NOT NULL DEFAULT '',
+        decided_at INTEGER,
+        min_age INTEGER
+    );
+    CREATE INDEX reports_status ON reports (status, created);
     """,
 ]
 
@@ -2106,4 +2429,21 @@ def _feed(r: _Row) -> FeedStatus:
         etag=str(r[6]),
         last_modified=str(r[7]),
         sha256=str(r[8]),
+    )
+
+
+def _outbox(r: _Row) -> OutboxRow:
+    return OutboxRow(
+        id=int(r[0]), channel=str(r[1]), recipient=str(r[2]), kind=str(r[3]),
+        payload=json.loads(r[4]), created=_dt_req(r[5]), next_try=_dt_req(r[6]),
+        attempts=int(r[7]), status=str(r[8]), last_error=str(r[9]),
+    )
+
+
+def _report(r: _Row) -> Report:
+    return Report(
+        id=int(r[0]), created=_dt_req(r[1]), kind=str(r[2]), domain=str(r[3]),
+        source=str(r[4]), reporter=str(r[5]), category=str(r[6]), note=str(r[7]),
+        child_id=r[8], device_id=r[9], status=str(r[10]), decided_by=str(r[11]),
+        decided_at=_dt(r[12]), min_age=r[13],
     )

@@ -270,6 +270,64 @@ async def _lists_check(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reports --------------------------------------------------------------------------------
+async def _reports_export(args: argparse.Namespace) -> int:
+    from resolver.household import open_household
+    from webui.reports import export_csv, parse_since
+
+    since = parse_since(args.since or "")
+    async with open_household(_config(args), background=False) as hh:
+        reports = await asyncio.to_thread(
+            _store(hh).reports, status="listed", since=since, limit=1_000_000
+        )
+    sys.stdout.write(export_csv(reports))
+    return 0
+
+
+async def _report_weekly(args: argparse.Namespace) -> int:
+    from datetime import date as date_
+
+    from resolver.household import open_household
+    from webui.i18n import Translator
+    from webui.weekly import (
+        build_week,
+        bundled_tld,
+        last_week,
+        queue_weekly,
+        render_text,
+        week_start,
+    )
+
+    async with open_household(_config(args), background=False) as hh:
+        store = _store(hh)
+        now = hh.now()
+        start = last_week(now)
+        if args.week:
+            try:
+                start = week_start(date_.fromisoformat(args.week), now.tzinfo)
+            except ValueError:
+                raise UsageError(f"--week {args.week!r}: not a date, use YYYY-MM-DD") from None
+        alerts = hh.alerts
+        assert alerts is not None  # there is a store
+        tld = bundled_tld()
+        lang = args.lang or await asyncio.to_thread(alerts.household_lang)
+        if not args.send:
+            week = await asyncio.to_thread(build_week, store, start, tld)
+            t = Translator(lang, alerts.catalogues)
+            sys.stdout.write(render_text(week, t, hh.categories))
+            return 0
+        if alerts.settings.email is None:
+            raise UsageError("no e-mail server: set alerts.email in the config or Settings")
+        n = await asyncio.to_thread(queue_weekly, store, alerts, start, hh.categories, tld, lang)
+        await alerts.deliver_due()
+        failed = [r for r in await asyncio.to_thread(store.outbox, limit=n)
+                  if r.kind == "weekly" and r.status != "sent"]
+    for r in failed:
+        print(f"nestguard: to {r.recipient}: {r.last_error or 'not sent yet'}", file=sys.stderr)
+    print(f"weekly report sent to {n - len(failed)} of {n} parent(s)")
+    return 1 if failed else 0
+
+
 def _store(hh: Household) -> Store:
     store = hh.store
     if store is None:
@@ -343,4 +401,23 @@ def add_lists(sub: Sub) -> None:
     ch.set_defaults(func=_run(_lists_check))
 
 
-SUBCOMMANDS = (add_child, add_device, add_budget, add_explain, add_lists)
+def add_reports(sub: Sub) -> None:
+    p = sub.add_parser("reports", help="sites reported by children and parents")
+    s = p.add_subparsers(dest="reports_command", required=True)
+    ex = _with_config(s.add_parser(
+        "export", help="accepted reports as rating CSV (domain,category,min_age,note)"))
+    ex.add_argument("--since", default=None, help="decided on or after DATE (YYYY-MM-DD)")
+    ex.set_defaults(func=_run(_reports_export))
+
+
+def add_report(sub: Sub) -> None:
+    p = sub.add_parser("report", help="the weekly report")
+    s = p.add_subparsers(dest="report_command", required=True)
+    w = _with_config(s.add_parser("weekly", help="print last week's report, or --send it"))
+    w.add_argument("--send", action="store_true", help="e-mail it to every parent now")
+    w.add_argument("--week", default=None, help="a day of the week to report (YYYY-MM-DD)")
+    w.add_argument("--lang", choices=("vi", "en"), default=None, help="printed language")
+    w.set_defaults(func=_run(_report_weekly))
+
+
+SUBCOMMANDS = (add_child, add_device, add_budget, add_explain, add_lists, add_reports, add_report)

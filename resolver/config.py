@@ -40,6 +40,8 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from blocklists.feed import FORMATS, Feed
+from webui.alerts import AlertConfigError, AlertSettings, parse_alerts
+from webui.reports import ReportsSettings, parse_reports
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +155,8 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     lists: ListsConfig = field(default_factory=ListsConfig)
     feeds: tuple[Feed, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)  # the Settings page's win
+    reports: ReportsSettings = field(default_factory=ReportsSettings)
     source: Path | None = None  # the file it was read from
 
 
@@ -411,7 +415,9 @@ class _Loader:
 
     def build(self, data: Mapping[str, object]) -> Config:
         top = self.mapping(
-            data, "", ("data_dir", "log_level", "dns", "policy", "web", "lists", "feeds")
+            data, "",
+            ("data_dir", "log_level", "dns", "policy", "web", "lists", "feeds", "alerts",
+             "reports"),
         )
         defaults = Config()
         data_dir = self.get(top, "", "data_dir", self.path, defaults.data_dir)
@@ -423,6 +429,11 @@ class _Loader:
             self.fail("web.listen", f"{_join(*web.listen)} is also a dns.listen address")
         lists = self.lists(top.get("lists"))
         feeds = self.feeds(top.get("feeds"))
+        try:
+            alerts = parse_alerts(top.get("alerts"), base=self._base)
+            reports = parse_reports(top.get("reports"))
+        except AlertConfigError as e:
+            self.fail(e.key, e.message)
         return Config(
             data_dir=data_dir,
             log_level=log_level,
@@ -431,6 +442,8 @@ class _Loader:
             web=web,
             lists=lists,
             feeds=feeds,
+            alerts=alerts,
+            reports=reports,
             source=None if self._name == "<defaults>" else Path(self._name),
         )
 

@@ -28,18 +28,21 @@ from aiohttp import web
 from blocklists.catalogue import load_catalogue
 from blocklists.feed import Feed
 from blocklists.index import CategoryIndex, SourceInfo
+from blocklists.local import FILE_NAME as LOCAL_FILE
+from blocklists.local import LOCAL_FEED, LocalList, LocalOverlay, local_match
 from blocklists.names import canonical_name
 from blocklists.rater import NameRater, RatedIndex, load_popular
-from blocklists.sync import TRUSTED, FeedSync, UrlRules
+from blocklists.sync import TRUSTED, FeedSync, UrlRules, explain_matches
 from policy.decide import decide
 from policy.live import Live
-from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
+from policy.model import Category, Index, Match, Policy, Profile, QueryEvent, Verdict
 from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.store import FeedStatus, Store
 from resolver.budgets import BudgetTracker
 from resolver.config import Config
 from resolver.metrics import METRICS
 from resolver.observe import Sighting
+from webui.alerts import Alerts
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +119,12 @@ class Household:
     web_feeds: list[Feed] = field(default_factory=list)  # added in the web UI (store setting)
     setup_code: str | None = None  # first-run code when the UI is reachable from the LAN
     block_answer: str | None = None  # the parents' choice (store setting), else the config's
+    alerts: Alerts | None = None  # parents' alerts (webui/alerts.py); None without a store
+    local_list: LocalList | None = None  # the `local` feed admins add reported sites to
     _log_memo: tuple[Policy, dict[int, bool]] | None = field(default=None, init=False)
     budgets: BudgetTracker | None = None  # daily time budgets' counts (store needed)
     clock: Callable[[], datetime] | None = None  # tests: a household clock to use instead
+    _local_entries: dict[str, Match] = field(default_factory=dict, init=False)
 
     @property
     def has_block_page(self) -> bool:
@@ -160,6 +166,8 @@ class Household:
 
     # -- sinks for the resolver's batch queues ---------------------------------------------
     async def log_activity(self, events: list[QueryEvent]) -> None:
+        if self.alerts is not None:  # security blocks and bypass attempts (no I/O here)
+            self.alerts.observe(events)
         if self.store is None or not self.config.policy.log_queries:
             return
         await asyncio.to_thread(self._write_activity, self.live_policy.value, events)
@@ -258,13 +266,36 @@ class Household:
                 self.store.set_setting, ADDED_FEEDS_KEY, [feed_to_dict(f) for f in self.web_feeds]
             )
 
+    async def list_locally(self, domain: str, category: str, min_age: int | None,
+                           note: str) -> None:
+        """A reported site onto the local list, in force for the house when this returns."""
+        if self.local_list is None:
+            raise ValueError(f"the operator's config has its own feed named {LOCAL_FEED!r}")
+        await asyncio.to_thread(self.local_list.add, domain, category, min_age, note)
+        age = self.categories[category].min_age if min_age is None else min_age
+        self._local_entries[domain] = local_match(domain, category, age)
+        self.live_index.value = self.wrap_index(self.sync.index)  # in force now
+        self.sync.trigger([LOCAL_FEED])  # and in the index after the next build
+
+    def check_name(self, name: str) -> list[str]:
+        """`nestguard lists check NAME`'s lines for the Reports page."""
+        return explain_matches(self.live_index.value, name)
+
     def wrap_index(self, base: CategoryIndex) -> Index:
         """The index in force: the lists, plus the name rater for names no list knows.
         A list swap keeps the rater's cache (ratings depend only on the name)."""
+        rated = self._rated(base)
+        if self._local_entries:  # decisions on reported sites, in force before a rebuild
+            return LocalOverlay(rated, dict(self._local_entries))
+        return rated
+
+    def _rated(self, base: CategoryIndex) -> Index:
         lists = self.config.lists
         if not lists.rater:
             return base
         current = self.live_index.value
+        if isinstance(current, LocalOverlay):
+            current = current.inner
         if isinstance(current, RatedIndex):
             return current.rebased(base)
         ages = {slug: c.min_age for slug, c in self.categories.items()}
@@ -328,6 +359,9 @@ class Household:
                 services_catalogue=load_services(),
                 block_modes=BLOCK_MODES if self.has_block_page else BLOCK_MODES[:2],
                 setup_code=self.setup_code,
+                alerts=self.alerts,
+                list_locally=self.list_locally if self.local_list is not None else None,
+                check_name=self.check_name,
             )
         )
 
@@ -398,13 +432,21 @@ async def open_household(
             except (KeyError, TypeError, ValueError) as e:
                 log.warning("ignoring a stored feed that no longer reads: %s", e)
     ages = {slug: c.min_age for slug, c in categories.items()}
+    local_list = None
+    operator = {f.name for f in config.feeds}
+    if LOCAL_FEED in operator:
+        log.warning("a feed named %r in the config: reported sites cannot be listed", LOCAL_FEED)
+    else:
+        local_list = LocalList(data_dir / LOCAL_FILE)
+        await asyncio.to_thread(local_list.ensure)
+        operator.add(LOCAL_FEED)  # a file nestguard writes: the operator's rules
     sync = FeedSync(
-        [*config.feeds, *web_feeds],
+        [*config.feeds, *web_feeds, *([local_list.feed()] if local_list else [])],
         data_dir=data_dir,
         status_store=store if store is not None else MemoryStatus(),
         category_ages=ages,
         extra_sources=builtin_sources(config),
-        url_rules=_url_rules({f.name for f in config.feeds}),
+        url_rules=_url_rules(operator),
     )
     hh = Household(
         config=config,
@@ -417,6 +459,7 @@ async def open_household(
         zone=zone,
         web_feeds=web_feeds,
         clock=clock,
+        local_list=local_list,
     )
     try:
         base = await sync.load_from_disk()
@@ -425,6 +468,9 @@ async def open_household(
         METRICS.set_degraded("lists")
         base = CategoryIndex.empty()
     hh.live_index.value = hh.wrap_index(base)
+    if store is not None:
+        hh.alerts = _alerts(config, store, hh.now)
+        await hh.alerts.load()
     if store is not None and not _loopback(config.web.listen[0]):
         if await asyncio.to_thread(store.account_count) == 0:
             # a child on the Wi-Fi must not create the first parent account: the set-up page
@@ -452,6 +498,12 @@ async def open_household(
                     leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)
                 ))
         tasks.append(asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index)))
+        if hh.alerts is not None and store is not None:
+            from webui.weekly import bundled_tld, weekly_loop
+
+            tasks.append(asyncio.create_task(hh.alerts.run(stop)))
+            tasks.append(asyncio.create_task(weekly_loop(
+                store, hh.alerts, categories, bundled_tld(), hh.alerts.household_lang, stop)))
     try:
         yield hh
     finally:
@@ -466,6 +518,23 @@ async def open_household(
                 await hh.budgets.flush()
         if store is not None:
             await asyncio.to_thread(store.close)
+
+
+def _alerts(config: Config, store: Store, clock: Callable[[], datetime]) -> Alerts:
+    from webui.i18n import load_catalogues
+
+    host, port = config.web.listen
+    if host in ("0.0.0.0", "::"):
+        host = "nestguard.home.arpa"
+    shown = f"[{host}]" if ":" in host else host
+
+    def household_lang() -> str:
+        return str(store.get_setting("ui_lang", "vi"))
+
+    return Alerts(store, config.alerts, clock, load_catalogues(), household_lang=household_lang,
+                  default_ui_url=f"http://{shown}:{port}",
+                  forward_url=config.reports.forward_url,
+                  forward_loopback=config.reports.allow_loopback)
 
 
 async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object]) -> None:

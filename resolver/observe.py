@@ -279,8 +279,12 @@ class Observe:
         activity = self._activity
         if activity is not None:
             profile = query.profile
-            if profile is None or profile.log_queries:
-                verdict = query.verdict
+            verdict = query.verdict
+            # security blocks reach the sink whatever the profile logs: parents are alerted
+            # about them on any device (the household's sink keeps them out of the log)
+            if profile is None or profile.log_queries or (
+                verdict is not None and verdict.reason.startswith("security:")
+            ):
                 # keyed on the device and its owner too: a device assigned (or moved to
                 # another child) within the minute logs its next lookup at once, under
                 # the device and child it now belongs to

@@ -25,7 +25,8 @@ from blocklists.feed import Feed
 from policy.live import Live
 from policy.model import Category, Policy, Verdict
 from policy.store import Store
-from webui import api, middleware, present, views
+from webui import alert_views, api, middleware, present, reports, views, weekly
+from webui.alerts import Alerts
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
 from webui.keys import JINJA, SERVICES, STATE
@@ -77,6 +78,10 @@ class Services:
     # reads it from the log or the console), so a child on the Wi-Fi cannot set up first
     allow_http_feeds: bool = False  # S1: http:// feeds only by the operator's opt-in
     allow_loopback_feeds: bool = False  # tests only
+    alerts: Alerts | None = None  # parents' alerts: Settings, the block page's asks
+    # reported sites: (domain, category, min_age, note) onto the `local` feed, in force on return
+    list_locally: Callable[[str, str, int | None, str], Awaitable[None]] | None = None
+    check_name: Callable[[str], list[str]] | None = None  # `nestguard lists check NAME`
 
 
 @dataclass(slots=True)
@@ -147,6 +152,9 @@ def create_app(services: Services) -> web.Application:
     app[JINJA] = env
     app.router.add_routes(api.routes)
     app.router.add_routes(views.routes)
+    app.router.add_routes(alert_views.routes)
+    app.router.add_routes(weekly.routes)  # before reports: /reports/weekly is not a report id
+    app.router.add_routes(reports.routes)
     app.on_response_prepare.append(middleware.security_headers)
     app.cleanup_ctx.append(_load_state)
     app.cleanup_ctx.append(_housekeeping)

@@ -19,7 +19,8 @@ from prometheus_client import Counter
 
 from policy.model import Action, Child
 from policy.store import AccessRequest
-from webui import present, static
+from webui import present, reports, static
+from webui.alerts import AlertEvent
 from webui.context import db, render
 from webui.forms import CONTROL_RE, canonical_domain
 from webui.i18n import LANGS, Translator
@@ -73,6 +74,10 @@ async def serve(request: web.Request) -> web.StreamResponse:
         return await _ask(request)
     if path == STATUS_PATH and request.method == "GET":
         return await _status(request)
+    if path == reports.HELP_PATH and request.method in ("GET", "HEAD"):
+        return await reports.child_help(request)
+    if path == reports.REPORT_PATH and request.method == "POST":
+        return await reports.child_report(request)
     if request.method not in ("GET", "HEAD"):
         return web.Response(status=405, text="405\n")
     return await _page(request)
@@ -202,6 +207,9 @@ async def _ask(request: web.Request) -> web.StreamResponse:
     )
     who = child.name if child else client
     await db(svc.store.audit, who, "request.ask", site)
+    if svc.alerts is not None:
+        svc.alerts.emit(AlertEvent("request", device_id, child.id if child else None, site,
+                                   message, svc.clock()))
     ASKS.inc()
     raise web.HTTPSeeOther(back)
 

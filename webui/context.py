@@ -26,7 +26,9 @@ NAV = (
     ("/devices", "nav.devices", "parent"),
     ("/activity", "nav.activity", "parent"),
     ("/requests", "nav.requests", "parent"),
+    ("/reports/weekly", "nav.weekly", "parent"),
     ("/lists", "nav.lists", "admin"),
+    ("/reports/sites", "nav.reports", "admin"),
     ("/settings", "nav.settings", "parent"),
 )
 

@@ -19,7 +19,7 @@ from policy.budgets import Standing
 from policy.decide import after_allow
 from policy.model import ADULTS, Action, Child, Device
 from policy.store import AccessRequest, Conflict, NotFound, StoreError
-from webui import actions, auth, present, static
+from webui import actions, alert_views, auth, present, static
 from webui.actions import SavedRule
 from webui.context import (
     admin_only,
@@ -893,6 +893,7 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
         "child_names": [c.name for c in children],
         "form": form or form_state(request, "", {}, None),
         "new_token": new_token,
+        **(await alert_views.context(request)),
     }, status=status)
 
 
