@@ -37,12 +37,13 @@ from policy.decide import decide
 from policy.live import Live
 from policy.model import Category, Index, Match, Policy, Profile, QueryEvent, Verdict
 from policy.reload import ReloadStatus, open_policy, reload_loop
+from policy.services import default_services
 from policy.store import FeedStatus, Store
-from resolver.budgets import BudgetTracker
+from resolver.budgets import BudgetSpent, BudgetTracker
 from resolver.config import Config
 from resolver.metrics import METRICS
 from resolver.observe import Sighting
-from webui.alerts import Alerts
+from webui.alerts import AlertEvent, Alerts
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +439,10 @@ async def open_household(
         log.warning("a feed named %r in the config: reported sites cannot be listed", LOCAL_FEED)
     else:
         local_list = LocalList(data_dir / LOCAL_FILE)
-        await asyncio.to_thread(local_list.ensure)
+        try:
+            await asyncio.to_thread(local_list.ensure)
+        except OSError as e:  # a full disk: start anyway, the list is written with its first entry
+            log.warning("cannot create the local list %s: %s", local_list.path, e.strerror)
         operator.add(LOCAL_FEED)  # a file nestguard writes: the operator's rules
     sync = FeedSync(
         [*config.feeds, *web_feeds, *([local_list.feed()] if local_list else [])],
@@ -486,6 +490,8 @@ async def open_household(
             await asyncio.to_thread(hh.budgets.load)
         except Exception:  # P6: counting starts from zero, filtering goes on
             log.exception("cannot read today's budget counts")
+        if hh.alerts is not None:
+            hh.budgets.listeners.append(_budget_alert(hh.alerts))
     if background:
         if store is not None:
             tasks.append(asyncio.create_task(_reload(hh, stop, build)))
@@ -518,6 +524,18 @@ async def open_household(
                 await hh.budgets.flush()
         if store is not None:
             await asyncio.to_thread(store.close)
+
+
+def _budget_alert(alerts: Alerts) -> Callable[[BudgetSpent], None]:
+    """Parents hear when a child's daily time budget is spent (and again when extra time is)."""
+
+    def spent(event: BudgetSpent) -> None:
+        service = default_services().get(event.slug)
+        name = service.name("en") if service is not None else event.slug
+        alerts.emit(AlertEvent("budget", child_id=event.child_id, name=name,
+                               detail=str(event.minutes)))
+
+    return spent
 
 
 def _alerts(config: Config, store: Store, clock: Callable[[], datetime]) -> Alerts:

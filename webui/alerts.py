@@ -57,6 +57,7 @@ EVENTS: dict[str, EventKind] = {
     "bypass": EventKind(link="/activity?device={device}"),  # on a child's device
     "new_device": EventKind(link="/devices"),
     "request": EventKind(link="/requests"),  # a child's "ask for access"
+    "budget": EventKind(link="/"),  # a daily time budget spent (Home answers "more time")
     "feed_failing": EventKind(admins_only=True, link="/lists"),  # no sync for over a day
     "feed_integrity": EventKind(admins_only=True, link="/lists"),  # signature / pin mismatch
 }

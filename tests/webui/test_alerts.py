@@ -394,3 +394,21 @@ async def test_a_feed_failing_for_over_a_day_alerts_the_admins_once(
     await alerts.step()
     await asyncio.sleep(0.3)
     assert len(box.messages) == 1
+
+
+async def test_a_spent_budget_mails_the_parent(store: Store, mailbox: tuple[Mailbox, int]
+                                               ) -> None:
+    """The budgets' "spent" event (resolver/budgets.py) reaches the parents as an alert."""
+    from resolver.budgets import BudgetSpent
+    from resolver.household import _budget_alert
+
+    box, port = mailbox
+    clock = Clock()
+    child_id, _ = setup_child(store)
+    alerts = hub(store, email_cfg(port), clock, lang="en")
+    _budget_alert(alerts)(BudgetSpent(child_id, "youtube", clock.now.date(), 60))
+    await alerts.step()
+    await wait_for(lambda: len(box.messages) == 1)
+    subject = str(email.header.make_header(email.header.decode_header(box.messages[0]["Subject"])))
+    assert subject == "An's time for YouTube is up for today"
+    assert "used today's 60 minutes of YouTube" in parts(box.messages[0])["plain"]

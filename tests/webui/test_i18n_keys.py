@@ -10,7 +10,8 @@ from pathlib import Path
 
 import webui
 from blocklists.feed import FORMATS
-from policy.store import RULE_KINDS
+from policy.store import REPORT_KINDS, RULE_KINDS
+from webui.alerts import EVENTS, PRESETS, SECURITIES
 from webui.app import BLOCK_MODES
 from webui.auth import ROLES
 from webui.forms import APPROVAL_MINUTES
@@ -29,6 +30,13 @@ DYNAMIC: dict[str, tuple[str, ...]] = {
     "kind.": ("bedtime", "school"),
     "day.short.%d": tuple(str(d) for d in range(7)),
     "duration.%d": tuple(str(m) for m in APPROVAL_MINUTES if m in (0, 30, 60, 1440)),
+    "alerts.channel.": ("email", "webhook"),
+    "alerts.event.": tuple(EVENTS),
+    "alerts.preset.": PRESETS,
+    "alerts.security.": SECURITIES,
+    "report.kind.": REPORT_KINDS,
+    "reports.by.": ("child", "parent"),
+    "reports.status.": ("open", "listed", "excepted", "dismissed"),
     # the audit page falls back to the action's own name (t.has), so it is not listed
 }
 GUARDED = {"audit."}
