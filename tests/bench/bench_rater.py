@@ -55,7 +55,12 @@ VERDICTS = ("ok", "fp", "unsure")
 RADAR = "popular/cloudflare-radar/data/2026-05-03"
 
 TRAIN = {
-    "adult": ["sinfonietta/pornography-hosts"],
+    "adult": [
+        "sinfonietta/pornography-hosts",
+        "ut1/blacklists/adult/urls",
+        "ut1/blacklists/mixed_adult/domains",
+        "ut1/blacklists/lingerie/domains",
+    ],
     "gambling": ["ut1/blacklists/gambling/domains", "sinfonietta/gambling-hosts"],
     "dating": ["ut1/blacklists/dating/domains#even"],
     "drugs": ["blocklistproject/alt-version/drugs-nl.txt"],
