@@ -85,7 +85,9 @@ _RANK_LEARNED_WORD: Final = 6000  # words the training script found in the lists
 _WEIGHTS_FILE: Final = "rater_weights.tsv"
 _STRONG_MIN: Final = 3  # shortest word the splitter may keep whole against the cheapest split
 _RESPLIT_MARGIN: Final = 4.0  # how much dearer that split may be (a real word beats it: 'essex')
-_RARE: Final = 12.5  # a word this dear (or unknown) in the cheapest split makes it doubtful
+_RARE: Final = 12.5  # a forced split leaves no word this dear beside the strong one
+_DOUBT: Final = 11.0  # a word this dear (or unknown) in the cheapest split makes it doubtful
+_COMMON: Final = 7.5  # a short word this cheap is a real word beside a strong one ('up', 'of')
 _SHORT: Final = 4  # weak words this short need a real word or a boundary on both sides
 _NUMBER: Final = "<num>"  # the rater-words.txt entry standing for any run of digits
 _BESIDE: Final = "<num-beside>"  # more, when the digits touch an evidence word ('win79', '888win')
@@ -188,6 +190,19 @@ def features(words: Sequence[str], piece_of: Sequence[int], top: str) -> list[st
     return out
 
 
+def words_carry(found: Iterable[tuple[str, Sequence[float]]], j: int) -> bool:
+    """Whether words (not digits or the top-level domain) bring at least half of the positive
+    evidence for category j: a random 'x7f3a9.top' is no sign of anything, whatever its shape."""
+    words = other = 0.0
+    for feature, ws in found:
+        if ws[j] > 0:
+            if feature[0] in "wp":
+                words += ws[j]
+            else:
+                other += ws[j]
+    return words >= other
+
+
 class _Lexicon:
     """Word costs for splitting, and word weights per category. Built once, then read-only."""
 
@@ -249,6 +264,8 @@ class _Lexicon:
             for w, cats in self.weights.items()
             if len(w) >= _STRONG_MIN and not w.startswith("<") and max(cats.values()) >= 1.0
         )
+        self.strong_starts = frozenset(w[:_STRONG_MIN] for w in self.strong)
+        self.helpers = frozenset(helpers)  # a split that reads one of these is left alone
 
     def split(self, text: str) -> list[str]:
         """The cheapest split of `text` ([a-z0-9]*) into words; digit runs stay whole; then
@@ -256,14 +273,18 @@ class _Lexicon:
         more and leaves no stray letter ('webcamsexup': 'webcam sex up', not 'webcams exup';
         'essex', 'middlesex' and 'expertsexchange' stay as they are: a real word is cheaper)."""
         cost, words = self._best(text)
-        if any(w in self.strong for w in words) or not any(
-            (len(w) <= 2 and not w.isdigit()) or self.cost.get(w, _RARE) >= _RARE for w in words
+        helpers = self.helpers
+        if any(w in self.strong or w in helpers for w in words) or not any(
+            (len(w) <= 2 and not w.isdigit()) or self.cost.get(w, _DOUBT) >= _DOUBT for w in words
         ):
             return words
         best_alt: tuple[float, list[str]] | None = None
         n = len(text)
         strong = self.strong
+        starts = self.strong_starts
         for i in range(n - _STRONG_MIN + 1):
+            if text[i : i + _STRONG_MIN] not in starts:
+                continue
             for k in range(_STRONG_MIN, min(_MAX_WORD, n - i) + 1):
                 word = text[i : i + k]
                 if word not in strong:
@@ -272,12 +293,18 @@ class _Lexicon:
                 right_cost, right = self._best(text[i + k :])
                 alt_cost = left_cost + self.cost[word] + right_cost
                 alt = [*left, word, *right]
-                if alt_cost <= cost + _RESPLIT_MARGIN and not any(
-                    len(w) == 1 and not w.isdigit() for w in alt
+                if alt_cost <= cost + _RESPLIT_MARGIN and all(
+                    self._plain(w) for w in (*left, *right)
                 ):
                     if best_alt is None or alt_cost < best_alt[0]:
                         best_alt = (alt_cost, alt)
         return best_alt[1] if best_alt is not None else words
+
+    def _plain(self, word: str) -> bool:
+        """A piece a forced split may leave beside a strong word: a number, a real word of 3+
+        letters that is not rare, or a very common short one ('up', 'of')."""
+        c = self.cost.get(word, _RARE)
+        return word.isdigit() or (len(word) >= 3 and c < _RARE) or c <= _COMMON
 
     def _best(self, text: str) -> tuple[float, list[str]]:
         """The cheapest split of `text` and its cost (Viterbi over word costs)."""
@@ -609,7 +636,7 @@ class NameRater:
             if need <= 0:
                 continue
             total = sum(ws[j] for _, ws in found) / need  # 1.0 = the threshold, as by hand
-            if total >= 1.0 - 1e-9 and (best is None or total > best[0]):
+            if total >= 1.0 - 1e-9 and words_carry(found, j) and (best is None or total > best[0]):
                 shown = [(ws[j] / need, _shown(f)) for f, ws in found if ws[j] > 0]
                 best = (total, category, shown)
         if best is None:

@@ -50,13 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_rater as bench  # noqa: E402
 
 from blocklists.rater import (  # noqa: E402
-    CATEGORIES,
     Learned,
     NameRater,
     features,
     load_education,
     normalise_label,
     split_name,
+    words_carry,
 )
 
 OUT = REPO / "blocklists" / "data" / "rater_weights.tsv"
@@ -77,6 +77,11 @@ VOCAB_MIN, VOCAB_MAX = 3, 12
 VOCAB_MIN_POS = 6  # positive names a candidate word must appear in
 VOCAB_RATIO = 10.0  # times more frequent in positive than in negative labels (per name)
 VOCAB_CAP = 4000
+# The learned layer covers adult and gambling only: their training lists are large and on topic.
+# The drugs list is mostly pharmacy spam, the bypass list names DNS providers and the dating
+# half is small; learned, they rated pharmacies, DNS hosts and any name with 'love' or 'date'
+# among popular sites. Those categories keep their hand-written words.
+LEARNED_CATEGORIES = ("adult", "gambling")
 MIN_WEIGHT = 0.3  # smaller weights are left out of the shipped table
 MIN_COUNT = 3  # names a feature must appear in to get a weight
 L2 = 2e-5  # per example, on the weights (not the bias)
@@ -109,10 +114,19 @@ def letter_runs(label: str) -> list[str]:
     return runs
 
 
-def mine_vocab(pos: Iterable[str], neg: Iterable[str], known: set[str]) -> list[str]:
+def contains_any(text: str, words: frozenset[str]) -> bool:
+    n = len(text)
+    return any(text[i:j] in words for i in range(n) for j in range(i + 3, n + 1))
+
+
+def mine_vocab(
+    pos: Iterable[str], neg: Iterable[str], known: set[str], strong: frozenset[str]
+) -> list[str]:
     """Words the positive labels use and the splitter lacks, from whole letter runs: the
     pieces between hyphens and digits ('bokep-indo', 'nhacai88', 'k8tip05': 'bokep', 'indo',
-    'nhacai', 'tip'), so a candidate is a word someone wrote, never a fragment of two."""
+    'nhacai', 'tip'), so a candidate is a word someone wrote, never a fragment of two. A run
+    that holds a hand-written word that fires alone ('hdporn', 'kucasino') is left out: the
+    splitter already reads that word in it, and a longer word would hide it."""
     pc: Counter[str] = Counter()
     npos = 0
     for label in pos:
@@ -127,7 +141,10 @@ def mine_vocab(pos: Iterable[str], neg: Iterable[str], known: set[str]) -> list[
     chosen = [
         s
         for s, c in pc.items()
-        if c >= VOCAB_MIN_POS and s not in known and c * scale >= VOCAB_RATIO * (nc[s] + 1)
+        if c >= VOCAB_MIN_POS
+        and s not in known
+        and c * scale >= VOCAB_RATIO * (nc[s] + 1)
+        and not contains_any(s, strong)
     ]
     chosen.sort(key=lambda s: (-pc[s], s))
     return sorted(chosen[:VOCAB_CAP])
@@ -202,7 +219,7 @@ def main() -> int:  # noqa: C901 - one linear script
     known = set(base._lex.cost)  # noqa: SLF001 - the splitter's words
     pos_labels = [x for p in pos.values() for x in p.values()]
     neg_labels = [x for d, x in neg_pop.items() if d not in calib] + list(neg_list.values())
-    vocab = mine_vocab(pos_labels, neg_labels, known)
+    vocab = mine_vocab(pos_labels, neg_labels, known, base._lex.strong)  # noqa: SLF001
     print(f"vocabulary: {len(vocab)} new words, e.g. {' '.join(vocab[:: max(len(vocab) // 40, 1)])}")
     rater = NameRater(learned=None, vocab=vocab)
 
@@ -222,9 +239,9 @@ def main() -> int:  # noqa: C901 - one linear script
     print(f"features: {len(fid)} seen in >= {MIN_COUNT} names ({time.perf_counter() - t0:.0f} s)")
 
     fit_neg = [d for d in neg_pop if d not in calib] + list(neg_list)
-    weights = np.zeros((len(fid), len(CATEGORIES)))
-    bias = np.zeros(len(CATEGORIES))
-    for j, cat in enumerate(CATEGORIES):
+    weights = np.zeros((len(fid), len(LEARNED_CATEGORIES)))
+    bias = np.zeros(len(LEARNED_CATEGORIES))
+    for j, cat in enumerate(LEARNED_CATEGORIES):
         p_doms = sorted(pos[cat])
         n_doms = sorted(set(fit_neg) - set(p_doms)) + sorted(set(neg_must) - set(p_doms))
         rows = [[fid[f] for f in cache[d] if f in fid] for d in p_doms + n_doms]
@@ -240,26 +257,33 @@ def main() -> int:  # noqa: C901 - one linear script
     # 4. thresholds: false alarms of the calibration negatives first
     table = {f: tuple(round(float(x), 3) for x in weights[i]) for f, i in fid.items()}
     table = {f: ws for f, ws in table.items() if max(abs(x) for x in ws) >= MIN_WEIGHT}
-    provisional = Learned(CATEGORIES, tuple(bias), tuple(bias + 1e9), table, frozenset(vocab))
     thresholds = []
     hand = NameRater(learned=None, vocab=vocab)
     calib_new = [d for d in sorted(calib) if hand.rate(d) is None]
     must_doms = sorted(neg_must)
-    for j, cat in enumerate(CATEGORIES):
+    for j, cat in enumerate(LEARNED_CATEGORIES):
 
         def score(d: str) -> float:
-            return float(bias[j] + sum(table[f][j] for f in cache[d] if f in table))
+            found = [(f, table[f]) for f in cache[d] if f in table]
+            if not words_carry(found, j):
+                return -1e9  # the rater never fires on such a name
+            return float(bias[j] + sum(ws[j] for _, ws in found))
 
         neg_scores = sorted((score(d) for d in calib_new), reverse=True)
         allowed = int(args.fp_per_10k * len(calib) / 1e4)
         thr = neg_scores[allowed] + 1e-3 if allowed < len(neg_scores) else 0.0
-        thr = max(thr, 0.0, max(score(d) for d in must_doms) + 1e-3)
+        thr = max(thr, bias[j] + 1.0, max(score(d) for d in must_doms) + 1e-3)
         thresholds.append(round(thr, 3))
         hits = sum(score(d) >= thr for d in pos[cat])
         print(f"threshold {cat}: {thr:.2f} (training recall of the layer alone {hits}/{len(pos[cat])})")
 
-    learned = Learned(CATEGORIES, tuple(round(float(b), 3) for b in bias), tuple(thresholds), table, frozenset(vocab))
-    del provisional
+    learned = Learned(
+        LEARNED_CATEGORIES,
+        tuple(round(float(b), 3) for b in bias),
+        tuple(thresholds),
+        table,
+        frozenset(vocab),
+    )
     lines = [
         "# nestguard name rater: the learned layer (written by tests/bench/train_rater.py; do not edit:",
         "# rerun it). A category fires when bias + the weights of the name's features reach its",
