@@ -302,9 +302,10 @@ class _Lexicon:
 
     def _plain(self, word: str) -> bool:
         """A piece a forced split may leave beside a strong word: a number, a real word of 3+
-        letters that is not rare, or a very common short one ('up', 'of')."""
+        letters that is not rare, or a very common two-letter one ('up', 'of'); never a lone
+        letter ('beta' is not 'bet' + 'a')."""
         c = self.cost.get(word, _RARE)
-        return word.isdigit() or (len(word) >= 3 and c < _RARE) or c <= _COMMON
+        return word.isdigit() or (len(word) >= 3 and c < _RARE) or (len(word) == 2 and c <= _COMMON)
 
     def _best(self, text: str) -> tuple[float, list[str]]:
         """The cheapest split of `text` and its cost (Viterbi over word costs)."""
