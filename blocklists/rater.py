@@ -179,7 +179,7 @@ def features(words: Sequence[str], piece_of: Sequence[int], top: str) -> list[st
     """What the learned layer reads in a name: its words ('w:escort'), digit runs ('d:88', or
     'd:long' past 4 digits), neighbouring words of one piece ('p:web_cams') and the top-level
     domain ('t:club'). Training and rating both call this, so they read names alike."""
-    out = [f"t:{top}"] if top else []
+    out = []
     for i, word in enumerate(words):
         if word.isdigit():
             out.append(f"d:{word}" if len(word) <= 4 else "d:long")
@@ -187,6 +187,8 @@ def features(words: Sequence[str], piece_of: Sequence[int], top: str) -> list[st
             out.append(f"w:{word}")
         if i and piece_of[i - 1] == piece_of[i] and len(word) > 1 and len(words[i - 1]) > 1:
             out.append(f"p:{words[i - 1]}_{word}")
+    if top:
+        out.append(f"t:{top}")
     return out
 
 
@@ -347,9 +349,12 @@ class _Lexicon:
 def _clamped(
     learned: Learned, hand: Mapping[str, Mapping[str, float]], helpers: Container[str]
 ) -> Learned:
-    """The learned table with no positive weight where the hand-written layer excludes: a word
-    with a negative hand weight in a category ('education' for adult) and the splitting-help
-    words ('xxxlutz', 'nisbets', 'fapiao'), alone or in a word pair, score nothing there."""
+    """The learned table under the hand-written layer's decisions:
+    - no positive weight where the hand layer excludes: a word with a negative hand weight in a
+      category ('education' for adult) and the splitting-help words ('xxxlutz', 'nisbets'),
+      alone or in a word pair;
+    - a word the hand layer made weak (below 1.0: 'vulkan', 'hardcore', 'girls') weighs no more
+      than its hand weight, so it still needs company."""
 
     def excluded(word: str, category: str) -> bool:
         return word in helpers or hand.get(word, {}).get(category, 0.0) < 0
@@ -358,10 +363,14 @@ def _clamped(
     for feature, ws in learned.weights.items():
         kind, _, text = feature.partition(":")
         parts = text.split("_") if kind == "p" else [text] if kind == "w" else []
-        out[feature] = tuple(
-            min(w, 0.0) if any(excluded(p, c) for p in parts) else w
-            for c, w in zip(learned.categories, ws, strict=True)
-        )
+        row = []
+        for j, (c, w) in enumerate(zip(learned.categories, ws, strict=True)):
+            if any(excluded(p, c) for p in parts):
+                w = min(w, 0.0)
+            elif kind == "w" and 0 < hand.get(text, {}).get(c, 0.0) < 1.0:
+                w = min(w, hand[text][c] * (learned.threshold[j] - learned.bias[j]))
+            row.append(w)
+        out[feature] = tuple(row)
     return replace(learned, weights=out)
 
 
@@ -460,7 +469,7 @@ def _enough(evidence: list[tuple[float, str]]) -> tuple[str, ...]:
     ("'escort' 0.8", "'cams' 0.6": the parent's "why"; the threshold is 1.0)."""
     out: list[str] = []
     total = 0.0
-    for weight, word in sorted(evidence, key=lambda e: (-e[0], e[1])):
+    for weight, word in sorted(evidence, key=lambda e: -e[0]):
         out.append(f"{word} {weight:.1f}")
         total += weight
         if total >= _THRESHOLD - 1e-9:
