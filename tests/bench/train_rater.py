@@ -38,7 +38,7 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +150,9 @@ def mine_vocab(
     return sorted(chosen[:VOCAB_CAP])
 
 
-def fit(rows: list[list[int]], y: np.ndarray, w8: np.ndarray, nfeat: int) -> tuple[float, np.ndarray]:
+def fit(
+    rows: list[list[int]], y: np.ndarray, w8: np.ndarray, nfeat: int
+) -> tuple[float, np.ndarray]:
     """L2-regularised logistic regression on sparse binary rows; full-batch Adam."""
     lens = np.array([len(r) for r in rows], dtype=np.int64)
     idx = np.fromiter((f for r in rows for f in r), dtype=np.int64, count=int(lens.sum()))
@@ -183,8 +185,9 @@ def main() -> int:  # noqa: C901 - one linear script
         print(f"shared data not found at {bench.DATA}", file=sys.stderr)
         return 2
 
-    pos_names = {c: set().union(*(bench.read_names(s) for s in specs)) for c, specs in bench.TRAIN.items()}
-    all_pos = set().union(*pos_names.values())
+    pos_names = {
+        c: set().union(*(bench.read_names(s) for s in specs)) for c, specs in bench.TRAIN.items()
+    }
     confirm = set().union(*(bench.read_names(s) for s in bench.CONFIRM))
     confirm_domains = bench.by_domain(confirm)
 
@@ -220,7 +223,8 @@ def main() -> int:  # noqa: C901 - one linear script
     pos_labels = [x for p in pos.values() for x in p.values()]
     neg_labels = [x for d, x in neg_pop.items() if d not in calib] + list(neg_list.values())
     vocab = mine_vocab(pos_labels, neg_labels, known, base._lex.strong)  # noqa: SLF001
-    print(f"vocabulary: {len(vocab)} new words, e.g. {' '.join(vocab[:: max(len(vocab) // 40, 1)])}")
+    shown = " ".join(vocab[:: max(len(vocab) // 40, 1)])
+    print(f"vocabulary: {len(vocab)} new words, e.g. {shown}")
     rater = NameRater(learned=None, vocab=vocab)
 
     # 2. features of every name
@@ -272,7 +276,7 @@ def main() -> int:  # noqa: C901 - one linear script
         thresholds = []
         for j, cat in enumerate(LEARNED_CATEGORIES):
 
-            def score(d: str, j: int = j) -> float:
+            def score(d: str, j: int = j, used: Mapping[str, tuple[float, ...]] = used) -> float:
                 found = [(f, used[f]) for f in cache[d] if f in used]
                 if not words_carry(found, j):
                     return -1e9  # the rater never fires on such a name
@@ -293,12 +297,14 @@ def main() -> int:  # noqa: C901 - one linear script
         frozenset(vocab),
     )
     lines = [
-        "# nestguard name rater: the learned layer (written by tests/bench/train_rater.py; do not edit:",
-        "# rerun it). A category fires when bias + the weights of the name's features reach its",
+        "# nestguard name rater: the learned layer (written by tests/bench/train_rater.py; do not"
+        " edit: rerun it).",
+        "# A category fires when bias + the weights of the name's features reach its",
         "# threshold. Features: w:word, p:word_word (neighbours), d:digits, t:top-level domain.",
         "# 'vocab' rows: words the training lists taught the splitter.",
         "# Trained on: " + ", ".join(s for specs in bench.TRAIN.values() for s in specs),
-        "# Negatives: " + ", ".join(NEGATIVE_RANKINGS + NEGATIVE_LISTS + MUST_NOT_FIRE) + ", education.txt",
+        "# Negatives: "
+        + ", ".join([*NEGATIVE_RANKINGS, *NEGATIVE_LISTS, *MUST_NOT_FIRE, "education.txt"]),
         "categories\t" + "\t".join(learned.categories),
         "bias\t" + "\t".join(f"{x:g}" for x in learned.bias),
         "threshold\t" + "\t".join(f"{x:g}" for x in learned.threshold),
@@ -309,7 +315,8 @@ def main() -> int:  # noqa: C901 - one linear script
     for f in sorted(table):
         lines.append(f + "\t" + "\t".join(f"{x:g}" for x in table[f]))
     text = "\n".join(lines) + "\n"
-    print(f"table: {len(table)} features, {len(text) // 1024} KiB ({time.perf_counter() - t0:.0f} s)")
+    took = time.perf_counter() - t0
+    print(f"table: {len(table)} features, {len(text) // 1024} KiB ({took:.0f} s)")
     if not args.dry_run:
         OUT.write_text(text, encoding="utf-8")
         print(f"wrote {OUT.relative_to(REPO)}")

@@ -16,11 +16,11 @@ from blocklists.rater import (
     NameRater,
     RatedIndex,
     RaterError,
-    load_learned,
-    parse_learned,
     load_education,
+    load_learned,
     load_popular,
     normalise_label,
+    parse_learned,
     registrable_domain,
 )
 from policy.model import Match
@@ -531,15 +531,37 @@ def test_issue_11_names_are_rated(
 
 MUST_NOT_MATCH_ISSUE_11 = [
     # platforms themselves, and sites on them with innocent labels
-    "pages.dev", "github.io", "blogspot.com", "netlify.app", "vercel.app", "web.app",
-    "wordpress.com", "tumblr.com", "gitbook.io",
-    "math-homework.github.io", "my-school-news.blogspot.com",
+    "pages.dev",
+    "github.io",
+    "blogspot.com",
+    "netlify.app",
+    "vercel.app",
+    "web.app",
+    "wordpress.com",
+    "tumblr.com",
+    "gitbook.io",
+    "math-homework.github.io",
+    "my-school-news.blogspot.com",
     # innocent names near the new words
-    "massagechair.com", "throatcancer.org", "kaffeenudel.de", "alfastrah.ru", "riyasewana.com",
-    "kathputali.com", "starcomputacion.com.ar", "lemonshcherbet.com", "yubetsu.com",
-    "totolink.net", "mgmtimber.co.uk", "csgopedia.net", "vidangel.com", "bingobaker.com",
+    "massagechair.com",
+    "throatcancer.org",
+    "kaffeenudel.de",
+    "alfastrah.ru",
+    "riyasewana.com",
+    "kathputali.com",
+    "starcomputacion.com.ar",
+    "lemonshcherbet.com",
+    "yubetsu.com",
+    "totolink.net",
+    "mgmtimber.co.uk",
+    "csgopedia.net",
+    "vidangel.com",
+    "bingobaker.com",
     # sex education (UT1 sexual_education)
-    "sexinfoonline.com", "onsexprime.fr", "questionsexualite.fr", "sexualityandu.ca",
+    "sexinfoonline.com",
+    "onsexprime.fr",
+    "questionsexualite.fr",
+    "sexualityandu.ca",
 ]
 
 
@@ -586,10 +608,15 @@ def _table(**weights: tuple[float, ...]) -> Learned:
 
 def test_the_learned_layer_never_undoes_a_hand_written_exclusion() -> None:
     # a table that would rate 'education', a splitting-help word and a pair with it as adult
-    table = _table(**{
-        "w:education": (5.0, 5.0), "w:xxxlutz": (5.0, 5.0), "w:scunthorpe": (5.0, 0.0),
-        "p:sex_education": (5.0, 0.0), "w:kitten": (5.0, 0.0),
-    })
+    table = _table(
+        **{
+            "w:education": (5.0, 5.0),
+            "w:xxxlutz": (5.0, 5.0),
+            "w:scunthorpe": (5.0, 0.0),
+            "p:sex_education": (5.0, 0.0),
+            "w:kitten": (5.0, 0.0),
+        }
+    )
     rater = NameRater(learned=table)
     assert rater.rate("kittenpictures.com") is not None  # the table itself works
     assert rater.rate("education.com") is None  # a negative hand word
