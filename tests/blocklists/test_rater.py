@@ -659,3 +659,24 @@ def test_the_shipped_table_is_small_and_well_formed() -> None:
 def test_a_bad_weights_file_is_refused_with_its_line(text: str, error: str) -> None:
     with pytest.raises(RaterError, match=error):
         parse_learned(text.splitlines(), "rater_weights.tsv")
+
+
+def test_rating_with_the_learned_layer_never_imports_numpy() -> None:
+    """The training script uses numpy; the server reads the table with plain Python."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from blocklists.rater import NameRater\n"
+        "r = NameRater()\n"
+        "assert r.rate('onlygirlspics.com') is not None and r.rate('example.org') is None\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
