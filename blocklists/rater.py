@@ -1,11 +1,14 @@
 """The name rater: rate a name that no list knows from the words in its own labels.
 
-`NameRater.rate("hot-milf-cams.example")` -> `Match("adult", ..., source="name-rater",
-rule="name contains 'milf', 'hot', 'cams'", confidence=0.92)`.
+`NameRater.rate("hot-milf-cams.net")` -> `Match("adult", ..., source="name-rater",
+rule="name contains 'milf' 1.0", confidence=0.92)`: each word with its share of the 1.0 it
+takes to fire (the parent's "why").
 
 How a name is read:
 1. Only the *registrable* part is read: the label left of the public suffix (tldextract's bundled
-   Public Suffix List snapshot, never fetched), plus the suffix itself (".xxx", ".casino").
+   Public Suffix List snapshot, never fetched, private section included: on "my-site.pages.dev"
+   or "x.github.io" the site's own label is read, and a platform alone is never rated), plus
+   the suffix itself (".xxx", ".casino").
    Subdomain labels are not read: "vpn.company.example" or "sex.some-clinic.example" say
    little about the site, and reading them would make the result depend on names attackers
    and CDNs invent freely. One rating per registrable domain also keeps the cache small.
@@ -16,7 +19,10 @@ How a name is read:
    plus the rater's own words. A long real word costs less than the short words inside it, so
    "essex", "therapist", "analytics", "scunthorpe" and "dickssportinggoods"
    (dicks + sporting + goods) never expose "sex", "rapist", "anal", "cunt" or "dick" as words.
-   Bare substring search would.
+   Bare substring search would. When the cheapest split is doubtful (a stray letter, a rare
+   word) and breaks a word that fires alone, the split that keeps that word whole wins if it
+   costs little more and leaves only plain words beside it ("freesexup": free + sex + up, not
+   frees + exup; "betaarchive" stays beta + archive).
 4. Each word carries weights per category (blocklists/data/rater-words.txt). A category
    fires when its distinct words add up to >= 1.0: "porn" fires alone, "hot" + "girls" +
    "cams" fire together, "sex" + "education" does not. A run of digits is a little evidence
@@ -24,6 +30,12 @@ How a name is read:
    "888win", "lucky88", the betting-mirror shape), so a weak word and its number fire together.
    Categories are tried in order adult, gambling, dating, drugs, bypass: the first that fires is
    the rating.
+5. If no hand-written category fires, the learned layer (blocklists/data/rater_weights.tsv,
+   fitted by tests/bench/train_rater.py) may: per-feature weights (words, neighbouring word
+   pairs, digit runs, the top-level domain) against a threshold per category, where words must
+   bring at least half the evidence. It never undoes a hand-written decision: no learned weight
+   where a hand word pulls a category back or is marked innocent ("word 0"), and a word made
+   weak by hand weighs no more than its hand weight.
 
 The rating is its own source ("name-rater") with a confidence; `min_age` is a placeholder
 that `RatedIndex` fills from the catalogue's category ages. `RatedIndex` wraps any `Index`:
