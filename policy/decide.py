@@ -191,8 +191,9 @@ def _rewrite(target: str) -> Verdict:
 
 
 def _source(m: Match) -> str:
-    if m.source == RATER:
-        return f"{RATER}: {m.rule}" if m.rule else RATER
+    if m.source == RATER:  # the rater's evidence, and its confidence when below certain
+        sure = f" (confidence {m.confidence:.2f})" if m.confidence < 1.0 else ""
+        return f"{RATER}: {m.rule}{sure}" if m.rule else RATER
     return f"{m.source}:{m.line}" if m.line else m.source
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -23,7 +24,36 @@ FIRST = ("adult", "gambling", "dating", "violence", "drugs", "weapons", "social"
 def reason_text(
     reason: str, t: Translator, categories: Mapping[str, Category], *, source: str = ""
 ) -> str:
-    """'category:gambling:18+' -> 'Gambling (18+)'; every Verdict reason in plain words."""
+    """'category:gambling:18+' -> 'Gambling (18+)'; every Verdict reason in plain words.
+
+    With the verdict's `source`, a name-rater block also says which words of the name made
+    it ("Adult (from age 18) · words in the name: 'escort' 0.8 + 'cams' 0.6, confidence 0.91")."""
+    text = _reason_text(reason, t, categories, source)
+    evidence = rater_evidence(source)
+    if text and evidence is not None:
+        words, confidence = evidence
+        text += " · " + t("why.rater_words", words=words, confidence=confidence)
+    return text
+
+
+_RATER_WORD = re.compile(r"'[^']*' \d+\.\d")
+_RATER_CONFIDENCE = re.compile(r"\(confidence (\d\.\d\d)\)")
+
+
+def rater_evidence(source: str) -> tuple[str, str] | None:
+    """("'escort' 0.8 + 'cams' 0.6", "0.91") from a name-rater verdict source, else None."""
+    if not source.startswith("name-rater:"):
+        return None
+    words = _RATER_WORD.findall(source)
+    if not words:
+        return None
+    sure = _RATER_CONFIDENCE.search(source)
+    return " + ".join(words), sure.group(1) if sure else "-"
+
+
+def _reason_text(
+    reason: str, t: Translator, categories: Mapping[str, Category], source: str
+) -> str:
     if not reason:
         return ""
     kind, _, rest = reason.partition(":")
@@ -304,8 +334,9 @@ def group_by_site(
             g.blocked += 1
             if not g.reason:
                 g.reason = ev.reason
-                g.why = reason_text(ev.reason, t, categories)
-                g.source = source_text(ev.source, t)
+                g.why = reason_text(ev.reason, t, categories, source=ev.source)
+                # a rater block's words are in `why` already
+                g.source = "" if rater_evidence(ev.source) else source_text(ev.source, t)
                 g.cannot_allow = cannot_allow(ev.reason)
     return list(groups.values())
 

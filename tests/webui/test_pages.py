@@ -197,6 +197,18 @@ async def test_activity_groups_by_site_and_allows(page: Page, harness: Harness) 
     assert "bỏ chặn một trang" in html and "casino.co.uk" in html
 
 
+async def test_activity_says_which_words_made_a_rater_block(page: Page, harness: Harness) -> None:
+    """A block by the name rater shows the parent the words of the name and their weights."""
+    cid = await add_child(page)
+    source = "name-rater: name contains 'escort' 0.8 + 'cams' 0.6 (learned) (confidence 0.86)"
+    harness.store.log_queries([
+        QueryEvent(harness.now(), "127.0.0.2", None, cid, "topescortcams.example", "A", "block",
+                   "category:adult:18+", source=source),
+    ])
+    html = html_lib.unescape(await page.get(f"/activity?child={cid}"))
+    assert "các từ trong tên trang: 'escort' 0.8 + 'cams' 0.6, độ tin cậy 0.86" in html
+
+
 async def test_requests_page(page: Page, harness: Harness) -> None:
     cid = await add_child(page)
     req = harness.store.add_request(child_id=cid, device_id=None, client="127.0.0.2",
