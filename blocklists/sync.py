@@ -48,6 +48,7 @@ from blocklists.index import (
     pending_path,
     run_in_process,
 )
+from blocklists.local import LOCAL_FEED
 from blocklists.verify import (
     BuildJob,
     BuildResult,
@@ -449,6 +450,7 @@ class FeedSync:
                                   and p.sidecar.url == f.feed.url and not allow_shrink else 0),
                     max_entries=f.feed.max_entries,
                     max_bytes=f.feed.max_bytes,
+                    own=f.feed.name == LOCAL_FEED,
                 )
         if not candidates:
             return list(statuses.values())

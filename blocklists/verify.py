@@ -109,6 +109,9 @@ class Candidate:
     last_entries: int = 0  # entries of the last good copy (0: none)
     max_entries: int = 5_000_000
     max_bytes: int = 50 * 1024 * 1024
+    # a list nestguard writes itself (the `local` list of reported sites): empty or shrunk
+    # by an admin's decision is normal, not a broken download
+    own: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,7 @@ def judge(result: ParseResult, cand: Candidate) -> str:
     """Why a freshly parsed list must not replace the last good copy ('' if it may)."""
     n = len(result.entries)
     bad = result.rejected_count
-    if n == 0:
+    if n == 0 and not (cand.own and bad == 0):
         why = f"; {bad} lines rejected" if bad else ""
         return f"no usable entries (wrong format or garbage){why}"
     if bad > n * MAX_REJECTED_SHARE / (1 - MAX_REJECTED_SHARE):
@@ -155,7 +158,7 @@ def judge(result: ParseResult, cand: Candidate) -> str:
         return f"mostly invalid: {bad} lines rejected, {n} accepted{example}"
     if n > cand.max_entries:
         return f"too many entries: {n} (limit {cand.max_entries})"
-    if cand.last_entries and n < cand.last_entries * MIN_SHARE_OF_LAST:
+    if cand.last_entries and not cand.own and n < cand.last_entries * MIN_SHARE_OF_LAST:
         return (f"only {n} entries, under half of the last good copy's {cand.last_entries}"
                 " (truncated upstream?)")
     return ""

@@ -39,3 +39,17 @@ def test_overlay_matches_subdomains_once() -> None:
     # once the rebuilt index has the local line itself, it is not matched twice
     inner = Fixed({"bad.example": [entry]})
     assert LocalOverlay(inner, {"bad.example": entry}).lookup("bad.example") == [entry]
+
+
+def test_the_local_list_may_be_empty_or_shrink(tmp_path: Path) -> None:
+    """nestguard writes the local list itself: empty (nothing reported yet) or shrunk by an
+    admin is not a broken download, while a downloaded feed doing the same is refused."""
+    from blocklists.verify import Candidate, judge
+
+    files = {"body": tmp_path / "b", "text": tmp_path / "t", "final": tmp_path / "f"}
+    empty = parse("domain,category,min_age,note\n", "rating")
+    one = parse("domain,category,min_age,note\nbad.example,adult,18,\n", "rating")
+    assert judge(empty, Candidate(**files, own=True)) == ""
+    assert judge(one, Candidate(**files, own=True, last_entries=10)) == ""
+    assert "no usable entries" in judge(empty, Candidate(**files))
+    assert "under half" in judge(one, Candidate(**files, last_entries=10))
