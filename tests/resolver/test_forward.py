@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from prometheus_client import REGISTRY
 from resolver import forward
 from resolver.forward import Forwarder, UpstreamError
 from resolver.wire import AddressAnswer
+from tests.support.tools import needs, require
 from tests.support.upstream import SPOOF_ADDRESS, FakeUpstream, Mode
 
 
@@ -401,14 +401,14 @@ def test_any_reply_bytes_are_accepted_dropped_or_garbage(
 async def dig(port: int, *args: str) -> tuple[str, float]:
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        "dig", "-p", str(port), "@127.0.0.1", "+tries=1", "+time=3", *args,
+        require("dig"), "-p", str(port), "@127.0.0.1", "+tries=1", "+time=3", *args,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await proc.communicate()
     return out.decode(), time.monotonic() - started
 
 
-needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig not installed")
+needs_dig = needs("dig")
 
 
 @needs_dig
