@@ -77,7 +77,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from blocklists.names import (
+from policy.names import (
     MAX_NAME,
     canonical_name,
     fast_match,

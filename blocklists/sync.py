@@ -53,6 +53,7 @@ from blocklists.verify import (
 )
 from policy.live import Live
 from policy.model import NEVER, Index
+from policy.names import canonical_name
 from policy.store import FeedStatus
 
 log = logging.getLogger(__name__)
@@ -697,8 +698,6 @@ async def _wait_any(stop: asyncio.Event, nudge: asyncio.Event, *, timeout: float
 def explain_matches(index: Index, qname: str) -> list[str]:
     """Human lines for `nestguard lists check NAME`, most specific rule first, e.g.
     'gambling (18+) from feed ut1-gambling line 1234: rule casino.example'."""
-    from blocklists.names import canonical_name
-
     try:
         name = canonical_name(qname)
     except ValueError as e:

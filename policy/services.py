@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from policy.model import PolicyError
-from policy.store import StoreError, canonical_domain
+from policy.names import BadName, typed_domain
 
 CATEGORIES = frozenset({"social", "video", "chat", "games", "streaming"})
 
@@ -71,8 +71,8 @@ def load_services(path: Path | None = None) -> dict[str, Service]:
         canon = set()
         for i, d in enumerate(domains):
             try:
-                canon.add(canonical_domain(d))
-            except StoreError as e:
+                canon.add(typed_domain(d))
+            except BadName as e:
                 raise PolicyError(f"{at}.domains[{i}]: {e}") from e
         out[slug] = Service(slug, dict(names), str(category), frozenset(canon))
     return out

@@ -13,9 +13,8 @@ Implementation notes:
 - Times are stored as integer microseconds since the epoch (exact and ordered). Naive
   datetimes passed in are taken as UTC; every datetime read back is aware UTC (compare
   freely with aware datetimes in the household's zone).
-- Domains are stored canonical (`canonical_domain`: lower-case, no trailing dot, A-labels);
-  device identifiers normalised (`normalise_identifier`: IPs via ipaddress, IPv4-mapped IPv6
-  as IPv4, MACs lower-case colon form, or an IPv6 /64 prefix).
+- Domains are stored canonical and device identifiers normalised by `policy.names`
+  (`typed_domain`, `device_identifier`); a bad one is a StoreError naming it.
 - A file that is not a database, or whose policy tables fail `quick_check`, makes `open`
   raise StoreError("<path>: database is corrupt: ...") (RELIABILITY P6: the caller falls back).
 - Writes that change policy bump `meta.revision`; the activity log, sessions, accounts,
@@ -24,7 +23,6 @@ Implementation notes:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -38,8 +36,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-import idna
-
 from policy.model import (
     ADULTS,
     Child,
@@ -50,6 +46,7 @@ from policy.model import (
     QueryEvent,
     Schedule,
 )
+from policy.names import BadName, device_identifier, typed_domain
 
 log = logging.getLogger(__name__)
 _Row = Any  # a sqlite3 result row
@@ -436,7 +433,7 @@ class Store:
         """
         if kind not in RULE_KINDS:
             raise StoreError(f"rule kind {kind!r} is not one of {', '.join(RULE_KINDS)}")
-        name = canonical_domain(domain)
+        name = _domain(domain)
         with self._write(bump=True) as c:
             self._need_child(c, child_id)
             row = c.execute(
@@ -545,7 +542,7 @@ class Store:
     def add_grant(self, grant: Grant) -> Grant:
         if (grant.domain is None) == (grant.category is None):
             raise StoreError("a grant needs exactly one of domain or category")
-        domain = canonical_domain(grant.domain) if grant.domain is not None else None
+        domain = _domain(grant.domain) if grant.domain is not None else None
         with self._write(bump=True) as c:
             self._need_child(c, grant.child_id)
             cur = c.execute(
@@ -625,7 +622,7 @@ class Store:
             return self._device(c, device_id)
 
     def device_by_identifier(self, identifier: str) -> Device | None:
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         with self._read() as c:
             row = c.execute(
                 "SELECT device_id FROM identifiers WHERE identifier = ?", (ident,)
@@ -640,7 +637,7 @@ class Store:
         On an existing device, a given name/owner replaces the old one (None leaves it).
         A created device is `new` (waiting for the parent) unless an owner is given.
         """
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         if name is not None:
             name = _check_name(name, "device name")
         with self._write(bump=True) as c:
@@ -707,7 +704,7 @@ class Store:
 
     def add_identifier(self, device_id: int, identifier: str) -> Device:
         """Attach an address to the device; Conflict if another device holds it."""
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         with self._write(bump=True) as c:
             self._device(c, device_id)
             row = c.execute(
@@ -723,7 +720,7 @@ class Store:
             return self._device(c, device_id)
 
     def remove_identifier(self, identifier: str) -> None:
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         with self._write(bump=True) as c:
             cur = c.execute("DELETE FROM identifiers WHERE identifier = ?", (ident,))
             if cur.rowcount == 0:
@@ -785,8 +782,8 @@ class Store:
         with self._write() as c:
             for ip, mac, at in items:
                 try:
-                    ip_n = normalise_identifier(ip) if ip else None
-                    mac_n = normalise_identifier(mac) if mac else None
+                    ip_n = _identifier(ip) if ip else None
+                    mac_n = _identifier(mac) if mac else None
                 except StoreError as e:
                     log.debug("sighting skipped: %s", e)
                     continue
@@ -1021,7 +1018,7 @@ class Store:
     ) -> AccessRequest:
         """A child asks to open a blocked name. The message is stored as text (escape
         on output); at most 500 characters are kept."""
-        name = canonical_domain(domain)
+        name = _domain(domain)
         message = message.strip()[:500]
         created = _now()
         with self._write() as c:
@@ -1633,71 +1630,20 @@ def _check_born(born: date) -> date:
     return born
 
 
-def canonical_domain(domain: str) -> str:
-    """A domain as policy compares it: lower-case, no trailing dot, IDN as A-labels
-    (UTS #46 + IDNA 2008 via the `idna` package, as blocklists/names.py does for lists).
-
-    Raises StoreError naming the input when it is not a valid host name (a leading
-    "*." is dropped: rules cover subdomains anyway)."""
-    if not isinstance(domain, str):
-        raise StoreError(f"domain {domain!r} is not text")
-    name = domain.strip().rstrip(".").lower()
-    if name.startswith("*."):
-        name = name[2:]
-    if not name:
-        raise StoreError(f"domain {domain!r} is empty")
-    if not name.isascii():
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-        except (UnicodeError, idna.IDNAError) as e:
-            raise StoreError(f"domain {domain!r} is not a valid name: {e}") from e
-    if len(name) > 253:
-        raise StoreError(f"domain {domain[:40]!r}… is longer than 253 characters")
-    labels = name.split(".")
-    for label in labels:
-        if not _LABEL.fullmatch(label):
-            raise StoreError(f"domain {domain!r}: label {label!r} is not valid")
-    if len(labels) < 2:
-        raise StoreError(f"domain {domain!r} has one label: it would cover a whole TLD")
+def _domain(domain: str) -> str:
+    """policy.names.typed_domain, its BadName as a StoreError naming the input."""
     try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return name
-    raise StoreError(f"domain {domain!r} is an IP address, not a name")
+        return typed_domain(domain)
+    except BadName as e:
+        raise StoreError(f"domain {domain!r}: {e}") from None
 
 
-# Lenient like blocklists/names.py: `_dmarc`-style and `foo-` labels exist in the wild.
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
-_MAC_HEX = re.compile(r"[0-9a-f]{12}")
-
-
-def normalise_identifier(identifier: str) -> str:
-    """An IP (v4 or v6, canonical text; IPv4-mapped v6 as v4; zone id dropped), an IPv6
-    /64 prefix ("2001:db8:1:2::/64", covers privacy addresses) or a MAC (lower-case colon
-    form from aa:bb.., AA-BB-.., aabb.ccdd.eeff or aabbccddeeff). StoreError otherwise."""
-    if not isinstance(identifier, str):
-        raise StoreError(f"device identifier {identifier!r} is not text")
-    text = identifier.strip().strip("[]")
-    if "/" in text:
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError as e:
-            raise StoreError(f"device identifier {identifier!r}: {e}") from e
-        if net.version != 6 or net.prefixlen != 64:
-            raise StoreError(f"device identifier {identifier!r}: only IPv6 /64 prefixes")
-        return str(net)
+def _identifier(identifier: str) -> str:
+    """policy.names.device_identifier, its BadName as a StoreError naming the input."""
     try:
-        addr = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        pass
-    else:
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(addr)
-    hexdigits = re.sub(r"[:.\-]", "", text.lower())
-    if _MAC_HEX.fullmatch(hexdigits) and len(text) in (12, 14, 17):
-        return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
-    raise StoreError(f"device identifier {identifier!r} is not an IP or MAC address")
+        return device_identifier(identifier)
+    except BadName as e:
+        raise StoreError(f"device identifier {identifier!r}: {e}") from None
 
 
 def _check_settings(s: ChildSettings) -> None:

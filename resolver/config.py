@@ -40,6 +40,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from blocklists.feed import FORMATS, Feed
+from policy.names import BadName, canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,6 @@ def system_timezone() -> str:
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _FEED_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]+\.?")
 _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
 T = TypeVar("T")
@@ -763,17 +763,19 @@ def _log_level(value: object) -> str:
     return value.lower()
 
 
-def _local_domain(value: object) -> str:
-    """A LAN domain such as 'lan' or 'fritz.box' (lower-cased, no dots at the ends)."""
+def _name(value: object, what: str, *, single_label: bool = False) -> str:
+    """A domain name read by policy.names.canonical_name; ValueError naming `what`."""
+    reason = "not text"
     if isinstance(value, str):
-        name = value.strip().strip(".").lower()
-        labels = name.split(".")
-        if name and all(
-            0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
-            for label in labels
-        ):
-            return name
-    raise ValueError(f"{value!r} is not a domain name (e.g. 'lan' or 'fritz.box')")
+        try:
+            return canonical_name(value, single_label=single_label)
+        except BadName as e:
+            reason = str(e)
+    raise ValueError(f"{value!r} is not {what}: {reason}")
+
+
+def _local_domain(value: object) -> str:
+    return _name(value, "a domain name (e.g. 'lan' or 'fritz.box')", single_label=True)
 
 
 def _network(value: object) -> Network:
@@ -818,9 +820,11 @@ def _profile_name(value: object) -> str:
 
 
 def _hostname(value: object) -> str:
-    if not isinstance(value, str) or not _HOSTNAME.fullmatch(value.strip().lower()):
-        raise ValueError(f"{value!r} is not a host name")
-    return value.strip().lower().rstrip(".")
+    return _name(value, "a host name", single_label=True)
+
+
+def _domain(value: object) -> str:
+    return _name(value, "a domain name")
 
 
 def _slug(value: object) -> str:

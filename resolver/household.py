@@ -28,12 +28,12 @@ from aiohttp import web
 from blocklists.catalogue import load_catalogue
 from blocklists.feed import Feed
 from blocklists.index import CategoryIndex, SourceInfo
-from blocklists.names import canonical_name
 from blocklists.rater import NameRater, RatedIndex, load_popular
 from blocklists.sync import TRUSTED, FeedSync, UrlRules
 from policy.decide import decide
 from policy.live import Live
 from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
+from policy.names import canonical_name
 from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.store import FeedStatus, Store
 from resolver.config import Config

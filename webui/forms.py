@@ -20,15 +20,14 @@ from urllib.parse import urlsplit
 from multidict import MultiDictProxy
 
 from blocklists.feed import FORMATS, Feed
+from policy.names import BadName, device_identifier, typed_domain
 
 Raw = Mapping[str, object]
 Msg = tuple[str, dict[str, object]]
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 FEED_NAME_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
-LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
@@ -223,35 +222,12 @@ def parse_child(raw: Raw, today: date) -> ChildForm:
 
 
 def canonical_domain(value: str) -> str:
-    """A site as a parent types it ('https://www.Example.com/x', 'bücher.de') -> canonical name.
-
-    Raises ValueError with a message key."""
-    text = value.strip()
-    if not text or CONTROL_RE.search(text) or " " in text:
-        raise ValueError("err.domain")
-    if "://" in text:
-        text = urlsplit(text).hostname or ""
-    else:
-        text = text.split("/", 1)[0]
-    text = text.rstrip(".").lower()
-    if text.startswith("*."):
-        text = text[2:]
-    if not text:
-        raise ValueError("err.domain")
+    """A site as a parent types it ('https://www.Example.com/x', 'bücher.de') -> canonical name,
+    by policy.names.typed_domain. Raises ValueError with a message key."""
     try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        pass
-    else:
-        raise ValueError("err.domain_ip")
-    try:
-        text = text.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError("err.domain") from None
-    labels = text.split(".")
-    if len(labels) < 2 or len(text) > 253 or not all(LABEL_RE.match(lb) for lb in labels):
-        raise ValueError("err.domain")
-    return text
+        return typed_domain(value)
+    except BadName as e:
+        raise ValueError("err.domain_ip" if e.address else "err.domain") from None
 
 
 def parse_domain(raw: Raw, field: str = "domain") -> str:
@@ -439,13 +415,11 @@ def parse_device_name(raw: Raw) -> str:
 
 
 def parse_address(value: str) -> str:
-    """An IP address or a MAC, as the store keeps identifiers (lower-case)."""
-    text = value.strip().lower()
-    if MAC_RE.match(text):
-        return text
+    """A device identifier (IP, IPv6 /64, MAC in any usual spelling) by
+    policy.names.device_identifier, as the store keeps it."""
     try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
+        return device_identifier(value)
+    except BadName:
         raise fail("address", "err.address") from None
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blocklists.names import (
+from policy.names import (
     canonical_from_wire,
     canonical_name,
     is_public_suffix,

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocklists.names import is_public_suffix
 from blocklists.parse import (
     FORMAT_NAMES,
     PARSERS,
@@ -19,6 +18,7 @@ from blocklists.parse import (
     parse,
     parse_file,
 )
+from policy.names import is_public_suffix
 
 
 def names(result: ParseResult) -> list[str]:
