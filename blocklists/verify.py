@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blocklists.feed import FeedError
+from blocklists.feed import Feed, FeedError
 from blocklists.index import IndexStats, SourceInfo, build_index_file
 from blocklists.parse import Entry, ParseResult, parse_file
 
@@ -97,6 +97,9 @@ def verify_signature(body: Path, signature: bytes, public_key: str) -> None:
 
 
 # -- the worker job --------------------------------------------------------------------------
+_FEED = Feed(name="", url="", format="domains")  # a feed's limits, stated once on Feed
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A fresh download waiting for checks (all paths in data_dir/lists/)."""
@@ -107,8 +110,8 @@ class Candidate:
     signature: bytes | None = None  # the .sig file's content when the feed is signed
     public_key: str | None = None
     last_entries: int = 0  # entries of the last good copy (0: none)
-    max_entries: int = 5_000_000
-    max_bytes: int = 50 * 1024 * 1024
+    max_entries: int = _FEED.max_entries
+    max_bytes: int = _FEED.max_bytes
 
 
 @dataclass(frozen=True, slots=True)

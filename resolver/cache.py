@@ -35,6 +35,7 @@ from dnslib import RR, DNSLabel, DNSRecord
 from dnslib.label import DNSBuffer
 
 from resolver import wire
+from resolver.config import CacheConfig
 from resolver.forward import UpstreamError
 from resolver.pipeline import Query, Reply
 
@@ -120,14 +121,17 @@ class Entry:
         return bytes(buf)
 
 
+_CONFIG = CacheConfig()  # the operator's defaults, stated once in resolver/config.py
+
+
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
-    max_entries: int = 10_000
-    max_bytes: int = 64 * 1024 * 1024
-    min_ttl: int = 0
-    max_ttl: int = 86_400
-    negative_max_ttl: int = 3_600
-    stale_window: float = 86_400.0  # serve expired entries up to this long past expiry
+    max_entries: int = _CONFIG.max_entries
+    max_bytes: int = _CONFIG.max_bytes
+    min_ttl: int = _CONFIG.min_ttl
+    max_ttl: int = _CONFIG.max_ttl
+    negative_max_ttl: int = _CONFIG.negative_max_ttl
+    stale_window: float = _CONFIG.stale_window  # serve expired entries this long past expiry
     stale_ttl: int = 30
     servfail_ttl: float = 2.0  # first back-off after all upstreams failed
     servfail_max_ttl: float = 30.0

@@ -83,11 +83,15 @@ class RateLimit:
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
     max_entries: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024  # answers' wire size, summed; oldest evicted beyond
     min_ttl: int = 0
     max_ttl: int = 86_400
     negative_max_ttl: int = 3_600
     stale_window: int = 86_400  # serve stale answers up to this long past expiry
     serve_stale_after: float = 1.8  # seconds without an upstream answer before serving stale
+    # Names (and their subdomains) whose public answers may carry private addresses: the cache
+    # otherwise drops such answers (DNS rebinding protection).
+    rebind_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,11 +523,13 @@ class _Loader:
             key,
             (
                 "max_entries",
+                "max_bytes",
                 "min_ttl",
                 "max_ttl",
                 "negative_max_ttl",
                 "stale_window",
                 "serve_stale_after",
+                "rebind_allow",
             ),
         )
         c = CacheConfig()
@@ -534,6 +540,7 @@ class _Loader:
             self.fail(f"{key}.min_ttl", f"{min_ttl} is above max_ttl ({max_ttl})")
         return CacheConfig(
             max_entries=self.get(s, key, "max_entries", _int(0, 10**8), c.max_entries),
+            max_bytes=self.get(s, key, "max_bytes", _int(1024, 2**40), c.max_bytes),
             min_ttl=min_ttl,
             max_ttl=max_ttl,
             negative_max_ttl=self.get(
@@ -543,6 +550,7 @@ class _Loader:
             serve_stale_after=self.get(
                 s, key, "serve_stale_after", _seconds(0.05, 30), c.serve_stale_after
             ),
+            rebind_allow=self.get_list(s, key, "rebind_allow", _domain, c.rebind_allow),
         )
 
     def policy(self, value: object) -> PolicyConfig:

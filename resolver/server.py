@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from resolver import wire
+from resolver.config import DnsConfig
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, Query, Reply
 from resolver.replay import Replay
@@ -35,13 +36,14 @@ log = logging.getLogger(__name__)
 _QUESTIONS = wire._MEMO
 
 Send = Callable[[bytes], None]
+_CONFIG = DnsConfig()  # the operator's defaults, stated once in resolver/config.py
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    tcp_idle: float = 30.0
+    tcp_idle: float = _CONFIG.tcp_idle
     tcp_partial: float = 3.0
-    tcp_max_clients: int = 200
+    tcp_max_clients: int = _CONFIG.tcp_max_clients
     tcp_max_pending: int = 32
     udp_rcvbuf: int = 4 * 1024 * 1024
     # The GIL switch interval while serving. Background threads (the activity log's SQLite
