@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blocklists.feed import Feed, FeedError
+from blocklists.feed import Feed, FeedError, ed25519_key
 from blocklists.index import IndexStats, SourceInfo, build_index_file
 from blocklists.parse import Entry, ParseResult, parse_file
 
@@ -45,13 +45,13 @@ def check_sha256(actual_hex: str, pin: str | None) -> None:
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
-    """An Ed25519 public key written as 32 bytes in hex (64 digits) or base64."""
+    """An Ed25519 public key as blocklists.feed.ed25519_key reads it (hex, base64, DER)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    raw = _decode(text.strip(), 32)
-    if raw is None:
-        raise FeedError("signature key: expected 32 bytes as hex or base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    try:
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed25519_key(text)))
+    except ValueError as e:
+        raise FeedError(f"signature key: {e}") from None
 
 
 def decode_signature(data: bytes) -> bytes:

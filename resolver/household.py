@@ -19,17 +19,17 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from blocklists.catalogue import load_catalogue
-from blocklists.feed import Feed
+from blocklists.feed import TRUSTED, BadFeed, Feed, UrlRules, feed_from_dict, feed_to_dict
 from blocklists.index import CategoryIndex, SourceInfo
 from blocklists.rater import NameRater, RatedIndex, load_popular
-from blocklists.sync import TRUSTED, FeedSync, UrlRules
+from blocklists.sync import FeedSync
 from policy.decide import decide
 from policy.live import Live
 from policy.model import Category, Index, Policy, Profile, QueryEvent, Verdict
@@ -75,29 +75,6 @@ def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
              data / "education.txt", "domains")
         )
     return sources
-
-
-def feed_from_dict(raw: Mapping[str, object]) -> Feed:
-    """A feed the web UI added (stored as JSON in the store's settings)."""
-    refresh = raw.get("refresh_seconds", 6 * 3600)
-    return Feed(
-        name=str(raw["name"]),
-        url=str(raw["url"]),
-        format=str(raw["format"]),  # type: ignore[arg-type]
-        category=(str(raw["category"]) if raw.get("category") else None),
-        min_age=(int(str(raw["min_age"])) if raw.get("min_age") is not None else None),
-        refresh=timedelta(seconds=float(str(refresh))),
-        sha256=(str(raw["sha256"]) if raw.get("sha256") else None),
-        signature=(str(raw["signature"]) if raw.get("signature") else None),
-    )
-
-
-def feed_to_dict(feed: Feed) -> dict[str, object]:
-    return {
-        "name": feed.name, "url": feed.url, "format": feed.format, "category": feed.category,
-        "min_age": feed.min_age, "refresh_seconds": feed.refresh.total_seconds(),
-        "sha256": feed.sha256, "signature": feed.signature,
-    }
 
 
 @dataclass
@@ -333,9 +310,14 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
     if store is not None:
         raw = await asyncio.to_thread(store.get_setting, ADDED_FEEDS_KEY, [])
         for item in raw if isinstance(raw, list) else []:
+            if not isinstance(item, dict):
+                log.warning("ignoring a stored feed that is not a mapping: %r", item)
+                continue
+            # older copies call the refresh interval "refresh_seconds"
+            item = {("refresh" if k == "refresh_seconds" else k): v for k, v in item.items()}
             try:
-                web_feeds.append(feed_from_dict(item))
-            except (KeyError, TypeError, ValueError) as e:
+                web_feeds.append(feed_from_dict(item, rules=UrlRules()))
+            except BadFeed as e:
                 log.warning("ignoring a stored feed that no longer reads: %s", e)
     ages = {slug: c.min_age for slug, c in categories.items()}
     sync = FeedSync(
