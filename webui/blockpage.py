@@ -21,11 +21,10 @@ from policy.model import Action, Child
 from policy.names import BadName, typed_domain
 from policy.store import AccessRequest
 from webui import present, static
-from webui.context import db, render
+from webui.context import db, host_name, render
 from webui.forms import CONTROL_RE
 from webui.i18n import LANGS, Translator
 from webui.keys import LANG, SERVICES, STATE
-from webui.middleware import host_name
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from policy.store import Conflict, NotFound, StoreError
-from webui import auth
+from webui import auth, blockpage
+from webui.context import host_name, render, translator
 from webui.i18n import pick_lang
 from webui.keys import LANG, PRINCIPAL, SERVICES, STATE
 
@@ -45,21 +46,6 @@ CSP = (
 
 def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
-
-
-def host_name(host_header: str) -> str:
-    """'Example.COM:8080' -> 'example.com'; '[::1]:80' -> '::1'; '' when unreadable."""
-    host = host_header.strip().lower()
-    if not host:
-        return ""
-    if host.startswith("["):
-        end = host.find("]")
-        return host[1:end] if end > 0 else ""
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    elif host.count(":") > 1:  # a bare IPv6 address without brackets
-        return host
-    return host.rstrip(".")
 
 
 def allowed_host(request: web.Request) -> bool:
@@ -91,16 +77,12 @@ ERROR_KEYS = {
 
 def error_response(request: web.Request, status: int, message: str = "") -> web.Response:
     """JSON for the API, a small page in the user's language for the rest."""
-    from webui.context import translator
-
     t = translator(request)
     text = message or t(ERROR_KEYS.get(status, "error.500"))
     if is_api(request):
         return json_error(status, text)
     if status == 421:  # never render the UI for a foreign Host
         return web.Response(status=421, text="421 Misdirected Request\n")
-    from webui.context import render
-
     try:
         return render(request, "error.html", {"status": status, "message": text}, status=status)
     except Exception:  # the error page itself failed: plain text
@@ -158,8 +140,6 @@ async def hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
     if allowed_host(request):
         return await handler(request)
     if state.block_answer == "blockpage" and request.headers.get("Host"):
-        from webui import blockpage
-
         return await blockpage.serve(request)
     return web.Response(status=421, text="421 Misdirected Request\n")
 
