@@ -232,7 +232,7 @@ class FeedSync:
             try:
                 await self._build(jobs)
             except Exception:
-                # never run unfiltered (P6): a stale index beats none
+                # never run unfiltered: a stale index beats none
                 log.exception("cannot rebuild the index from the lists on disk")
                 if old is not None:
                     self._index = old

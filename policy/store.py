@@ -1,22 +1,21 @@
 """The SQLite store: the only module with SQL.
 
-CONTRACT (signatures are fixed; the policy helper implements the bodies). Every method is
-synchronous; async callers wrap them in `asyncio.to_thread`. One `sqlite3` connection per
-Store, `check_same_thread=False`, guarded by a `threading.Lock`. WAL mode, `PRAGMA
+Every method is synchronous; async callers wrap them in `asyncio.to_thread`. One `sqlite3`
+connection per Store, `check_same_thread=False`, guarded by a `threading.Lock`. WAL mode, `PRAGMA
 user_version` migrations, file mode 0600. Every write is one transaction that bumps
 `meta.revision` when it changes policy (children, devices, rules, schedules, grants, pause,
 exceptions, settings) so `policy/reload.py` rebuilds the `Policy` snapshot.
 Errors: `StoreError` (a subclass of PolicyError) with a clear message; `sqlite3` errors are
 translated at this boundary.
 
-Implementation notes:
 - Times are stored as integer microseconds since the epoch (exact and ordered). Naive
   datetimes passed in are taken as UTC; every datetime read back is aware UTC (compare
   freely with aware datetimes in the household's zone).
 - Domains are stored canonical and device identifiers normalised by `policy.names`
   (`typed_domain`, `device_identifier`); a bad one is a StoreError naming it.
 - A file that is not a database, or whose policy tables fail `quick_check`, makes `open`
-  raise StoreError("<path>: database is corrupt: ...") (RELIABILITY P6: the caller falls back).
+  raise StoreError("<path>: database is corrupt: ...") (the caller falls back to a strict
+  policy and keeps filtering).
 - Writes that change policy bump `meta.revision`; the activity log, sessions, accounts,
   audit, login failures and feed status do not.
 """
@@ -809,7 +808,7 @@ class Store:
             # IPv6 addresses are not learnt: privacy addresses rotate daily and would pile
             # up as identifiers and "new devices". IPv6 clients are known by MAC (from the
             # neighbour table) or by an address/prefix the parent added; others get the
-            # default profile (P5).
+            # default profile.
             if device_id is None and mac is None:
                 return False
             ip = None if by_ip is None else ip
@@ -1165,7 +1164,8 @@ class Store:
         return [_account(r) for r in rows]
 
     def set_password(self, account_id: int, password_hash: str) -> None:
-        """Replace the hash and delete every session of the account (H5)."""
+        """Replace the hash and delete every session of the account (a new password logs
+        every other browser out)."""
         with self._write() as c:
             cur = c.execute(
                 "UPDATE accounts SET password_hash = ?, password_changed = ? WHERE id = ?",

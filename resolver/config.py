@@ -13,7 +13,7 @@ Durations are numbers of seconds or strings such as ``"500ms"``, ``"30s"``, ``"3
 ``"1d"``, ``"1w"`` or ``"1h30m"``. Relative paths in a file are taken relative to the file's
 folder (the defaults, such as ``./.nestguard``, relative to the working directory). Host and port
 pairs are ``"192.0.2.1:53"`` or ``"[2001:db8::1]:53"`` (quote them in YAML); an upstream without
-a port means port 53. Hosts must be IP literals. U7: an upstream that is one of nestguard's own
+a port means port 53. Hosts must be IP literals. An upstream that is one of nestguard's own
 listen addresses (a wildcard listen covers every local address) is refused.
 """
 
@@ -102,7 +102,7 @@ class DnsConfig:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # The home router's DNS: asked for LAN names (local_domains, home.arpa, single-label names,
-    # reverse lookups of private addresses), which never go to `upstreams` (R2). None: those
+    # reverse lookups of private addresses), never sent to `upstreams` (RFC 6303, 8375). None: those
     # names are answered NXDOMAIN here.
     router: HostPort | None = None
     local_domains: tuple[str, ...] = DEFAULT_LOCAL_DOMAINS
@@ -788,7 +788,7 @@ def _slug(value: object) -> str:
 
 
 
-# -- U7 -----------------------------------------------------------------------------------------
+# -- upstreams that would loop back to nestguard ----------------------------------------------
 
 
 def _loops_to(upstream: HostPort, listen: tuple[HostPort, ...]) -> HostPort | None:

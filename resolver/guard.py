@@ -1,4 +1,4 @@
-"""Abuse guards in front of everything else: the ACL (A1) and the per-client rate limit (A2).
+"""Abuse guards in front of everything else: the ACL (who may ask) and the per-client rate limit.
 
 Both answer REFUSED (with EDE 18 "Prohibited" when the query had EDNS) and cause no upstream work.
 """

@@ -4,7 +4,7 @@
 exactly as the running server would (`explain`, `lists check`). It yields a `Household` whose
 `resolver_services()` plugs into `resolver.main.open_resolver`/`run`.
 
-Start-up never runs unfiltered (RELIABILITY P6): a corrupt store gives the strict default
+Start-up never runs unfiltered: a corrupt store gives the strict default
 profile and sets the degraded gauge; lists load from the last good copies on disk before any
 network is touched.
 """
@@ -49,7 +49,7 @@ BLOCK_MODES = ("null", "nxdomain", "blockpage")  # blockpage only with its addre
 
 
 class MemoryStatus:
-    """Feed status when the store is unusable (P6): kept in memory for this run."""
+    """Feed status when the store is unusable (filtering goes on): kept in memory for this run."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, FeedStatus] = {}
@@ -66,7 +66,7 @@ class MemoryStatus:
 
 def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
     """Always-on sources shipped with nestguard: encrypted-DNS bootstrap names (category
-    bypass, RELIABILITY X5) and the education and kids allow set (issue 6)."""
+    bypass) and the education and kids allow set."""
     data = Path(__file__).resolve().parent.parent / "blocklists" / "data"
     sources = [(SourceInfo("builtin-bypass", "bypass"), data / "bypass-builtin.txt", "domains")]
     if config.lists.education_set:
@@ -218,7 +218,7 @@ class Household:
         )
 
     def web_app(self) -> web.Application:
-        if self.store is None:  # P6: no UI over a broken store; DNS keeps filtering
+        if self.store is None:  # no UI over a broken store; DNS keeps filtering
             from resolver.metrics_app import create_app as metrics_only
 
             return metrics_only()
@@ -265,8 +265,8 @@ def _popular() -> frozenset[str]:
 
 def _url_rules(operator_feeds: set[str]) -> Callable[[Feed], UrlRules]:
     """The operator's YAML feeds may use local paths and private addresses; feeds added in
-    the web UI get the strict rules (https, no loopback/private targets, each redirect checked:
-    RELIABILITY S1)."""
+    the web UI get the strict rules (https, no loopback/private targets, each redirect
+    checked)."""
 
     def rules(feed: Feed) -> UrlRules:
         return TRUSTED if feed.name in operator_feeds else UrlRules()
@@ -341,7 +341,7 @@ async def open_household(config: Config, *, background: bool = True) -> AsyncIte
     )
     try:
         base = await sync.load_from_disk()
-    except Exception as e:  # P6: a broken index file must not stop DNS
+    except Exception as e:  # a broken index file must not stop DNS (it filters on)
         log.error("cannot load the lists on disk, starting with none: %s", e)
         METRICS.set_degraded("lists")
         base = CategoryIndex.empty()

@@ -5,7 +5,7 @@ The stage order is fixed here (STYLE.md principle 1)::
     Observe -> Acl -> RateLimit -> LocalNames -> Identify -> Enforce -> Cache -> [Forward]
 
 Observe first so it sees every reply; the guards before any work; local names before policy so
-they never reach an upstream; Enforce above Cache so policy changes need no flush (C5) and cached
+they never reach an upstream; Enforce above Cache so policy changes need no flush and cached
 answers get the CNAME-cloaking check too. In front of the chain, the server replays the chain's
 own answer to a repeat of a UDP packet from the same client within the second (resolver/replay.py).
 
@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 
 def default_policy() -> Policy:
-    """Used until the policy loader is wired: everyone unknown, nothing restricted."""
+    """The policy when none is given (tests, a bare resolver): everyone unknown, nothing
+    restricted."""
     return Policy(
         revision=0,
         devices=(),

@@ -1,13 +1,13 @@
 """UDP and TCP listeners: read packets, run the pipeline, write replies. Never die.
 
 Per packet (`DnsServer.process`): `wire.parse_query`; short datagrams and responses are dropped
-(W2, W3), malformed ones get FORMERR from the header alone, other opcodes NOTIMP, EDNS versions
-above 0 BADVERS (W8). Then `Pipeline.answer_now` answers synchronously (cache hits, blocks, local
+(RFC 1035), malformed ones get FORMERR from the header alone, other opcodes NOTIMP, EDNS versions
+above 0 BADVERS (RFC 6891). Then `Pipeline.answer_now` answers at once (cache hits, blocks, local
 names) or the server awaits `Pipeline.finish` in a task (the upstream path). Unexpected
 exceptions become SERVFAIL plus `log.exception`.
 
 UDP replies are kept within 512 bytes without EDNS and min(client size, 1232) with it; larger
-ones go out as TC=1 with only the question (W6). TCP (RFC 7766, W7): 2-byte length framing,
+ones go out as TC=1 with only the question (RFC 1035, 6891). TCP (RFC 7766): 2-byte length framing,
 pipelined queries answered as each is ready, idle connections closed after `tcp_idle` seconds,
 half-sent messages (and connections that never sent a whole query) after `tcp_partial` seconds,
 at most `tcp_max_clients` connections and `tcp_max_pending` queries in flight per connection

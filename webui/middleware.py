@@ -1,5 +1,5 @@
-"""Security middleware: Host check (H1), login and roles (H9), CSRF and Origin (H6),
-error pages, and the headers every response carries (strict CSP, H7).
+"""Security middleware: Host check (against DNS rebinding), login and roles, CSRF and Origin,
+error pages, and the headers every response carries (strict CSP).
 
 Order (outermost first): errors → hosts → authenticate → csrf → handler.
 """
@@ -23,7 +23,7 @@ from webui.keys import LANG, PRINCIPAL, SERVICES, STATE
 
 log = logging.getLogger(__name__)
 
-# Routes reachable without a session or token (H9: explicit allowlist, checked by a test).
+# Routes reachable without a session or token (an explicit allowlist, checked by a test).
 PUBLIC_ROUTES = frozenset(
     {
         "/setup",  # only until the first account exists (the view answers 404 after)
@@ -132,8 +132,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """H1: only our own names reach the UI. In block-page mode any other Host is a blocked
-    name the resolver pointed at us: it gets the block page, and nothing else."""
+    """Only our own names reach the UI (no DNS rebinding). In block-page mode any other Host is a
+    blocked name the resolver pointed at us: it gets the block page, nothing else."""
     state = request.app[STATE]
     request[LANG] = pick_lang(request.cookies.get(auth.LANG_COOKIE), state.household_lang)
     request[PRINCIPAL] = None
@@ -201,7 +201,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 def _origin_ok(request: web.Request) -> bool:
-    """H6: an unsafe request must come from our own page (Origin, or Referer without one)."""
+    """An unsafe request must come from our own page (Origin, or Referer without one)."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return False
