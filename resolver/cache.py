@@ -49,7 +49,7 @@ Key = tuple[str, int, int, bool]
 
 
 def is_rebind_address(text: str) -> bool:
-    """True for addresses a public name must not resolve to (R1), incl. IPv4-mapped forms."""
+    """True for addresses a public name must not resolve to (DNS rebinding), incl. IPv4-mapped."""
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

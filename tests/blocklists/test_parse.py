@@ -1,4 +1,4 @@
-"""List parsers: each format as it appears in the wild; a parse never raises (RELIABILITY S3)."""
+"""List parsers: each format as it appears in the wild; a parse never raises."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_domains_comments_wildcards_urls_and_ips() -> None:
     assert r.skipped == 3
 
 
-def test_unicode_entries_are_stored_as_a_labels() -> None:  # RELIABILITY P2
+def test_unicode_entries_are_stored_as_a_labels() -> None:
     r = parse("bücher.example\n", "domains")
     assert names(r) == ["xn--bcher-kva.example"]
 

@@ -378,7 +378,7 @@ async def test_ed25519_signatures(tmp_path: Path, store: Store, server: FeedServ
     assert st.error == "" and sync.index.lookup("tampered.example")
 
 
-# -- URL rules (RELIABILITY S1) ---------------------------------------------------------------
+# -- URL rules -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "kw", "error"),
     [

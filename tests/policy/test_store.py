@@ -587,7 +587,7 @@ def test_accounts_sessions_and_password_change(store: Store) -> None:
     store.delete_session("h2")
     assert store.session("h2") is None
     store.set_password(acc.id, "scrypt$hash2")
-    assert store.session("h1") is None  # H5: all sessions gone
+    assert store.session("h1") is None  # a new password ends all sessions
     assert store.account_by_id(acc.id).password_hash == "scrypt$hash2"
     assert store.account_by_id(acc.id).password_changed >= acc.password_changed
     with pytest.raises(NotFound):
