@@ -596,7 +596,7 @@ class Forward:
         upstream: Upstream,
         cache: Cache,
         *,
-        serve_stale_after: float = 1.8,
+        serve_stale_after: float = _CONFIG.serve_stale_after,
         max_per_client: int = 100,
         router: Upstream | None = None,
     ) -> None:

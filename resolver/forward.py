@@ -46,9 +46,11 @@ from dnslib.buffer import BufferError
 from dnslib.label import DNSLabelError
 from prometheus_client import Counter, Histogram
 
+from resolver.config import DnsConfig
 from resolver.wire import AddressAnswer, address_answer, name_to_wire
 
 log = logging.getLogger(__name__)
+_DNS = DnsConfig()  # the operator's defaults, stated once in resolver/config.py
 
 EDNS_UDP_SIZE = 1232
 ATTEMPT_TIMEOUT = 0.7
@@ -266,8 +268,8 @@ class Forwarder:
         self,
         upstreams: Sequence[tuple[str, int]],
         *,
-        timeout: float = 2.0,
-        max_inflight: int = 150,
+        timeout: float = _DNS.timeout,
+        max_inflight: int = _DNS.max_inflight,
         attempt_timeout: float | None = None,
     ) -> None:
         if not upstreams:

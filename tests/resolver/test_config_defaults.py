@@ -61,6 +61,10 @@ SCOPES = {
 }
 
 
+# Same name, another setting: the replay memo's size is not the cache's max_entries.
+OTHER_MEANING = {("replay.py", "max_entries")}
+
+
 def test_no_other_module_restates_a_config_default() -> None:
     """A literal default for a config key outside its dataclass is a second statement
     (tcp_max_clients was 100 in the config and 200 in ServerSettings)."""
@@ -71,6 +75,19 @@ def test_no_other_module_restates_a_config_default() -> None:
                 continue
             tree = ast.parse(path.read_text(encoding="utf-8"))
             for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                    # a part's constructor: `def __init__(self, *, timeout: float = 2.0)`
+                    args = node.args
+                    pairs = list(zip(args.args[::-1], args.defaults[::-1], strict=False))
+                    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults,
+                                                     strict=True) if d is not None]
+                    found += [
+                        f"{path.relative_to(ROOT)}:{node.lineno} {arg.arg}"
+                        for arg, default in pairs
+                        if arg.arg in names and isinstance(default, ast.Constant)
+                        and default.value is not None
+                        and (path.name, arg.arg) not in OTHER_MEANING
+                    ]
                 if (  # a dataclass field `tcp_max_clients: int = 200`
                     isinstance(node, ast.AnnAssign)
                     and isinstance(node.target, ast.Name)
