@@ -7,7 +7,7 @@
     result.skipped        # comment / blank / header / localhost / cosmetic or URL rule lines
     result.duplicates     # names already seen earlier in the same file (first one kept)
 
-A parse never raises on a bad line (RELIABILITY S3): every line is accepted, skipped or
+A parse never raises on a bad line: every line is accepted, skipped or
 rejected with its 1-based line number, the text cut to 200 characters and a short reason.
 Only an unknown format name raises (`ValueError`): that is a programming/config error.
 
@@ -77,7 +77,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from blocklists.names import (
+from policy.names import (
     MAX_NAME,
     canonical_name,
     fast_match,

@@ -499,7 +499,7 @@ def _beside_a_letter(words: Sequence[str], i: int) -> bool:
 
 def _confidence(score: float) -> float:
     """0.83 at the threshold (score 1.0), towards 1.0 with more evidence."""
-    return round(1.0 - 0.5 * 0.35**score, 2)
+    return round(1.0 - 0.5 * math.pow(0.35, score), 2)
 
 
 def _shown(feature: str) -> str:

@@ -12,8 +12,8 @@ On disk (data_dir/lists/): `<name>.txt` is the last good copy (decompressed text
 fetched, url). A download goes to a temp file beside them and replaces the copy (os.replace)
 only once it parsed and passed every check; data_dir/index.bin is the compiled index.
 
-URL rules (RELIABILITY S1): operator YAML feeds are trusted (any scheme incl. local paths).
-Feeds added in the web UI/API are checked with `validate_feed_url` when added, and fetched
+URL rules (blocklists/feed.py): operator YAML feeds are trusted (any scheme incl. local paths).
+Feeds added in the web UI/API are checked with `feed_from_dict` when added, and fetched
 under `UrlRules()`: https only, every redirect hop checked, and the connection refused when
 the host resolves to a loopback, private or link-local address.
 """
@@ -40,7 +40,16 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from blocklists.feed import Feed, FeedError, make_private_dir, private_opener
+from blocklists.feed import (
+    TRUSTED,
+    Feed,
+    FeedError,
+    UrlRules,
+    address_problem,
+    check_url,
+    make_private_dir,
+    private_opener,
+)
 from blocklists.index import (
     CategoryIndex,
     SourceInfo,
@@ -61,6 +70,7 @@ from blocklists.verify import (
 from policy.decide import ALLOWLIST_CATEGORIES, GAMES_CATEGORIES
 from policy.live import Live
 from policy.model import NEVER, SECURITY_CATEGORIES, Index, Match
+from policy.names import canonical_name
 from policy.store import FeedStatus
 
 log = logging.getLogger(__name__)
@@ -78,82 +88,6 @@ class StatusStore(Protocol):
     def save_feed_status(self, status: FeedStatus) -> None: ...
     def feed_status(self, name: str) -> FeedStatus | None: ...
     def feed_statuses(self) -> list[FeedStatus]: ...
-
-
-# -- URL rules -------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class UrlRules:
-    """What a feed URL may point at. `UrlRules()` is the web UI/API policy."""
-
-    allow_http: bool = False
-    allow_loopback: bool = False
-    allow_private: bool = False  # RFC 1918, ULA, link-local, CGNAT, ...
-    allow_files: bool = False  # local paths and file:// (operator YAML only)
-    trusted_hosts: frozenset[str] = frozenset()  # "host" or "host:port" exempt from the above
-
-
-TRUSTED = UrlRules(allow_http=True, allow_loopback=True, allow_private=True, allow_files=True)
-
-
-def validate_feed_url(url: str, *, allow_http: bool = False, allow_loopback: bool = False) -> None:
-    """Check a feed URL given in the web UI or API; FeedError says what is wrong.
-
-    https only (http:// with allow_http); no file://, other schemes, credentials-free
-    hostnames only; loopback (unless allow_loopback), private and link-local targets refused.
-    Hostnames are resolved and redirects checked hop by hop when the feed is fetched.
-    """
-    check_url(url, UrlRules(allow_http=allow_http, allow_loopback=allow_loopback))
-
-
-def check_url(url: str, rules: UrlRules) -> None:
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        raise FeedError("feed URL: spaces and control characters are not allowed")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as e:
-        raise FeedError(f"feed URL: {e}") from e
-    scheme = parts.scheme.lower()
-    if scheme == "file" or (not scheme and url):
-        if not rules.allow_files:
-            raise FeedError("feed URL: local files (file://) are not allowed here")
-        return
-    if scheme == "http":
-        if not rules.allow_http:
-            raise FeedError("feed URL: http:// is not allowed, use https://")
-    elif scheme != "https":
-        raise FeedError(f"feed URL: scheme {scheme!r} is not allowed (https:// only)")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise FeedError("feed URL: no host name")
-    if parts.username is not None or parts.password is not None:
-        raise FeedError("feed URL: user names and passwords in URLs are not allowed")
-    if host in rules.trusted_hosts or f"{host}:{port}" in rules.trusted_hosts:
-        return
-    if host == "localhost" or host.endswith(".localhost"):
-        if not rules.allow_loopback:
-            raise FeedError(f"feed URL: {host} is a loopback address")
-        return
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return  # a host name: checked again on every connection (GuardedResolver)
-    problem = address_problem(ip, rules)
-    if problem:
-        raise FeedError(f"feed URL: {host} is {problem}")
-
-
-def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, rules: UrlRules) -> str:
-    """'' when the rules allow connecting to ip, else what kind of address it is."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return "" if rules.allow_loopback else "a loopback address"
-    if ip.is_link_local:
-        return "" if rules.allow_private else "a link-local address"
-    if not ip.is_global or ip.is_multicast:
-        return "" if rules.allow_private else "a private or reserved address"
-    return ""
 
 
 class GuardedResolver(AbstractResolver):
@@ -316,7 +250,7 @@ class FeedSync:
             try:
                 await self._build(jobs)
             except Exception:
-                # never run unfiltered (P6): a stale index beats none
+                # never run unfiltered: a stale index beats none
                 log.exception("cannot rebuild the index from the lists on disk")
                 if old is not None:
                     self._index = old
@@ -732,8 +666,6 @@ async def _wait_any(stop: asyncio.Event, nudge: asyncio.Event, *, timeout: float
 def explain_matches(index: Index, qname: str) -> list[str]:
     """Human lines for `nestguard lists check NAME`, most specific rule first, e.g.
     'gambling (18+) from feed ut1-gambling line 1234: rule casino.example'."""
-    from blocklists.names import canonical_name
-
     try:
         name = canonical_name(qname)
     except ValueError as e:

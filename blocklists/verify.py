@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blocklists.feed import FeedError, private_opener
+from blocklists.feed import Feed, FeedError, ed25519_key, private_opener
 from blocklists.index import IndexStats, SourceInfo, build_index_file
 from blocklists.parse import Entry, ParseResult, parse_file
 
@@ -45,13 +45,13 @@ def check_sha256(actual_hex: str, pin: str | None) -> None:
 
 
 def load_public_key(text: str) -> Ed25519PublicKey:
-    """An Ed25519 public key written as 32 bytes in hex (64 digits) or base64."""
+    """An Ed25519 public key as blocklists.feed.ed25519_key reads it (hex, base64, DER)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    raw = _decode(text.strip(), 32)
-    if raw is None:
-        raise FeedError("signature key: expected 32 bytes as hex or base64")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    try:
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(ed25519_key(text)))
+    except ValueError as e:
+        raise FeedError(f"signature key: {e}") from None
 
 
 def decode_signature(data: bytes) -> bytes:
@@ -97,6 +97,9 @@ def verify_signature(body: Path, signature: bytes, public_key: str) -> None:
 
 
 # -- the worker job --------------------------------------------------------------------------
+_FEED = Feed(name="", url="", format="domains")  # a feed's limits, stated once on Feed
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """A fresh download waiting for checks (all paths in data_dir/lists/)."""
@@ -107,8 +110,8 @@ class Candidate:
     signature: bytes | None = None  # the .sig file's content when the feed is signed
     public_key: str | None = None
     last_entries: int = 0  # entries of the last good copy (0: none)
-    max_entries: int = 5_000_000
-    max_bytes: int = 50 * 1024 * 1024
+    max_entries: int = _FEED.max_entries
+    max_bytes: int = _FEED.max_bytes
     # a list nestguard writes itself (the `local` list of reported sites): empty or shrunk
     # by an admin's decision is normal, not a broken download
     own: bool = False

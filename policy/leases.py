@@ -22,7 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from policy.store import Store, StoreError, normalise_identifier
+from policy.names import BadName, device_identifier
+from policy.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,9 @@ def parse_leases(text: str) -> tuple[list[Lease], int]:
         if v6 and ":" not in fields[1]:
             continue  # DHCPv6: IAID, no MAC
         try:
-            mac = normalise_identifier(fields[1])
-            ip = normalise_identifier(fields[2])
-        except StoreError:
+            mac = device_identifier(fields[1])
+            ip = device_identifier(fields[2])
+        except BadName:
             bad += 1
             continue
         if not _is_mac(mac) or _is_mac(ip) or "/" in ip:

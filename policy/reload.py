@@ -32,7 +32,7 @@
 `reload_loop` wakes on the nudge Event (UI writes, SIGHUP) or every `interval` seconds and
 rebuilds when the store's revision changed, a grant or pause in the snapshot ended, or the
 day changed (ages, "auto" mode). Store calls run in `asyncio.to_thread`. On any error the old
-Policy stays and `status.degraded` is set (RELIABILITY P6: never run unfiltered).
+Policy stays and `status.degraded` is set (never run unfiltered).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ ESSENTIAL_NAMES = frozenset(
 
 @dataclass
 class ReloadStatus:
-    """What the lead exports (a degraded gauge, last error, counters). Mutated by the loop."""
+    """What the metrics export (a degraded gauge, last error, counters). Mutated by the loop."""
 
     degraded: bool = False
     last_error: str = ""
@@ -133,7 +133,7 @@ def adults_profile(
 
 
 def fallback_policy(now: datetime, *, bypass_defence: bool = True) -> Policy:
-    """For a store that cannot be read at start (P6): everyone gets the strict default."""
+    """For a store that cannot be read at start: everyone gets the strict default."""
     strict = strict_default(now, bypass_defence=bypass_defence)
     adults = Profile(child=None, mode="adults", safe_search=False, youtube="off",
                      bypass_defence=bypass_defence, rater=False, log_queries=False)
@@ -315,7 +315,7 @@ def open_policy(
     now: datetime,
     **build_kwargs: Any,
 ) -> tuple[Store | None, Policy, ReloadStatus]:
-    """Start-up (RELIABILITY P6): open the store and build the first Policy; when the file
+    """Start-up: open the store and build the first Policy; when the file
     is corrupt or unreadable, return (None, fallback_policy(...), status with degraded=True)
     so the resolver still filters. A store that opens but fails to build also falls back
     (the store is returned: the loop retries and recovers once the cause is fixed)."""
@@ -329,7 +329,7 @@ def open_policy(
         return None, fallback_policy(now, bypass_defence=bypass), status
     try:
         policy = build_policy(store, categories, now=now, **build_kwargs)
-    except Exception as e:  # P6: a bad row must not stop filtering
+    except Exception as e:  # a bad row must not stop filtering
         log.exception("building the policy failed, filtering with the strict default")
         status.degraded, status.last_error, status.failures = True, f"{e}", 1
         return store, fallback_policy(now, bypass_defence=bypass), status
@@ -385,7 +385,7 @@ async def reload_loop(
             policy = await asyncio.to_thread(
                 build_policy, store, categories, now=now, **build_kwargs
             )
-        except Exception as e:  # P6: any failure keeps the last good policy
+        except Exception as e:  # any failure keeps the last good policy
             st.failures += 1
             st.degraded = True
             st.last_error = f"{type(e).__name__}: {e}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from policy.model import PolicyError
-from policy.store import StoreError, canonical_domain
+from policy.names import BadName, typed_domain
 
 CATEGORIES = frozenset({"social", "video", "chat", "games", "streaming"})
 BUDGET_CATEGORIES = ("games", "social", "video")  # categories a daily time budget may cover
@@ -79,8 +79,8 @@ def load_services(path: Path | None = None) -> dict[str, Service]:
         canon = set()
         for i, d in enumerate(domains):
             try:
-                canon.add(canonical_domain(d))
-            except StoreError as e:
+                canon.add(typed_domain(d))
+            except BadName as e:
                 raise PolicyError(f"{at}.domains[{i}]: {e}") from e
         activity = _names(entry, "activity", at)
         background = _names(entry, "background", at)
@@ -99,8 +99,8 @@ def _names(entry: Mapping[str, object], key: str, at: str) -> frozenset[str]:
     out = set()
     for i, d in enumerate(raw):
         try:
-            out.add(canonical_domain(d))
-        except StoreError as e:
+            out.add(typed_domain(str(d)))
+        except BadName as e:
             raise PolicyError(f"{at}.{key}[{i}]: {e}") from e
     return frozenset(out)
 

@@ -1,30 +1,27 @@
 """The SQLite store: the only module with SQL.
 
-CONTRACT (signatures are fixed; the policy helper implements the bodies). Every method is
-synchronous; async callers wrap them in `asyncio.to_thread`. One `sqlite3` connection per
-Store, `check_same_thread=False`, guarded by a `threading.Lock`. WAL mode, `PRAGMA
+Every method is synchronous; async callers wrap them in `asyncio.to_thread`. One `sqlite3`
+connection per Store, `check_same_thread=False`, guarded by a `threading.Lock`. WAL mode, `PRAGMA
 user_version` migrations, file mode 0600. Every write is one transaction that bumps
 `meta.revision` when it changes policy (children, devices, rules, schedules, grants, pause,
 exceptions, settings) so `policy/reload.py` rebuilds the `Policy` snapshot.
 Errors: `StoreError` (a subclass of PolicyError) with a clear message; `sqlite3` errors are
 translated at this boundary.
 
-Implementation notes:
 - Times are stored as integer microseconds since the epoch (exact and ordered). Naive
   datetimes passed in are taken as UTC; every datetime read back is aware UTC (compare
   freely with aware datetimes in the household's zone).
-- Domains are stored canonical (`canonical_domain`: lower-case, no trailing dot, A-labels);
-  device identifiers normalised (`normalise_identifier`: IPs via ipaddress, IPv4-mapped IPv6
-  as IPv4, MACs lower-case colon form, or an IPv6 /64 prefix).
+- Domains are stored canonical and device identifiers normalised by `policy.names`
+  (`typed_domain`, `device_identifier`); a bad one is a StoreError naming it.
 - A file that is not a database, or whose policy tables fail `quick_check`, makes `open`
-  raise StoreError("<path>: database is corrupt: ...") (RELIABILITY P6: the caller falls back).
+  raise StoreError("<path>: database is corrupt: ...") (the caller falls back to a strict
+  policy and keeps filtering).
 - Writes that change policy bump `meta.revision`; the activity log, sessions, accounts,
   audit, login failures and feed status do not.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -38,8 +35,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-import idna
-
 from policy.model import (
     ADULTS,
     Child,
@@ -50,6 +45,7 @@ from policy.model import (
     QueryEvent,
     Schedule,
 )
+from policy.names import BadName, device_identifier, typed_domain
 
 log = logging.getLogger(__name__)
 _Row = Any  # a sqlite3 result row
@@ -558,7 +554,7 @@ class Store:
         """
         if kind not in RULE_KINDS:
             raise StoreError(f"rule kind {kind!r} is not one of {', '.join(RULE_KINDS)}")
-        name = canonical_domain(domain)
+        name = _domain(domain)
         with self._write(bump=True) as c:
             self._need_child(c, child_id)
             row = c.execute(
@@ -667,7 +663,7 @@ class Store:
     def add_grant(self, grant: Grant) -> Grant:
         if (grant.domain is None) == (grant.category is None):
             raise StoreError("a grant needs exactly one of domain or category")
-        domain = canonical_domain(grant.domain) if grant.domain is not None else None
+        domain = _domain(grant.domain) if grant.domain is not None else None
         with self._write(bump=True) as c:
             self._need_child(c, grant.child_id)
             cur = c.execute(
@@ -747,7 +743,7 @@ class Store:
             return self._device(c, device_id)
 
     def device_by_identifier(self, identifier: str) -> Device | None:
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         with self._read() as c:
             row = c.execute(
                 "SELECT device_id FROM identifiers WHERE identifier = ?", (ident,)
@@ -762,7 +758,7 @@ class Store:
         On an existing device, a given name/owner replaces the old one (None leaves it).
         A created device is `new` (waiting for the parent) unless an owner is given.
         """
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         if name is not None:
             name = _check_name(name, "device name")
         with self._write(bump=True) as c:
@@ -829,7 +825,7 @@ class Store:
 
     def add_identifier(self, device_id: int, identifier: str) -> Device:
         """Attach an address to the device; Conflict if another device holds it."""
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         with self._write(bump=True) as c:
             self._device(c, device_id)
             row = c.execute(
@@ -845,7 +841,7 @@ class Store:
             return self._device(c, device_id)
 
     def remove_identifier(self, identifier: str) -> None:
-        ident = normalise_identifier(identifier)
+        ident = _identifier(identifier)
         with self._write(bump=True) as c:
             cur = c.execute("DELETE FROM identifiers WHERE identifier = ?", (ident,))
             if cur.rowcount == 0:
@@ -907,8 +903,8 @@ class Store:
         with self._write() as c:
             for ip, mac, at in items:
                 try:
-                    ip_n = normalise_identifier(ip) if ip else None
-                    mac_n = normalise_identifier(mac) if mac else None
+                    ip_n = _identifier(ip) if ip else None
+                    mac_n = _identifier(mac) if mac else None
                 except StoreError as e:
                     log.debug("sighting skipped: %s", e)
                     continue
@@ -934,7 +930,7 @@ class Store:
             # IPv6 addresses are not learnt: privacy addresses rotate daily and would pile
             # up as identifiers and "new devices". IPv6 clients are known by MAC (from the
             # neighbour table) or by an address/prefix the parent added; others get the
-            # default profile (P5).
+            # default profile.
             if device_id is None and mac is None:
                 return False
             ip = None if by_ip is None else ip
@@ -1175,7 +1171,7 @@ class Store:
     ) -> AccessRequest:
         """A child asks to open a blocked name. The message is stored as text (escape
         on output); at most 500 characters are kept."""
-        name = canonical_domain(domain)
+        name = _domain(domain)
         message = message.strip()[:500]
         created = _now()
         with self._write() as c:
@@ -1439,8 +1435,9 @@ class Store:
         return [_account(r) for r in rows]
 
     def set_password(self, account_id: int, password_hash: str) -> None:
-        """Replace the hash and delete every session and API token of the account (H5): a
-        token a leaked password made must not outlive the password."""
+        """Replace the hash and delete every session and API token of the account: a new
+        password logs every other browser out, and a token a leaked password made must not
+        outlive the password."""
         with self._write() as c:
             cur = c.execute(
                 "UPDATE accounts SET password_hash = ?, password_changed = ? WHERE id = ?",
@@ -1788,7 +1785,7 @@ class Store:
         """The note is stored as text (escape on output); at most 500 characters kept."""
         if kind not in REPORT_KINDS:
             raise StoreError(f"report kind must be one of {', '.join(REPORT_KINDS)}")
-        name = canonical_domain(domain)
+        name = _domain(domain)
         with self._write() as c:
             cur = c.execute(
                 "INSERT INTO reports (created, kind, domain, source, reporter, category, note,"
@@ -2218,71 +2215,20 @@ def _check_born(born: date) -> date:
     return born
 
 
-def canonical_domain(domain: str) -> str:
-    """A domain as policy compares it: lower-case, no trailing dot, IDN as A-labels
-    (UTS #46 + IDNA 2008 via the `idna` package, as blocklists/names.py does for lists).
-
-    Raises StoreError naming the input when it is not a valid host name (a leading
-    "*." is dropped: rules cover subdomains anyway)."""
-    if not isinstance(domain, str):
-        raise StoreError(f"domain {domain!r} is not text")
-    name = domain.strip().rstrip(".").lower()
-    if name.startswith("*."):
-        name = name[2:]
-    if not name:
-        raise StoreError(f"domain {domain!r} is empty")
-    if not name.isascii():
-        try:
-            name = idna.encode(name, uts46=True).decode("ascii")
-        except (UnicodeError, idna.IDNAError) as e:
-            raise StoreError(f"domain {domain!r} is not a valid name: {e}") from e
-    if len(name) > 253:
-        raise StoreError(f"domain {domain[:40]!r}… is longer than 253 characters")
-    labels = name.split(".")
-    for label in labels:
-        if not _LABEL.fullmatch(label):
-            raise StoreError(f"domain {domain!r}: label {label!r} is not valid")
-    if len(labels) < 2:
-        raise StoreError(f"domain {domain!r} has one label: it would cover a whole TLD")
+def _domain(domain: str) -> str:
+    """policy.names.typed_domain, its BadName as a StoreError naming the input."""
     try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return name
-    raise StoreError(f"domain {domain!r} is an IP address, not a name")
+        return typed_domain(domain)
+    except BadName as e:
+        raise StoreError(f"domain {domain!r}: {e}") from None
 
 
-# Lenient like blocklists/names.py: `_dmarc`-style and `foo-` labels exist in the wild.
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
-_MAC_HEX = re.compile(r"[0-9a-f]{12}")
-
-
-def normalise_identifier(identifier: str) -> str:
-    """An IP (v4 or v6, canonical text; IPv4-mapped v6 as v4; zone id dropped), an IPv6
-    /64 prefix ("2001:db8:1:2::/64", covers privacy addresses) or a MAC (lower-case colon
-    form from aa:bb.., AA-BB-.., aabb.ccdd.eeff or aabbccddeeff). StoreError otherwise."""
-    if not isinstance(identifier, str):
-        raise StoreError(f"device identifier {identifier!r} is not text")
-    text = identifier.strip().strip("[]")
-    if "/" in text:
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError as e:
-            raise StoreError(f"device identifier {identifier!r}: {e}") from e
-        if net.version != 6 or net.prefixlen != 64:
-            raise StoreError(f"device identifier {identifier!r}: only IPv6 /64 prefixes")
-        return str(net)
+def _identifier(identifier: str) -> str:
+    """policy.names.device_identifier, its BadName as a StoreError naming the input."""
     try:
-        addr = ipaddress.ip_address(text.split("%", 1)[0])
-    except ValueError:
-        pass
-    else:
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
-        return str(addr)
-    hexdigits = re.sub(r"[:.\-]", "", text.lower())
-    if _MAC_HEX.fullmatch(hexdigits) and len(text) in (12, 14, 17):
-        return ":".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
-    raise StoreError(f"device identifier {identifier!r} is not an IP or MAC address")
+        return device_identifier(identifier)
+    except BadName as e:
+        raise StoreError(f"device identifier {identifier!r}: {e}") from None
 
 
 def _check_settings(s: ChildSettings) -> None:

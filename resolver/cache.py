@@ -1,20 +1,20 @@
 """The answer cache: upstream answers kept as wire bytes, served by patching bytes.
 
-Entries are keyed (canonical name, qtype, qclass, DO) (RFC 4343, C6) -- never the raw packet, so
+Entries are keyed (lower-case name, qtype, qclass, DO) (RFC 4343) -- never the raw packet, so
 EDNS cookies and 0x20 case randomisation still hit. An entry holds the sections after the question
 (packed once by dnslib on the miss, compression pointers aimed at the question, which the client's
 own question bytes replace with the same length) and the offset of every TTL. A hit joins: the
-client's ID, flags, counts, the client's question bytes (W5), the body with TTLs counted down
+client's ID, flags, counts, the client's question bytes (its case), the body, TTLs counted down
 (patched at most once per second per entry) and the client's OPT if it had one.
 
-What is kept (U6): the CNAME chain from the qname and its final RRset in ANSWER, only the SOA
+What is kept: the CNAME chain from the qname and its final RRset in ANSWER, only the SOA
 (plus DNSSEC proofs for DO) in AUTHORITY for negatives, nothing from ADDITIONAL. Negative answers
 are cached per RFC 2308 §5 (min(SOA TTL, MINIMUM), at most negative_max_ttl; no SOA -> not
-cached, C2). Answers with private/loopback/link-local/ULA addresses become empty NOERROR (R1,
-DNS rebinding), cached that way. TTLs are clamped (C1: high-bit TTLs count as large). Bounded by
+cached). Answers with private/loopback/link-local/ULA addresses become empty NOERROR (DNS
+rebinding), cached that way. TTLs are clamped (a high-bit TTL counts as large). Bounded by
 entries and bytes, evicted in batches by a CLOCK (second chance) sweep: one-at-a-time eviction
 collapsed throughput (STYLE.md). Expired entries are kept for `stale_window` to serve stale
-(RFC 8767, C4). All-upstreams-failed is remembered briefly with a capped back-off (U5).
+(RFC 8767). All-upstreams-failed is remembered briefly with a capped back-off (RFC 9520).
 
 Block answers are never cached: Enforce sits above the cache, so policy changes need no flush.
 """
@@ -35,6 +35,7 @@ from dnslib import RR, DNSLabel, DNSRecord
 from dnslib.label import DNSBuffer
 
 from resolver import wire
+from resolver.config import CacheConfig, DnsConfig
 from resolver.forward import UpstreamError
 from resolver.guard import device_key
 from resolver.pipeline import Query, Reply
@@ -50,7 +51,7 @@ Key = tuple[str, int, int, bool]
 
 
 def is_rebind_address(text: str) -> bool:
-    """True for addresses a public name must not resolve to (R1), incl. IPv4-mapped forms."""
+    """True for addresses a public name must not resolve to (DNS rebinding), incl. IPv4-mapped."""
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -122,18 +123,22 @@ class Entry:
         return bytes(buf)
 
 
+_CONFIG = CacheConfig()  # the operator's defaults, stated once in resolver/config.py
+_DNS = DnsConfig()
+
+
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
-    max_entries: int = 10_000
-    max_bytes: int = 64 * 1024 * 1024
-    min_ttl: int = 0
-    max_ttl: int = 86_400
-    negative_max_ttl: int = 3_600
-    stale_window: float = 86_400.0  # serve expired entries up to this long past expiry
+    max_entries: int = _CONFIG.max_entries
+    max_bytes: int = _CONFIG.max_bytes
+    min_ttl: int = _CONFIG.min_ttl
+    max_ttl: int = _CONFIG.max_ttl
+    negative_max_ttl: int = _CONFIG.negative_max_ttl
+    stale_window: float = _CONFIG.stale_window  # serve expired entries this long past expiry
     stale_ttl: int = 30
     servfail_ttl: float = 2.0  # first back-off after all upstreams failed
     servfail_max_ttl: float = 30.0
-    rebind_allow: frozenset[str] = frozenset()  # canonical names (and subdomains) exempt from R1
+    rebind_allow: frozenset[str] = frozenset()  # names (+ subdomains) the rebinding filter spares
 
 
 class Cache:
@@ -287,7 +292,7 @@ class Cache:
         return (name, q.qtype, q.qclass, q.do)
 
     def note_failure(self, query: Query) -> None:
-        """Every upstream failed for this key: answer SERVFAIL locally for a while (U5)."""
+        """Every upstream failed for this key: answer SERVFAIL locally for a while (RFC 9520)."""
         key = self.key_of(query)
         now = self._clock()
         s = self.settings
@@ -387,7 +392,7 @@ class Cache:
     ) -> tuple[Entry, int | None] | None:
         """The entry for an address answer (wire.address_answer), its bytes kept as they stand:
         what `_build` makes of the same reply, without dnslib. None when an address needs the
-        rebinding filter (R1), which `_build` applies."""
+        rebinding filter, which `_build` applies."""
         if (
             not private_ok
             and not _allowed(name, self.settings.rebind_allow)
@@ -437,7 +442,7 @@ class Cache:
         targets: list[str] = []
         current = name
         chain_names = {name}
-        # U6: follow the CNAME chain from the qname, then its final RRset.
+        # Keep the CNAME chain from the qname, then its final RRset (nothing else is trusted).
         for _ in range(16 if qtype != wire.T_CNAME else 0):
             step = None
             for i, rr in enumerate(rrs):
@@ -581,7 +586,7 @@ class Upstream(Protocol):
 
 
 class Forward:
-    """The last stage: ask the upstreams; serve stale when they fail or are slow (C4, U5).
+    """The last stage: ask the upstreams; serve stale when they fail or are slow (RFC 8767).
 
     With an expired entry at hand (Cache set `query.stale`), the upstream gets
     `serve_stale_after` seconds (RFC 8767 / Unbound: 1.8 s); after that, or when every upstream
@@ -594,8 +599,8 @@ class Forward:
         upstream: Upstream,
         cache: Cache,
         *,
-        serve_stale_after: float = 1.8,
-        max_inflight: int = 150,
+        serve_stale_after: float = _CONFIG.serve_stale_after,
+        max_inflight: int = _DNS.max_inflight,
         router: Upstream | None = None,
     ) -> None:
         self._upstream = upstream

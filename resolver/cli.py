@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
-import re
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import date
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from policy.model import ADULTS, Action, PolicyError
+from policy.names import BadName, device_identifier
 
 if TYPE_CHECKING:
     from policy.store import Store
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Sub = argparse._SubParsersAction  # type: ignore[type-arg]
-
-MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 
 
 class UsageError(Exception):
@@ -76,14 +73,12 @@ def parse_born(text: str) -> date:
 
 
 def parse_identifier(text: str) -> str:
-    """An IPv4/IPv6 address or a MAC address, normalised."""
-    t = text.strip().lower()
-    if MAC.match(t):
-        return t.replace("-", ":")
+    """A device identifier (IP, IPv6 /64, MAC in any usual spelling), by
+    policy.names.device_identifier, as the web UI and the store read it."""
     try:
-        return str(ipaddress.ip_address(t))
-    except ValueError:
-        raise UsageError(f"{text!r} is neither an IP address nor a MAC address") from None
+        return device_identifier(text)
+    except BadName as e:
+        raise UsageError(f"{text!r}: {e}") from None
 
 
 # -- child ----------------------------------------------------------------------------------

@@ -13,14 +13,12 @@ Durations are numbers of seconds or strings such as ``"500ms"``, ``"30s"``, ``"3
 ``"1d"``, ``"1w"`` or ``"1h30m"``. Relative paths in a file are taken relative to the file's
 folder (the defaults, such as ``./.nestguard``, relative to the working directory). Host and port
 pairs are ``"192.0.2.1:53"`` or ``"[2001:db8::1]:53"`` (quote them in YAML); an upstream without
-a port means port 53. Hosts must be IP literals. U7: an upstream that is one of nestguard's own
+a port means port 53. Hosts must be IP literals. An upstream that is one of nestguard's own
 listen addresses (a wildcard listen covers every local address) is refused.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import ipaddress
 import logging
@@ -32,14 +30,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar, cast
-from urllib.parse import urlsplit
+from typing import Literal, NoReturn, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from blocklists.feed import FORMATS, Feed
+from blocklists.feed import FEED_KEYS, TRUSTED, BadFeed, Feed, feed_from_dict
+from policy.names import BadName, canonical_name
 from webui.alerts import AlertConfigError, AlertSettings, parse_alerts
 from webui.reports import ReportsSettings, parse_reports
 
@@ -85,11 +82,15 @@ class RateLimit:
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
     max_entries: int = 100_000
+    max_bytes: int = 64 * 1024 * 1024  # answers' wire size, summed; oldest evicted beyond
     min_ttl: int = 0
     max_ttl: int = 86_400
     negative_max_ttl: int = 3_600
     stale_window: int = 86_400  # serve stale answers up to this long past expiry
     serve_stale_after: float = 1.8  # seconds without an upstream answer before serving stale
+    # Names (and their subdomains) whose public answers may carry private addresses: the cache
+    # otherwise drops such answers (DNS rebinding protection).
+    rebind_allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ class DnsConfig:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # The home router's DNS: asked for LAN names (local_domains, home.arpa, single-label names,
-    # reverse lookups of private addresses), which never go to `upstreams` (R2). None: those
+    # reverse lookups of private addresses), never sent to `upstreams` (RFC 6303, 8375). None: those
     # names are answered NXDOMAIN here.
     router: HostPort | None = None
     local_domains: tuple[str, ...] = DEFAULT_LOCAL_DOMAINS
@@ -287,10 +288,7 @@ def system_timezone() -> str:
 # -- the loader -------------------------------------------------------------------------------
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_FEED_NAME = re.compile(r"[a-z0-9_-]{1,64}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_-]+\.?")
-_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
 T = TypeVar("T")
 
@@ -546,11 +544,13 @@ class _Loader:
             key,
             (
                 "max_entries",
+                "max_bytes",
                 "min_ttl",
                 "max_ttl",
                 "negative_max_ttl",
                 "stale_window",
                 "serve_stale_after",
+                "rebind_allow",
             ),
         )
         c = CacheConfig()
@@ -561,6 +561,7 @@ class _Loader:
             self.fail(f"{key}.min_ttl", f"{min_ttl} is above max_ttl ({max_ttl})")
         return CacheConfig(
             max_entries=self.get(s, key, "max_entries", _int(0, 10**8), c.max_entries),
+            max_bytes=self.get(s, key, "max_bytes", _int(1024, 2**40), c.max_bytes),
             min_ttl=min_ttl,
             max_ttl=max_ttl,
             negative_max_ttl=self.get(
@@ -570,6 +571,7 @@ class _Loader:
             serve_stale_after=self.get(
                 s, key, "serve_stale_after", _seconds(0.05, 30), c.serve_stale_after
             ),
+            rebind_allow=self.get_list(s, key, "rebind_allow", _domain, c.rebind_allow),
         )
 
     def policy(self, value: object) -> PolicyConfig:
@@ -660,67 +662,19 @@ class _Loader:
         return tuple(feeds)
 
     def feed(self, value: object, key: str) -> Feed:
-        s = self.mapping(
-            value,
-            key,
-            (
-                "name",
-                "url",
-                "format",
-                "category",
-                "min_age",
-                "refresh",
-                "sha256",
-                "signature",
-                "max_bytes",
-                "max_entries",
-                "enabled",
-            ),
-        )
-        for required in ("name", "url", "format"):
-            if required not in s:
-                self.fail(f"{key}.{required}", "is required")
-        d = Feed(name="x", url="x", format="domains")
-        fmt = self.get(s, key, "format", _choice(FORMATS), "domains")
-        category = self.get(s, key, "category", _slug, None)
-        if category is None and fmt != "rating":
-            self.fail(
-                f"{key}.category",
-                f"is required for format {fmt!r} (only 'rating' feeds carry their own categories)",
-            )
-        return Feed(
-            name=self.get(s, key, "name", _feed_name, ""),
-            url=self.get(s, key, "url", self.feed_url, ""),
-            format=cast(Any, fmt),
-            category=category,
-            min_age=self.get(s, key, "min_age", _int(0, 99), d.min_age),
-            refresh=self.get(s, key, "refresh", _refresh, d.refresh),
-            sha256=self.get(s, key, "sha256", _sha256, d.sha256),
-            signature=self.get(s, key, "signature", _ed25519_key, d.signature),
-            max_bytes=self.get(s, key, "max_bytes", _int(1, 10**10), d.max_bytes),
-            max_entries=self.get(s, key, "max_entries", _int(1, 10**9), d.max_entries),
-            enabled=self.get(s, key, "enabled", _bool, d.enabled),
-        )
-
-    def feed_url(self, value: object) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{value!r} is not a URL or path")
-        text = value.strip()
-        if any(c in text for c in "\r\n\x00\t"):
-            raise ValueError("a URL cannot contain control characters")
-        if "://" not in text:
-            return str(self.path(text))  # an operator's local file
-        parts = urlsplit(text)
-        scheme = parts.scheme.lower()
-        if scheme in ("http", "https"):
-            if not parts.hostname:
-                raise ValueError(f"{text!r} has no host")
-            return text
-        if scheme == "file":
-            if not parts.path:
-                raise ValueError(f"{text!r} has no path")
-            return text
-        raise ValueError(f"{text!r}: only http://, https://, file:// or a local path")
+        """One feed, by blocklists.feed.feed_from_dict (the operator's feeds are TRUSTED:
+        local paths, file:// and private addresses allowed). The config adds its own syntax:
+        durations for `refresh`, paths relative to the config file's folder."""
+        s = dict(self.mapping(value, key, FEED_KEYS))
+        if "refresh" in s:
+            s["refresh"] = timedelta(seconds=self.get(s, key, "refresh", parse_duration, 0.0))
+        url = s.get("url")
+        if isinstance(url, str) and url.strip() and "://" not in url:
+            s["url"] = str(self.get(s, key, "url", self.path, Path()))  # an operator's file
+        try:
+            return feed_from_dict(s, rules=TRUSTED)
+        except BadFeed as e:
+            self.fail(f"{key}.{e.field}", str(e))
 
 
 # -- value parsers ----------------------------------------------------------------------------
@@ -762,11 +716,6 @@ def _whole_seconds(low: int, high: int) -> Callable[[object], int]:
     return parse
 
 
-def _refresh(value: object) -> timedelta:
-    seconds = parse_duration(value)
-    if not 60 <= seconds <= 30 * 86400:
-        raise ValueError(f"{value!r} is out of range (1 minute to 30 days)")
-    return timedelta(seconds=seconds)
 
 
 def _bool(value: object) -> bool:
@@ -790,17 +739,19 @@ def _log_level(value: object) -> str:
     return value.lower()
 
 
-def _local_domain(value: object) -> str:
-    """A LAN domain such as 'lan' or 'fritz.box' (lower-cased, no dots at the ends)."""
+def _name(value: object, what: str, *, single_label: bool = False) -> str:
+    """A domain name read by policy.names.canonical_name; ValueError naming `what`."""
+    reason = "not text"
     if isinstance(value, str):
-        name = value.strip().strip(".").lower()
-        labels = name.split(".")
-        if name and all(
-            0 < len(label) <= 63 and label.replace("-", "").isalnum() and label.isascii()
-            for label in labels
-        ):
-            return name
-    raise ValueError(f"{value!r} is not a domain name (e.g. 'lan' or 'fritz.box')")
+        try:
+            return canonical_name(value, single_label=single_label)
+        except BadName as e:
+            reason = str(e)
+    raise ValueError(f"{value!r} is not {what}: {reason}")
+
+
+def _local_domain(value: object) -> str:
+    return _name(value, "a domain name (e.g. 'lan' or 'fritz.box')", single_label=True)
 
 
 def _network(value: object) -> Network:
@@ -845,9 +796,11 @@ def _profile_name(value: object) -> str:
 
 
 def _hostname(value: object) -> str:
-    if not isinstance(value, str) or not _HOSTNAME.fullmatch(value.strip().lower()):
-        raise ValueError(f"{value!r} is not a host name")
-    return value.strip().lower().rstrip(".")
+    return _name(value, "a host name", single_label=True)
+
+
+def _domain(value: object) -> str:
+    return _name(value, "a domain name")
 
 
 def _slug(value: object) -> str:
@@ -856,52 +809,13 @@ def _slug(value: object) -> str:
     return value
 
 
-def _feed_name(value: object) -> str:
-    if not isinstance(value, str) or not _FEED_NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a feed name ([a-z0-9_-], 1-64 characters)")
-    return value
 
 
-def _sha256(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
-        raise ValueError(f"{value!r} is not a SHA-256 hex digest (64 hex digits)")
-    return value.strip().lower()
 
 
-def _ed25519_key(value: object) -> str | None:
-    """An Ed25519 public key in hex or base64 (raw 32 bytes or DER); returned as 64 hex digits."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an Ed25519 public key")
-    text = "".join(value.split())
-    raw: bytes | None = None
-    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
-        raw = bytes.fromhex(text)
-    else:
-        try:
-            decoded = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            decoded = b""
-        if len(decoded) == 32:
-            raw = decoded
-        elif len(decoded) == 44 and decoded.startswith(_ED25519_SPKI_PREFIX):
-            raw = decoded[len(_ED25519_SPKI_PREFIX) :]
-    if raw is None:
-        raise ValueError(
-            "is not an Ed25519 public key (32 bytes as 64 hex digits or base64, "
-            "or the base64 DER form)"
-        )
-    try:
-        Ed25519PublicKey.from_public_bytes(raw)
-    except ValueError as e:
-        raise ValueError(f"is not a valid Ed25519 public key: {e}") from None
-    return raw.hex()
 
 
-# -- U7 -----------------------------------------------------------------------------------------
+# -- upstreams that would loop back to nestguard ----------------------------------------------
 
 
 def _loops_to(upstream: HostPort, listen: tuple[HostPort, ...]) -> HostPort | None:

@@ -13,11 +13,11 @@ With EDNS every local answer carries an Extended DNS Error (RFC 8914): 17 Filter
 parent's own rules (parent:*, schedule:*, paused, grants, budget:*), 15 Blocked for lists and
 categories; its text is the verdict's reason.
 
-REWRITE (safe search, X4): the query goes on with `resolve_*` set to the target, so Cache and
+REWRITE (safe search): the query goes on with `resolve_*` set to the target, so Cache and
 Forward resolve the target; on the way back the answer becomes CNAME qname -> target plus the
 target's records.
 
-CNAME cloaking (P3): every CNAME / HTTPS / SVCB target in an answer (upstream or cache, which
+CNAME cloaking: every CNAME / HTTPS / SVCB target in an answer (upstream or cache, which
 keeps the targets with the entry) is checked too; a blocked target blocks the answer.
 """
 

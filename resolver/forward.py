@@ -1,18 +1,18 @@
-"""Forward cache misses to the upstream resolvers, safely (RELIABILITY.md section 2).
+"""Forward cache misses to the upstream resolvers, safely (against spoofing: RFC 5452).
 
 Every upstream query is built here, from the question alone (RD=1, EDNS0 with a 1232-byte UDP
 size, DO if asked); the client's bytes are never forwarded and ``DNSRecord.send()`` is never used.
 
-- U1: each try gets a ``secrets`` ID (1..65535) and a fresh connected UDP socket, so the kernel
+- Each try gets a ``secrets`` ID (1..65535) and a fresh connected UDP socket, so the kernel
   picks a random source port (and drops datagrams from any other address).
-- U2: a reply is accepted only from the queried IP:port on that socket with the same ID, QR=1,
+- A reply is accepted only from the queried IP:port on that socket with the same ID, QR=1,
   opcode QUERY and the same question (name case-insensitively, type, class). Anything else is
   dropped, counted as ``spoof`` and the try keeps waiting until its timeout.
 - TC=1 retries the same upstream over TCP. FORMERR to our OPT record asks the same upstream again
   without EDNS (RFC 6891 section 7) and remembers that it needs this (old routers' DNS proxies).
-- U3: identical in-flight questions (lower-cased name, type, class, DO) share one upstream query.
-- A4: at most ``max_inflight`` upstream resolutions at once; beyond that ``query`` fails fast.
-- U4/U5, timing (as Unbound, which answers or gives up within ``discard-timeout`` 1.9 s):
+- Identical in-flight questions (lower-cased name, type, class, DO) share one upstream query.
+- At most ``max_inflight`` upstream resolutions at once; beyond that ``query`` fails fast.
+- Timing (as Unbound, which answers or gives up within ``discard-timeout`` 1.9 s):
   ``timeout`` (default 2 s) bounds the whole resolution, not a single try. The first pass gives
   each upstream one try of at most ``attempt_timeout`` (default min(timeout, 0.7 s)), so with A
   silent and B fine the answer arrives after ~0.7 s, well inside a client's 1.5 s patience. Time
@@ -46,9 +46,11 @@ from dnslib.buffer import BufferError
 from dnslib.label import DNSLabelError
 from prometheus_client import Counter, Histogram
 
+from resolver.config import DnsConfig
 from resolver.wire import AddressAnswer, address_answer, name_to_wire
 
 log = logging.getLogger(__name__)
+_DNS = DnsConfig()  # the operator's defaults, stated once in resolver/config.py
 
 EDNS_UDP_SIZE = 1232
 ATTEMPT_TIMEOUT = 0.7
@@ -275,8 +277,8 @@ class Forwarder:
         self,
         upstreams: Sequence[tuple[str, int]],
         *,
-        timeout: float = 2.0,
-        max_inflight: int = 150,
+        timeout: float = _DNS.timeout,
+        max_inflight: int = _DNS.max_inflight,
         attempt_timeout: float | None = None,
         metric_name: str = "upstream",
     ) -> None:
@@ -525,7 +527,7 @@ class Forwarder:
     ) -> _Reply | None:
         """The validated reply, or None when it was truncated.
 
-        A plain non-blocking socket with add_reader: a fresh socket per try is the point (U1),
+        A plain non-blocking socket with add_reader: a fresh socket (new port) per try is the point,
         and an asyncio datagram transport per try cost 3-5x more CPU than this.
         """
         loop = asyncio.get_running_loop()
@@ -568,7 +570,8 @@ class Forwarder:
         qid: int,
         question: _Question,
     ) -> None:
-        """Read every queued datagram; settle ``result`` on the first that answers (U2)."""
+        """Read every queued datagram; settle ``result`` on the first that answers (same
+        address, ID and question)."""
         while not result.done():
             try:
                 data, addr = sock.recvfrom(65535)

@@ -1,4 +1,4 @@
-"""Abuse guards in front of everything else: the ACL (A1) and the per-client rate limit (A2).
+"""Abuse guards in front of everything else: the ACL (who may ask) and the per-client rate limit.
 
 Both answer REFUSED (with EDE 18 "Prohibited" when the query had EDNS) and cause no upstream work.
 """
@@ -9,8 +9,10 @@ import ipaddress
 import time
 from collections.abc import Callable, Sequence
 
-from resolver import wire
+from resolver import config, wire
 from resolver.pipeline import Query, Reply
+
+_LIMIT = config.RateLimit()  # the operator's defaults, stated once in resolver/config.py
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -99,8 +101,8 @@ class RateLimit:
     def __init__(
         self,
         *,
-        queries: int = 1000,
-        per_seconds: float = 60.0,
+        queries: int = _LIMIT.queries,
+        per_seconds: float = _LIMIT.per_seconds,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._limit = queries

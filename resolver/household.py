@@ -4,7 +4,7 @@
 exactly as the running server would (`explain`, `lists check`). It yields a `Household` whose
 `resolver_services()` plugs into `resolver.main.open_resolver`/`run`.
 
-Start-up never runs unfiltered (RELIABILITY P6): a corrupt store gives the strict default
+Start-up never runs unfiltered: a corrupt store gives the strict default
 profile and sets the degraded gauge; lists load from the last good copies on disk before any
 network is touched.
 """
@@ -19,23 +19,23 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from blocklists.catalogue import load_catalogue
-from blocklists.feed import Feed
+from blocklists.feed import TRUSTED, BadFeed, Feed, UrlRules, feed_from_dict, feed_to_dict
 from blocklists.index import CategoryIndex, SourceInfo
 from blocklists.local import FILE_NAME as LOCAL_FILE
 from blocklists.local import LOCAL_FEED, LocalList, LocalOverlay, local_match
-from blocklists.names import canonical_name
 from blocklists.rater import NameRater, RatedIndex, load_popular
-from blocklists.sync import TRUSTED, FeedSync, UrlRules, explain_matches
+from blocklists.sync import FeedSync, explain_matches
 from policy.decide import decide
 from policy.live import Live
 from policy.model import Category, Index, Match, Policy, Profile, QueryEvent, Verdict
+from policy.names import canonical_name
 from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.services import default_services
 from policy.store import FeedStatus, Store
@@ -54,7 +54,7 @@ BLOCK_MODES = ("null", "nxdomain", "blockpage")  # blockpage only with its addre
 
 
 class MemoryStatus:
-    """Feed status when the store is unusable (P6): kept in memory for this run."""
+    """Feed status when the store is unusable (filtering goes on): kept in memory for this run."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, FeedStatus] = {}
@@ -71,7 +71,7 @@ class MemoryStatus:
 
 def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
     """Always-on sources shipped with nestguard: encrypted-DNS bootstrap names (category
-    bypass, RELIABILITY X5) and the education and kids allow set (issue 6)."""
+    bypass) and the education and kids allow set."""
     data = Path(__file__).resolve().parent.parent / "blocklists" / "data"
     sources = [(SourceInfo("builtin-bypass", "bypass"), data / "bypass-builtin.txt", "domains")]
     if config.lists.education_set:
@@ -80,30 +80,6 @@ def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
              data / "education.txt", "domains")
         )
     return sources
-
-
-def feed_from_dict(raw: Mapping[str, object]) -> Feed:
-    """A feed the web UI added (stored as JSON in the store's settings)."""
-    refresh = raw.get("refresh_seconds", 6 * 3600)
-    return Feed(
-        name=str(raw["name"]),
-        url=str(raw["url"]),
-        format=str(raw["format"]),  # type: ignore[arg-type]
-        category=(str(raw["category"]) if raw.get("category") else None),
-        min_age=(int(str(raw["min_age"])) if raw.get("min_age") is not None else None),
-        refresh=timedelta(seconds=float(str(refresh))),
-        sha256=(str(raw["sha256"]) if raw.get("sha256") else None),
-        signature=(str(raw["signature"]) if raw.get("signature") else None),
-        enabled=raw.get("enabled", True) is not False,
-    )
-
-
-def feed_to_dict(feed: Feed) -> dict[str, object]:
-    return {
-        "name": feed.name, "url": feed.url, "format": feed.format, "category": feed.category,
-        "min_age": feed.min_age, "refresh_seconds": feed.refresh.total_seconds(),
-        "sha256": feed.sha256, "signature": feed.signature, "enabled": feed.enabled,
-    }
 
 
 @dataclass
@@ -325,7 +301,7 @@ class Household:
         )
 
     def web_app(self) -> web.Application:
-        if self.store is None:  # P6: no UI over a broken store; DNS keeps filtering
+        if self.store is None:  # no UI over a broken store; DNS keeps filtering
             from resolver.metrics_app import create_app as metrics_only
 
             return metrics_only()
@@ -379,8 +355,8 @@ def _popular() -> frozenset[str]:
 
 def _url_rules(operator_feeds: set[str]) -> Callable[[Feed], UrlRules]:
     """The operator's YAML feeds may use local paths and private addresses; feeds added in
-    the web UI get the strict rules (https, no loopback/private targets, each redirect checked:
-    RELIABILITY S1)."""
+    the web UI get the strict rules (https, no loopback/private targets, each redirect
+    checked)."""
 
     def rules(feed: Feed) -> UrlRules:
         return TRUSTED if feed.name in operator_feeds else UrlRules()
@@ -428,9 +404,14 @@ async def open_household(
     if store is not None:
         raw = await asyncio.to_thread(store.get_setting, ADDED_FEEDS_KEY, [])
         for item in raw if isinstance(raw, list) else []:
+            if not isinstance(item, dict):
+                log.warning("ignoring a stored feed that is not a mapping: %r", item)
+                continue
+            # older copies call the refresh interval "refresh_seconds"
+            item = {("refresh" if k == "refresh_seconds" else k): v for k, v in item.items()}
             try:
-                web_feeds.append(feed_from_dict(item))
-            except (KeyError, TypeError, ValueError) as e:
+                web_feeds.append(feed_from_dict(item, rules=UrlRules()))
+            except BadFeed as e:
                 log.warning("ignoring a stored feed that no longer reads: %s", e)
     ages = {slug: c.min_age for slug, c in categories.items()}
     local_list = None
@@ -467,7 +448,7 @@ async def open_household(
     )
     try:
         base = await sync.load_from_disk()
-    except Exception as e:  # P6: a broken index file must not stop DNS
+    except Exception as e:  # a broken index file must not stop DNS (it filters on)
         log.error("cannot load the lists on disk, starting with none: %s", e)
         METRICS.set_degraded("lists")
         base = CategoryIndex.empty()

@@ -4,7 +4,7 @@ The MAC comes from dnsmasq's EDNS add-mac option (the server reads it) or, for c
 LAN, from the kernel's neighbour tables, re-read at most every few seconds: /proc/net/arp for
 IPv4, and for IPv6 a netlink dump (RTM_GETNEIGH; Linux has no /proc file for it). So a phone or
 laptop that asks over IPv6 from a temporary "privacy" address is still known by its MAC.
-Unknown clients get the policy's default profile (P5).
+Unknown clients get the policy's default profile.
 """
 
 from __future__ import annotations

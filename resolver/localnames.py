@@ -1,4 +1,4 @@
-"""LocalNames: names that never leave the house (R2), and ANY (RFC 8482).
+"""LocalNames: names that never leave the house (RFC 6303, RFC 8375), and ANY (RFC 8482).
 
 Never forwarded to the upstreams (RFC 6761, RFC 6303, RFC 8375; as dnsmasq --bogus-priv
 --domain-needed):
@@ -14,7 +14,7 @@ Never forwarded to the upstreams (RFC 6761, RFC 6303, RFC 8375; as dnsmasq --bog
   rebinding filter is for public names).
 
 ANY queries get the RFC 8482 answer: one synthesized HINFO RRset, CPU "RFC8482", OS "" (as
-Cloudflare and Unbound `deny-any` do), so ANY can never be used for amplification (A3).
+Cloudflare and Unbound `deny-any` do), so ANY can never be used for amplification.
 """
 
 from __future__ import annotations

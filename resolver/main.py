@@ -6,7 +6,7 @@ The stage order is fixed here (STYLE.md principle 1)::
     -> [Forward]
 
 Observe first so it sees every reply; the guards before any work; local names before policy so
-they never reach an upstream; Enforce above Cache so policy changes need no flush (C5) and cached
+they never reach an upstream; Enforce above Cache so policy changes need no flush and cached
 answers get the CNAME-cloaking check too. In front of the chain, the server replays the chain's
 own answer to a repeat of a UDP packet from the same client within the second (resolver/replay.py).
 
@@ -40,7 +40,7 @@ from policy.live import Live
 from policy.model import Policy, Profile
 from resolver.budgets import BudgetMeter
 from resolver.cache import Cache, CacheSettings, Forward, Upstream
-from resolver.config import DEFAULT_LOCAL_DOMAINS
+from resolver.config import DEFAULT_LOCAL_DOMAINS, Config
 from resolver.enforce import BlockSettings, Decider, Enforce, WallClock
 from resolver.guard import Acl, RateLimit
 from resolver.identify import ARP_PATH, Identify, Neighbours
@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 
 
 def default_policy() -> Policy:
-    """Used until the policy loader is wired: everyone unknown, nothing restricted."""
+    """The policy when none is given (tests, a bare resolver): everyone unknown, nothing
+    restricted."""
     return Policy(
         revision=0,
         devices=(),
@@ -113,6 +114,9 @@ class Running:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_DEFAULT = Config()  # defaults are stated once, on the config dataclasses
+
+
 def _get(obj: object, name: str, default: Any) -> Any:
     """Config field or a local default (tolerates sections the config does not have yet)."""
     value = getattr(obj, name, default) if obj is not None else default
@@ -140,8 +144,8 @@ def _str_or_none(value: object) -> str | None:
 def block_settings(config: object) -> BlockSettings:
     p = _get(config, "policy", None)
     return BlockSettings(
-        answer=_get(p, "block_answer", "null"),
-        ttl=_get(p, "block_ttl", 10),
+        answer=_get(p, "block_answer", _DEFAULT.policy.block_answer),
+        ttl=_get(p, "block_ttl", _DEFAULT.policy.block_ttl),
         blockpage_ipv4=_str_or_none(_get(p, "blockpage_ipv4", None)),
         blockpage_ipv6=_str_or_none(_get(p, "blockpage_ipv6", None)),
     )
@@ -191,12 +195,14 @@ def build_pipeline(
                 metrics,
                 activity=activity,
                 sightings=sightings,
-                log_queries=_get(policy, "log_queries", True),
+                log_queries=_get(policy, "log_queries", _DEFAULT.policy.log_queries),
             ),
             Acl(networks),
             RateLimit(
-                queries=_get(rate, "queries", 1000),
-                per_seconds=float(_get(rate, "per_seconds", 60.0)),
+                queries=_get(rate, "queries", _DEFAULT.dns.rate_limit.queries),
+                per_seconds=float(
+                    _get(rate, "per_seconds", _DEFAULT.dns.rate_limit.per_seconds)
+                ),
                 clock=services.clock,
             ),
             LocalNames(
@@ -234,8 +240,8 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
 
             forwarder = Forwarder(
                 list(_get(dns, "upstreams", ())),
-                timeout=float(_get(dns, "timeout", 2.0)),
-                max_inflight=_get(dns, "max_inflight", 150),
+                timeout=float(_get(dns, "timeout", _DEFAULT.dns.timeout)),
+                max_inflight=_get(dns, "max_inflight", _DEFAULT.dns.max_inflight),
             )
             await forwarder.start()
             stack.push_async_callback(forwarder.close)
@@ -247,8 +253,8 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
 
             router = Forwarder(
                 [router_address],
-                timeout=float(_get(dns, "timeout", 2.0)),
-                max_inflight=_get(dns, "max_inflight", 150),
+                timeout=float(_get(dns, "timeout", _DEFAULT.dns.timeout)),
+                max_inflight=_get(dns, "max_inflight", _DEFAULT.dns.max_inflight),
                 metric_name="router",
             )
             await router.start()
@@ -284,8 +290,10 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
         forward = Forward(
             upstream,
             cache,
-            serve_stale_after=float(_get(c, "serve_stale_after", 1.8)),
-            max_inflight=_get(dns, "max_inflight", 150),
+            serve_stale_after=float(
+                _get(c, "serve_stale_after", _DEFAULT.dns.cache.serve_stale_after)
+            ),
+            max_inflight=_get(dns, "max_inflight", _DEFAULT.dns.max_inflight),
             router=router,
         )
         stack.push_async_callback(forward.close)
@@ -316,7 +324,7 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
         )
         stack.push_async_callback(server.drain, 2.0)
         stack.callback(server.stop_listening)
-        addresses = await server.start(list(_get(dns, "listen", (("127.0.0.1", 1053),))))
+        addresses = await server.start(list(_get(dns, "listen", _DEFAULT.dns.listen)))
         yield Running(addresses, server, cache, pipeline, metrics, live_policy, activity)
 
 
@@ -376,7 +384,7 @@ def _metrics_app() -> web.Application:
 
 
 def _web_listen(config: object) -> list[tuple[str, int]]:
-    listen = _get(_get(config, "web", None), "listen", ("127.0.0.1", 8080))
+    listen = _get(_get(config, "web", None), "listen", _DEFAULT.web.listen)
     if listen and isinstance(listen[0], str):
         return [(listen[0], int(listen[1]))]
     return [(h, int(p)) for h, p in listen]
@@ -400,7 +408,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"nestguard: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=str(getattr(config, "log_level", "INFO")).upper(),
+        level=str(getattr(config, "log_level", _DEFAULT.log_level)).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

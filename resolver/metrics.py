@@ -120,7 +120,8 @@ class Metrics:
         )
 
     def set_degraded(self, reason: str, on: bool = True) -> None:
-        """nestguard_degraded is 1 while any reason is set (policy/lists fell back, P6)."""
+        """nestguard_degraded is 1 while any reason is set (policy/lists fell back to the last
+        good copy or the strict default)."""
         if on:
             self._degraded.add(reason)
         else:

@@ -1,4 +1,5 @@
-"""A tiny aiohttp app: /metrics (prometheus text) and /healthz. The web UI replaces it later."""
+"""A tiny aiohttp app: /metrics (prometheus text) and /healthz, served on web.listen when
+there is no web UI (no store, or a bare resolver)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ class Reply:
 
     source: "policy" | "cache" | "upstream" | "error" | "local".
     outcome: the metrics outcome (answered, cached, blocked, rewritten, refused, servfail, ...).
-    targets: canonical CNAME / HTTPS / SVCB targets in the answer (checked by Enforce, P3).
+    targets: canonical CNAME / HTTPS / SVCB targets in the answer (Enforce: CNAME cloaking).
     """
 
     wire: bytes | None

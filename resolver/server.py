@@ -1,13 +1,13 @@
 """UDP and TCP listeners: read packets, run the pipeline, write replies. Never die.
 
 Per packet (`DnsServer.process`): `wire.parse_query`; short datagrams and responses are dropped
-(W2, W3), malformed ones get FORMERR from the header alone, other opcodes NOTIMP, EDNS versions
-above 0 BADVERS (W8). Then `Pipeline.answer_now` answers synchronously (cache hits, blocks, local
+(RFC 1035), malformed ones get FORMERR from the header alone, other opcodes NOTIMP, EDNS versions
+above 0 BADVERS (RFC 6891). Then `Pipeline.answer_now` answers at once (cache hits, blocks, local
 names) or the server awaits `Pipeline.finish` in a task (the upstream path). Unexpected
 exceptions become SERVFAIL plus `log.exception`.
 
 UDP replies are kept within 512 bytes without EDNS and min(client size, 1232) with it; larger
-ones go out as TC=1 with only the question (W6). TCP (RFC 7766, W7): 2-byte length framing,
+ones go out as TC=1 with only the question (RFC 1035, 6891). TCP (RFC 7766): 2-byte length framing,
 pipelined queries answered as each is ready, idle connections closed after `tcp_idle` seconds,
 half-sent messages (and connections that never sent a whole query) `tcp_partial` seconds after
 their first byte (an absolute deadline: a trickle of one byte at a time does not extend it),
@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from resolver import wire
+from resolver.config import DnsConfig
 from resolver.guard import Network, Networks
 from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, Query, Reply
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 _QUESTIONS = wire._MEMO
 
 Send = Callable[[bytes], None]
+_CONFIG = DnsConfig()  # the operator's defaults, stated once in resolver/config.py
 
 _TRANSFERS = (wire.T_AXFR, wire.T_IXFR)
 
@@ -62,12 +64,12 @@ def _not_served(q: wire.Question) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    tcp_idle: float = 30.0
+    tcp_idle: float = _CONFIG.tcp_idle
     tcp_partial: float = 3.0
-    tcp_max_clients: int = 200
+    tcp_max_clients: int = _CONFIG.tcp_max_clients
     # One device must not hold every TCP slot of the house (slowloris): a share well below
     # tcp_max_clients per source address.
-    tcp_max_per_client: int = 10
+    tcp_max_per_client: int = _CONFIG.tcp_max_per_client
     tcp_max_pending: int = 32
     udp_rcvbuf: int = 4 * 1024 * 1024
     # The GIL switch interval while serving. Background threads (the activity log's SQLite

@@ -98,7 +98,7 @@ class Question:
     end: int  # offset just after the question (qname + qtype + qclass)
     edns: Edns | None = None
     edns_count: int = 0
-    key: tuple[str, int, int, bool] = ("", 0, 0, False)  # the cache key (C6)
+    key: tuple[str, int, int, bool] = ("", 0, 0, False)  # the cache key (lower-case name: RFC 4343)
 
     @property
     def do(self) -> bool:

@@ -182,8 +182,8 @@ async def logout(request: web.Request, response: web.StreamResponse) -> None:
 
 
 async def change_password(request: web.Request, raw: Raw) -> str:
-    """H5: every session and API token of the account ends; returns a new session id for
-    this browser."""
+    """Every session and API token of the account ends (a new password logs other browsers
+    and API clients out); returns a new session id for this browser."""
     svc, state = request.app[SERVICES], request.app[STATE]
     p = principal(request)
     old, new = forms.parse_password_change(raw, p.username)

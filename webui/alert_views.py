@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from blocklists.feed import BadFeed, validate_feed_url
 from policy.store import AlertPrefs
 from webui import forms
 from webui.alerts import (
@@ -120,11 +121,10 @@ async def add_webhook(request: web.Request, raw: Raw) -> None:
     preset = str(raw.get("preset", "json"))
     if url or preset != "telegram":  # the feed URL rules, with the parent's words
         try:
-            forms.check_feed_url(url, allow_http=False,
-                                 allow_loopback=alerts.settings.allow_loopback)
-        except ValueError as e:
+            validate_feed_url(url, allow_http=False, allow_loopback=alerts.settings.allow_loopback)
+        except BadFeed as e:
             if not (alerts.settings.allow_loopback and url.startswith("http://127.")):
-                raise forms.fail("url", str(e)) from None
+                raise forms.fail("url", e.key) from None
     current = alerts_to_raw(alerts.settings)
     hooks = current["webhooks"]
     assert isinstance(hooks, list)

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from blocklists.feed import FeedError
-from blocklists.sync import GuardedResolver, UrlRules, check_url
+from blocklists.feed import FeedError, UrlRules, check_url
+from blocklists.sync import GuardedResolver
 from policy.model import QueryEvent
 from policy.store import AlertPrefs, OutboxRow, Store, StoreError
 from webui.i18n import LANGS, Translator

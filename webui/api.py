@@ -29,7 +29,7 @@ from policy.store import (
 )
 from webui import actions, present
 from webui.context import admin_only, db, principal, translator
-from webui.forms import FormError
+from webui.forms import FormError, parse_minutes
 from webui.keys import SERVICES, STATE
 from webui.middleware import json_error
 
@@ -277,8 +277,6 @@ async def api_child_settings(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/children/{id:\\d+}/pause")
 @api
 async def api_child_pause(request: web.Request) -> web.StreamResponse:
-    from webui.forms import parse_minutes
-
     data = await body(request)
     minutes = parse_minutes(data) if "minutes" in data else 0
     until = await actions.pause(request, _id(request), minutes)

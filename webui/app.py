@@ -76,7 +76,7 @@ class Services:
     default_lang: str = "vi"
     setup_code: str | None = None  # when set, first-run setup also asks for it (the operator
     # reads it from the log or the console), so a child on the Wi-Fi cannot set up first
-    allow_http_feeds: bool = False  # S1: http:// feeds only by the operator's opt-in
+    allow_http_feeds: bool = False  # http:// feeds only by the operator's opt-in
     allow_loopback_feeds: bool = False  # tests only
     alerts: Alerts | None = None  # parents' alerts: Settings, the block page's asks
     # reported sites: (domain, category, min_age, note) onto the `local` feed, in force on return

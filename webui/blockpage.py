@@ -18,14 +18,14 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from policy.model import Action, Child
+from policy.names import BadName, typed_domain
 from policy.store import AccessRequest
 from webui import present, reports, static
 from webui.alerts import AlertEvent
-from webui.context import db, render
-from webui.forms import CONTROL_RE, canonical_domain
+from webui.context import db, host_name, render
+from webui.forms import CONTROL_RE
 from webui.i18n import LANGS, Translator
 from webui.keys import LANG, SERVICES, STATE
-from webui.middleware import host_name
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def _token(secret: bytes, client: str, domain: str) -> str:
 
 def _domain(request: web.Request) -> str:
     try:
-        return canonical_domain(host_name(request.headers.get("Host", "")))
-    except ValueError:
+        return typed_domain(host_name(request.headers.get("Host", "")))
+    except BadName:
         return ""
 
 

@@ -115,3 +115,18 @@ def see_other(location: str, done: str = "") -> web.HTTPSeeOther:
     if done:
         location += ("&" if "?" in location else "?") + f"done={done}"
     return web.HTTPSeeOther(location)
+
+
+def host_name(host_header: str) -> str:
+    """'Example.COM:8080' -> 'example.com'; '[::1]:80' -> '::1'; '' when unreadable."""
+    host = host_header.strip().lower()
+    if not host:
+        return ""
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else ""
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    elif host.count(":") > 1:  # a bare IPv6 address without brackets
+        return host
+    return host.rstrip(".")

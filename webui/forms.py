@@ -7,28 +7,22 @@ the fields; the API answers 400 {error, field}. Nothing is written before everyt
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, time
 from typing import Any
-from urllib.parse import urlsplit
 
 from multidict import MultiDictProxy
 
-from blocklists.feed import FORMATS, Feed
+from blocklists.feed import BadFeed, Feed, UrlRules, feed_from_dict
+from policy.names import BadName, device_identifier, typed_domain
 
 Raw = Mapping[str, object]
 Msg = tuple[str, dict[str, object]]
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
-FEED_NAME_RE = re.compile(r"^[a-z0-9_-]{1,40}$")
-LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
@@ -223,35 +217,12 @@ def parse_child(raw: Raw, today: date) -> ChildForm:
 
 
 def canonical_domain(value: str) -> str:
-    """A site as a parent types it ('https://www.Example.com/x', 'bücher.de') -> canonical name.
-
-    Raises ValueError with a message key."""
-    text = value.strip()
-    if not text or CONTROL_RE.search(text) or " " in text:
-        raise ValueError("err.domain")
-    if "://" in text:
-        text = urlsplit(text).hostname or ""
-    else:
-        text = text.split("/", 1)[0]
-    text = text.rstrip(".").lower()
-    if text.startswith("*."):
-        text = text[2:]
-    if not text:
-        raise ValueError("err.domain")
+    """A site as a parent types it ('https://www.Example.com/x', 'bücher.de') -> canonical name,
+    by policy.names.typed_domain. Raises ValueError with a message key."""
     try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        pass
-    else:
-        raise ValueError("err.domain_ip")
-    try:
-        text = text.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ValueError("err.domain") from None
-    labels = text.split(".")
-    if len(labels) < 2 or len(text) > 253 or not all(LABEL_RE.match(lb) for lb in labels):
-        raise ValueError("err.domain")
-    return text
+        return typed_domain(value)
+    except BadName as e:
+        raise ValueError("err.domain_ip" if e.address else "err.domain") from None
 
 
 def parse_domain(raw: Raw, field: str = "domain") -> str:
@@ -461,64 +432,15 @@ def parse_device_name(raw: Raw) -> str:
 
 
 def parse_address(value: str) -> str:
-    """An IP address or a MAC, as the store keeps identifiers (lower-case)."""
-    text = value.strip().lower()
-    if MAC_RE.match(text):
-        return text
+    """A device identifier (IP, IPv6 /64, MAC in any usual spelling) by
+    policy.names.device_identifier, as the store keeps it."""
     try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
+        return device_identifier(value)
+    except BadName:
         raise fail("address", "err.address") from None
 
 
 # feeds ---------------------------------------------------------------------------------
-
-
-def check_feed_url(url: str, *, allow_http: bool, allow_loopback: bool) -> None:
-    """S1: https only (http by opt-in); no file://, no loopback/link-local/private literals.
-    Raises ValueError with a message key. Our own check gives the parent a precise message;
-    blocklists.sync.validate_feed_url (the fetcher's rules) has the last word. The sync itself
-    re-checks resolved addresses and every redirect."""
-    _local_feed_url_check(url, allow_http=allow_http, allow_loopback=allow_loopback)
-    try:
-        from blocklists.sync import validate_feed_url
-    except ImportError:  # pragma: no cover - the sync module ships with nestguard
-        return
-    try:
-        validate_feed_url(url, allow_http=allow_http, allow_loopback=allow_loopback)
-    except Exception as e:  # noqa: BLE001 - their FeedError: a bad URL either way
-        raise ValueError("err.feed_url") from e
-
-
-def _local_feed_url_check(url: str, *, allow_http: bool, allow_loopback: bool) -> None:
-    if CONTROL_RE.search(url) or " " in url:
-        raise ValueError("err.feed_url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError("err.feed_url") from None
-    if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not allow_http):
-        raise ValueError("err.feed_scheme")
-    host = (parts.hostname or "").rstrip(".")
-    if not host or parts.username or parts.password:
-        raise ValueError("err.feed_url")
-    if host == "localhost" or host.endswith((".localhost", ".local", ".home.arpa", ".lan")):
-        if not allow_loopback:
-            raise ValueError("err.feed_local")
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    if addr.is_loopback and allow_loopback:
-        return
-    if (
-        addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_unspecified
-        or addr.is_multicast or addr.is_reserved
-    ):
-        raise ValueError("err.feed_local")
 
 
 def parse_feed(
@@ -529,50 +451,23 @@ def parse_feed(
     allow_http: bool,
     allow_loopback: bool,
 ) -> Feed:
+    """A feed added in the web UI or API, by blocklists.feed.feed_from_dict (the same checks
+    as the operator's YAML, with the web UI's URL rules); the first bad field is named."""
     c = Checker(raw)
-    name = c.text("name", max_len=40)
-    if name and not FEED_NAME_RE.match(name):
-        c.add("name", "err.feed_name")
-    elif name in existing:
-        c.add("name", "err.feed_exists")
-    url = c.text("url", max_len=2000)
-    if url:
-        try:
-            check_feed_url(url, allow_http=allow_http, allow_loopback=allow_loopback)
-        except ValueError as e:
-            c.add("url", str(e))
-    fmt = raw.get("format", "")
-    if fmt not in FORMATS:
-        c.add("format", "err.choice")
-    category = c.text("category", max_len=40, required=False) or None
-    if fmt != "rating" and not category:
-        c.add("category", "err.required")
-    elif category and category not in categories:
-        c.add("category", "err.choice")
-    pin = c.text("sha256", max_len=64, required=False).lower() or None
-    if pin and not re.fullmatch(r"[0-9a-f]{64}", pin):
-        c.add("sha256", "err.sha256")
-    key = c.text("signature", max_len=100, required=False) or None
-    if key and not _is_ed25519_key(key):
-        c.add("signature", "err.signature")
+    fields: dict[str, object] = {}
+    for name in ("name", "url", "format", "category", "sha256", "signature"):
+        value = c.text(name, max_len=2000, required=False)
+        if value:
+            fields[name] = value
     c.done()
-    return Feed(
-        name=name,
-        url=url,
-        format=fmt,  # type: ignore[arg-type]
-        category=category,
-        sha256=pin,
-        signature=key,
-    )
-
-
-def _is_ed25519_key(text: str) -> bool:
-    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
-        return True
+    rules = UrlRules(allow_http=allow_http, allow_loopback=allow_loopback)
     try:
-        return len(base64.b64decode(text, validate=True)) == 32
-    except (binascii.Error, ValueError):
-        return False
+        feed = feed_from_dict(fields, rules=rules, categories=categories)
+    except BadFeed as e:
+        raise fail(e.field, e.key) from None
+    if feed.name in existing:
+        raise fail("name", "err.feed_exists")
+    return feed
 
 
 # settings ------------------------------------------------------------------------------

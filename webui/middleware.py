@@ -1,5 +1,5 @@
-"""Security middleware: Host check (H1), login and roles (H9), CSRF and Origin (H6),
-error pages, and the headers every response carries (strict CSP, H7).
+"""Security middleware: Host check (against DNS rebinding), login and roles, CSRF and Origin,
+error pages, and the headers every response carries (strict CSP).
 
 Order (outermost first): errors → hosts → authenticate → csrf → handler.
 """
@@ -16,13 +16,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from policy.store import Conflict, NotFound, StoreError, StoreUnavailable
-from webui import auth
+from webui import auth, blockpage
+from webui.context import host_name, render, translator
 from webui.i18n import pick_lang
 from webui.keys import LANG, PRINCIPAL, SERVICES, STATE
 
 log = logging.getLogger(__name__)
 
-# Routes reachable without a session or token (H9: explicit allowlist, checked by a test).
+# Routes reachable without a session or token (an explicit allowlist, checked by a test).
 PUBLIC_ROUTES = frozenset(
     {
         "/setup",  # only until the first account exists (the view answers 404 after)
@@ -45,21 +46,6 @@ CSP = (
 
 def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
-
-
-def host_name(host_header: str) -> str:
-    """'Example.COM:8080' -> 'example.com'; '[::1]:80' -> '::1'; '' when unreadable."""
-    host = host_header.strip().lower()
-    if not host:
-        return ""
-    if host.startswith("["):
-        end = host.find("]")
-        return host[1:end] if end > 0 else ""
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    elif host.count(":") > 1:  # a bare IPv6 address without brackets
-        return host
-    return host.rstrip(".")
 
 
 def allowed_host(request: web.Request) -> bool:
@@ -92,16 +78,12 @@ ERROR_KEYS = {
 
 def error_response(request: web.Request, status: int, message: str = "") -> web.Response:
     """JSON for the API, a small page in the user's language for the rest."""
-    from webui.context import translator
-
     t = translator(request)
     text = message or t(ERROR_KEYS.get(status, "error.500"))
     if is_api(request):
         return json_error(status, text)
     if status == 421:  # never render the UI for a foreign Host
         return web.Response(status=421, text="421 Misdirected Request\n")
-    from webui.context import render
-
     try:
         return render(request, "error.html", {"status": status, "message": text}, status=status)
     except Exception:  # the error page itself failed: plain text
@@ -154,8 +136,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """H1: only our own names reach the UI. In block-page mode any other Host is a blocked
-    name the resolver pointed at us: it gets the block page, and nothing else."""
+    """Only our own names reach the UI (no DNS rebinding). In block-page mode any other Host is a
+    blocked name the resolver pointed at us: it gets the block page, nothing else."""
     state = request.app[STATE]
     request[LANG] = pick_lang(request.cookies.get(auth.LANG_COOKIE), state.household_lang,
                               request.headers.get("Accept-Language", ""))
@@ -163,8 +145,6 @@ async def hosts(request: web.Request, handler: Handler) -> web.StreamResponse:
     if allowed_host(request):
         return await handler(request)
     if state.block_answer == "blockpage" and request.headers.get("Host"):
-        from webui import blockpage
-
         return await blockpage.serve(request)
     return web.Response(status=421, text="421 Misdirected Request\n")
 
@@ -226,7 +206,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 def _origin_ok(request: web.Request) -> bool:
-    """H6: an unsafe request must come from our own page (Origin, or Referer without one)."""
+    """An unsafe request must come from our own page (Origin, or Referer without one)."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return False

@@ -1,4 +1,4 @@
-"""Static assets, served from memory (H9: a fixed set of names; anything else is 404).
+"""Static assets, served from memory (a fixed set of names; anything else is 404).
 
 No CDN, no build step: the few files under webui/static/ are read once at import."""
 

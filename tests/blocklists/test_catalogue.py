@@ -1,4 +1,4 @@
-"""The shipped category catalogue and its validation; the built-in bypass list (X5)."""
+"""The shipped category catalogue and its validation; the built-in bypass list."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_unreadable_or_broken_files(tmp_path: Path) -> None:
         load_catalogue(bad)
 
 
-# --------------------------------------------------------------------------- X5 built-in list
+# --------------------------------------------------------------------------- built-in bypass list
 
 
 def test_builtin_bypass_list_parses_cleanly_with_the_bootstrap_names() -> None:

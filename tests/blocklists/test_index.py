@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from blocklists.feed import FeedError
 from blocklists.index import MEMO_SIZE, CategoryIndex, SourceInfo, build_index, rebuild
-from blocklists.names import canonical_name
 from blocklists.parse import Entry, parse
 from policy.model import Match
+from policy.names import canonical_name
 
 AGES = {"gambling": 18, "adult": 18, "social": 13, "education": 0, "malware": 99}
 

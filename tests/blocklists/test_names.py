@@ -1,4 +1,4 @@
-"""Canonical names from list text (policy/model.py rules; RELIABILITY P1, P2, S3)."""
+"""Canonical names from list text (policy/names.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blocklists.names import (
+from policy.names import (
     canonical_from_wire,
     canonical_name,
     is_public_suffix,
@@ -22,7 +22,7 @@ from blocklists.names import (
         ("example.com", "example.com"),
         ("  BlOcKeD.Example.  ", "blocked.example"),
         ("example.com.", "example.com"),
-        ("bücher.example", "xn--bcher-kva.example"),  # P2
+        ("bücher.example", "xn--bcher-kva.example"),  # IDN as A-labels
         ("Bücher.Example.", "xn--bcher-kva.example"),
         ("xn--bcher-kva.example", "xn--bcher-kva.example"),
         # IDNA 2008 keeps ß (IDNA 2003 / Python's codec would map it to "ss")
@@ -111,7 +111,7 @@ def test_helpers() -> None:
 
 
 def test_wire_labels_escape_dots_and_odd_bytes() -> None:
-    # P1: one label holding a dot must never read as two labels
+    # one label holding a dot must never read as two labels
     assert canonical_from_wire([b"a.B", b"Example"]) == "a\\046b.example"
     assert canonical_from_wire([b"\xc3\xa9", b"com"]) == "\\195\\169.com"
     assert canonical_from_wire([b"WWW", b"Example", b"COM"]) == "www.example.com"

@@ -1,4 +1,4 @@
-"""List parsers: each format as it appears in the wild; a parse never raises (RELIABILITY S3)."""
+"""List parsers: each format as it appears in the wild; a parse never raises."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocklists.names import is_public_suffix
 from blocklists.parse import (
     FORMAT_NAMES,
     PARSERS,
@@ -19,6 +18,7 @@ from blocklists.parse import (
     parse,
     parse_file,
 )
+from policy.names import is_public_suffix
 
 
 def names(result: ParseResult) -> list[str]:
@@ -105,7 +105,7 @@ def test_domains_comments_wildcards_urls_and_ips() -> None:
     assert r.skipped == 3
 
 
-def test_unicode_entries_are_stored_as_a_labels() -> None:  # RELIABILITY P2
+def test_unicode_entries_are_stored_as_a_labels() -> None:
     r = parse("bücher.example\n", "domains")
     assert names(r) == ["xn--bcher-kva.example"]
 

@@ -1,4 +1,4 @@
-"""Every real domain list in the shared data set parses, with pinned counts (RELIABILITY S3).
+"""Every real domain list in the shared data set parses, with pinned counts.
 
 The counts were pinned after checking the rejects by hand: UT1 `domains` files list bare IPv4
 addresses (squidGuard blocks by address; DNS cannot), UT1 `urls` files hold host/path prefixes,

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from blocklists.feed import Feed, FeedError
+from blocklists.feed import Feed, FeedError, validate_feed_url
 from blocklists.index import CategoryIndex, SourceInfo
 from blocklists.sync import (
     FeedSync,
@@ -29,7 +29,6 @@ from blocklists.sync import (
     explain_matches,
     status_lines,
     sync_main,
-    validate_feed_url,
 )
 from policy.live import Live
 from policy.model import Index
@@ -379,7 +378,7 @@ async def test_ed25519_signatures(tmp_path: Path, store: Store, server: FeedServ
     assert st.error == "" and sync.index.lookup("tampered.example")
 
 
-# -- URL rules (RELIABILITY S1) ---------------------------------------------------------------
+# -- URL rules -------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "kw", "error"),
     [

@@ -25,6 +25,7 @@ from resolver.config import PolicyConfig, WebConfig
 from tests.conftest import build_config
 from tests.integration.test_household import REAL, years_ago
 from tests.resolver.dnsclient import dig
+from tests.support.tools import needs
 from tests.webui.test_browser import ARGS, CHROMIUM, PHONE, relay_from, serve, shoot
 
 KID = "127.0.0.2"
@@ -32,7 +33,8 @@ PASSWORD = "correct horse battery staple"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+    needs("chromium"),
+    needs("dig"),
 ]
 
 

@@ -265,7 +265,7 @@ async def test_cli_explain_matches_the_running_server(household, tmp_path) -> No
     )
     _, err = await asyncio.wait_for(bad.communicate(), 60)
     assert bad.returncode == 2
-    assert err.decode().count("\n") == 1 and "neither an IP address nor a MAC" in err.decode()
+    assert err.decode().count("\n") == 1 and "not an IP or MAC address" in err.decode()
 
 
 # -- feeds: a bad download never leaves the home unprotected ------------------------------

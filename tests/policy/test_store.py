@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.model import ADULTS, Grant, HouseholdException, QueryEvent, Schedule
+from policy.names import BadName, device_identifier, typed_domain
 from policy.store import (
     MIGRATIONS,
     ChildSettings,
@@ -24,8 +25,6 @@ from policy.store import (
     Session,
     Store,
     StoreError,
-    canonical_domain,
-    normalise_identifier,
 )
 
 T0 = datetime(2026, 11, 28, 14, 0, tzinfo=UTC)
@@ -347,20 +346,21 @@ def test_grants_active_filter(store: Store) -> None:
         ("2001:db8:1:2::99/64", "2001:db8:1:2::/64"),
     ],
 )
-def test_identifiers_normalised(raw: str, norm: str) -> None:
-    assert normalise_identifier(raw) == norm
+def test_identifiers_normalised(store: Store, raw: str, norm: str) -> None:
+    assert device_identifier(raw) == norm
+    assert store.upsert_device(raw).identifiers == (norm,)
 
 
 @pytest.mark.parametrize("raw", ["", "kid-phone", "1.2.3.4.5", "aa:bb:cc", "10.0.0.0/8"])
 def test_bad_identifiers_rejected(raw: str) -> None:
-    with pytest.raises(StoreError, match="identifier"):
-        normalise_identifier(raw)
+    with pytest.raises(BadName):
+        device_identifier(raw)
 
 
 def test_canonical_domain() -> None:
-    assert canonical_domain("*.Ads.Example.") == "ads.example"
-    assert canonical_domain("xn--bcher-kva.example") == "xn--bcher-kva.example"
-    assert canonical_domain("Faß.de") == "xn--fa-hia.de"  # IDNA 2008, as the list parser
+    assert typed_domain("*.Ads.Example.") == "ads.example"
+    assert typed_domain("xn--bcher-kva.example") == "xn--bcher-kva.example"
+    assert typed_domain("Faß.de") == "xn--fa-hia.de"  # IDNA 2008, as the list parser
 
 
 def test_devices_upsert_owner_unique_identifier(store: Store) -> None:
@@ -587,7 +587,7 @@ def test_accounts_sessions_and_password_change(store: Store) -> None:
     store.delete_session("h2")
     assert store.session("h2") is None
     store.set_password(acc.id, "scrypt$hash2")
-    assert store.session("h1") is None  # H5: all sessions gone
+    assert store.session("h1") is None  # a new password ends all sessions
     assert store.account_by_id(acc.id).password_hash == "scrypt$hash2"
     assert store.account_by_id(acc.id).password_changed >= acc.password_changed
     with pytest.raises(NotFound):
@@ -698,9 +698,9 @@ def test_in_memory_store() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
 def test_name_checks_are_total(text: str) -> None:
-    for check in (canonical_domain, normalise_identifier):
+    for check in (typed_domain, device_identifier):
         try:
             out = check(text)
-        except StoreError:
+        except BadName:
             continue
         assert out == out.strip() and out == check(out)  # canonical forms are fixed points

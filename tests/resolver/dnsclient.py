@@ -11,6 +11,8 @@ import dns.edns
 import dns.message
 import dns.rdatatype
 
+from tests.support.tools import require
+
 Addr = tuple[str, int]
 
 
@@ -18,7 +20,7 @@ async def dig(addr: Addr, *args: str, tool: str = "dig", timeout: float = 10.0) 
     """Run dig (or kdig) against addr; return its stdout."""
     host, port = addr
     proc = await asyncio.create_subprocess_exec(
-        tool,
+        require(tool),
         f"@{host}",
         "-p",
         str(port),

@@ -135,7 +135,7 @@ def test_other_shapes_are_left_to_dnslib():
 
 
 def test_a_rebinding_address_goes_through_the_filter():
-    """R1 on the fast shape: the dnslib path filters it (NODATA, counted)."""
+    """The rebinding filter on the fast shape: the dnslib path filters it (NODATA, counted)."""
     data, section = reply_for("home.example", "A", [300], edns=False)
     data = data[:-4] + bytes((192, 168, 1, 1))
     answer = wire.address_answer(data, section)

@@ -1,4 +1,5 @@
-"""The cache through the running server: C1-C6, U5, U6, R1 (and unit checks of its parts)."""
+"""The cache through the running server: keys, TTLs, negatives, stale, failures, what is kept,
+rebinding (and unit checks of its parts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""load_config: defaults, every kind of error naming file and key, IPv6, durations, feeds, U7."""
+"""load_config: defaults, every kind of error naming file and key, IPv6, durations, feeds, loops."""
 
 from __future__ import annotations
 
@@ -356,7 +356,7 @@ def test_duplicate_feed_names(tmp_path: Path, resolv: Path) -> None:
 def test_upstream_equal_to_a_listen_address_is_refused(
     tmp_path: Path, resolv: Path, listen: str, upstream: str
 ) -> None:
-    """U7: dnsmasq's --dns-loop-detect, done at start-up."""
+    """An upstream that is our own listener (dnsmasq's --dns-loop-detect), at start-up."""
     message = error(
         tmp_path,
         f"dns:\n  listen: ['{listen}']\n  upstreams: ['192.0.2.1', '{upstream}']\n",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from prometheus_client import REGISTRY, generate_latest
 from resolver import forward
 from resolver.forward import Forwarder, UpstreamError
 from resolver.wire import AddressAnswer
+from tests.support.tools import needs, require
 from tests.support.upstream import SPOOF_ADDRESS, FakeUpstream, Mode
 
 
@@ -100,7 +100,7 @@ async def test_builds_its_own_query_with_rd_edns_and_do(up: FakeUpstream) -> Non
 
 
 async def test_random_ids_and_source_ports(up: FakeUpstream) -> None:
-    """U1: 1000 queries -> >= 950 source ports, IDs spread, never 0.
+    """Random ports and IDs: 1000 queries -> >= 950 source ports, IDs spread, never 0.
 
     Uniform 16-bit IDs collide by the birthday rule: 1000 draws give ~992 distinct IDs on
     average (sd ~2.7), so >= 990 would fail about one run in six; >= 980 is > 4 sd away.
@@ -126,7 +126,7 @@ async def test_random_ids_and_source_ports(up: FakeUpstream) -> None:
 
 
 async def test_spoofed_replies_are_dropped_and_the_real_one_accepted(up: FakeUpstream) -> None:
-    """U2: another socket, wrong ID, wrong qname, QR=0, wrong qtype -> ignored, counted."""
+    """Spoofing: another socket, wrong ID, wrong qname, QR=0, wrong qtype -> ignored, counted."""
     up.add("bank.example", "A", "192.0.2.10")
     up.set_mode(Mode.SPOOF, name="bank.example")
     before = errors(up, "spoof")
@@ -163,7 +163,7 @@ async def test_case_of_the_question_does_not_matter(up: FakeUpstream) -> None:
 
 
 async def test_silent_first_upstream_fails_over_fast(up: FakeUpstream, up2: FakeUpstream) -> None:
-    """U4: A silent, B fine -> answer well under 1.5 s; then A is tried last."""
+    """Timing: A silent, B fine -> answer well under 1.5 s; then A is tried last."""
     up.set_mode(Mode.SILENT)
     async with Forwarder([up.address, up2.address]) as fwd:
         started = time.monotonic()
@@ -183,7 +183,7 @@ async def test_silent_first_upstream_fails_over_fast(up: FakeUpstream, up2: Fake
 async def test_next_upstream_on_bad_answers(
     up: FakeUpstream, up2: FakeUpstream, mode: Mode
 ) -> None:
-    """U5: SERVFAIL, REFUSED and garbage move on at once."""
+    """SERVFAIL, REFUSED and garbage move on at once."""
     up.set_mode(mode)
     kind = {"servfail": "servfail", "refused": "refused", "garbage": "garbage"}[mode.value]
     before = errors(up, kind)
@@ -254,7 +254,7 @@ async def test_dead_upstream_is_reprobed_in_the_background(
 
 
 async def test_identical_inflight_queries_are_coalesced(up: FakeUpstream) -> None:
-    """U3: 50 at once -> 1 upstream query, each caller gets its own record."""
+    """Identical questions: 50 at once -> 1 upstream query, each caller gets its own record."""
     up.set_mode(Mode.DELAY, delay=0.2)
     async with Forwarder([up.address]) as fwd:
         replies = await asyncio.gather(
@@ -282,7 +282,7 @@ async def test_different_do_bit_is_not_coalesced(up: FakeUpstream) -> None:
 
 
 async def test_inflight_cap_fails_fast(up: FakeUpstream) -> None:
-    """A4: beyond max_inflight, raise at once instead of queueing."""
+    """Beyond max_inflight, raise at once instead of queueing."""
     up.set_mode(Mode.SILENT)
     async with Forwarder([up.address], max_inflight=5) as fwd:
         pending = [
@@ -367,7 +367,7 @@ def crafted_reply(qname: bytes, payload: bytes, ancount: int = 1) -> bytes:
 async def test_reply_with_an_unpackable_name_counts_as_garbage(
     up: FakeUpstream, up2: FakeUpstream
 ) -> None:
-    """W1 for upstream replies: a 64-octet label parses in dnslib but would fail later."""
+    """Malformed upstream replies: a 64-octet label parses in dnslib but would fail later."""
     cname = b"\xc0\x0c\x00\x05\x00\x01\x00\x00\x00\x3c\x00\x42" + b"\x40" + b"a" * 64 + b"\x00"
     up.garbage_bytes = crafted_reply(b"www.example", cname)
     up.set_mode(Mode.GARBAGE)
@@ -383,7 +383,7 @@ async def test_reply_with_an_unpackable_name_counts_as_garbage(
 def test_any_reply_bytes_are_accepted_dropped_or_garbage(
     body: bytes, ancount: int, framed: bool
 ) -> None:
-    """W1: whatever an upstream sends, validation ends in one of three outcomes, never a crash."""
+    """Whatever an upstream sends, validation ends in one of three outcomes, never a crash."""
     question = forward._Question((b"www", b"example"), QTYPE.A, 1)
     if framed:  # a right header and question, then random records
         data = b"\x12\x34" + crafted_reply(b"www.example", body, ancount)[2:]
@@ -403,21 +403,21 @@ def test_any_reply_bytes_are_accepted_dropped_or_garbage(
 async def dig(port: int, *args: str) -> tuple[str, float]:
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        "dig", "-p", str(port), "@127.0.0.1", "+tries=1", "+time=3", *args,
+        require("dig"), "-p", str(port), "@127.0.0.1", "+tries=1", "+time=3", *args,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await proc.communicate()
     return out.decode(), time.monotonic() - started
 
 
-needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig not installed")
+needs_dig = needs("dig")
 
 
 @needs_dig
 async def test_e2e_silent_first_upstream_answers_within_patience(
     up: FakeUpstream, up2: FakeUpstream, nestguard_server: Any, make_config: Any
 ) -> None:
-    """U4 with dig: A silent, B fine -> answer < 1.5 s; all silent -> SERVFAIL by ~2 s."""
+    """Timing with dig: A silent, B fine -> answer < 1.5 s; all silent -> SERVFAIL by ~2 s."""
     up.set_mode(Mode.SILENT)
     running = await nestguard_server(make_config([up, up2], timeout=2.0))
     port = running.addresses[0][1]
@@ -434,7 +434,7 @@ async def test_e2e_silent_first_upstream_answers_within_patience(
 async def test_e2e_spoofs_are_neither_served_nor_cached(
     up: FakeUpstream, nestguard_server: Any, make_config: Any
 ) -> None:
-    """U2 with dig: forged replies first, then the real one; the cache holds the real one."""
+    """Spoofing with dig: forged replies first, then the real one; the cache holds the real one."""
     up.add("bank.example", "A", "192.0.2.10")
     up.set_mode(Mode.SPOOF, name="bank.example")
     running = await nestguard_server(make_config(up))
@@ -448,7 +448,7 @@ async def test_e2e_spoofs_are_neither_served_nor_cached(
 async def test_e2e_fifty_clients_one_upstream_query(
     up: FakeUpstream, nestguard_server: Any, make_config: Any
 ) -> None:
-    """U3 with dnspython: 50 clients ask at once -> 1 upstream query."""
+    """Identical questions with dnspython: 50 clients ask at once -> 1 upstream query."""
     up.set_mode(Mode.DELAY, delay=0.3)
     running = await nestguard_server(make_config(up))
     host, port = running.addresses[0]
@@ -486,7 +486,7 @@ async def test_formerr_either_way_moves_on(up: FakeUpstream, up2: FakeUpstream) 
 async def test_e2e_inflight_cap_keeps_cached_answers_fast(
     up: FakeUpstream, nestguard_server: Any, make_config: Any
 ) -> None:
-    """A4: a silent upstream and 300 new names -> fast SERVFAIL beyond the cap; hits stay fast."""
+    """A silent upstream and 300 new names -> fast SERVFAIL beyond the cap; hits stay fast."""
     running = await nestguard_server(make_config(up, timeout=2.0, max_inflight=150))
     host, port = running.addresses[0]
     cached = await dns.asyncquery.udp(dns.message.make_query("www.example", "A"), host, port=port)

@@ -1,4 +1,4 @@
-"""W1: random and mutated packets never crash or hang the listeners (bounded Hypothesis runs)."""
+"""Random and mutated packets never crash or hang the listeners (bounded Hypothesis runs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LAN names (R2) with a home router: "nas.lan", the printer and private reverse lookups go to the
+"""LAN names with a home router: "nas.lan", the printer and private reverse lookups go to the
 router (dns.router), never to the public upstreams; without a router they stay NXDOMAIN here."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ async def test_lan_names_are_asked_of_the_router_only(home, router, fake_upstrea
 
 
 async def test_a_public_name_with_a_private_address_is_still_filtered(home, fake_upstream):
-    """R1 stays on for public names: only the router's answers may be private."""
+    """The rebinding filter stays on for public names: only the router's answers may be private."""
     fake_upstream.add("evil.example", "A", "192.168.1.1")
     r = await ask(home, "evil.example")
     assert not r.answer

@@ -1,4 +1,4 @@
-"""The listeners with real clients (dig, kdig, dnspython, raw sockets): RELIABILITY W1-W8."""
+"""The listeners with real clients (dig, kdig, dnspython, raw sockets)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def test_answers_from_upstream_with_resolver_flags(addr, fake_upstream):
     assert "status: NOERROR" in out
     assert re.search(r"www\.example\.\s+60\s+IN\s+A\s+192\.0\.2\.1", out)
     flags = re.search(r"flags: ([a-z ]+);", out).group(1).split()  # type: ignore[union-attr]
-    assert set(flags) == {"qr", "rd", "ra"}  # AA=0, RA=1, RD echoed (W5)
+    assert set(flags) == {"qr", "rd", "ra"}  # AA=0, RA=1, RD echoed (RFC 1035)
     assert fake_upstream.count("www.example") == 1
 
 

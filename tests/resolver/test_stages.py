@@ -48,7 +48,7 @@ async def test_acl_refuses_outside_allow_networks(nestguard_server, fake_upstrea
     out = await dig(addr, "-b", "127.0.0.2", "www.example", "+tries=1")
     assert "192.0.2.1" in out
     r = await ask(addr, "www.example", source="127.0.0.1", edns=None)
-    assert r.rcode() == dns.rcode.REFUSED and r.edns == -1  # W8 on REFUSED too
+    assert r.rcode() == dns.rcode.REFUSED and r.edns == -1  # no OPT in, none out, on REFUSED too
 
 
 async def test_rate_limit_refuses_one_client_only(nestguard_server, fake_upstream, make_config):
@@ -63,7 +63,7 @@ async def test_rate_limit_refuses_one_client_only(nestguard_server, fake_upstrea
     assert r.rcode() == dns.rcode.NOERROR
 
 
-# ---------------------------------------------------------------- local names (R2)
+# ---------------------------------------------------------------- local names
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""wire.py: the question and EDNS read from raw bytes; canonical names (P1)."""
+"""wire.py: the question and EDNS read from raw bytes; canonical names."""
 
 from __future__ import annotations
 

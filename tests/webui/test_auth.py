@@ -1,4 +1,4 @@
-"""Authentication: first-run setup (H2), scrypt (H3), lockout (H4), sessions (H5), tokens."""
+"""Authentication: first-run setup, scrypt, lockout, sessions, tokens."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ async def test_password_hash_is_scrypt_with_parameters(client, harness: Harness)
 
 
 def test_production_parameters_need_maxmem() -> None:
-    """n=2**17 needs 128 MiB: it works only because maxmem is passed (H3)."""
+    """n=2**17 needs 128 MiB: it works only because maxmem is passed."""
     encoded = auth.hash_password_sync("a long enough password", n=auth.DEFAULT_N)
     assert encoded.startswith(f"scrypt${2**17}$8$1$")
     assert auth.verify_password_sync("a long enough password", encoded)

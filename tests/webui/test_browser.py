@@ -25,10 +25,11 @@ from aiohttp import web
 from blocklists.feed import Feed
 from policy.model import QueryEvent
 from policy.store import FeedStatus
+from tests.support.tools import needs, tool_path
 from tests.webui.conftest import PASSWORD, Harness, years_ago
 from webui.app import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = tool_path("chromium")  # Debian's, never a downloaded one
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "webui"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -37,7 +38,7 @@ DESKTOP = {"width": 1280, "height": 900}
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+    needs("chromium"),
 ]
 
 

@@ -1,5 +1,5 @@
-"""Host check (H1), CSRF and Origin (H6), escaping and CSP (H7), validators (H8), the
-route table and static files (H9), roles, /metrics."""
+"""Host check (DNS rebinding), CSRF and Origin, escaping and CSP, validators, the
+route table and static files, roles, /metrics."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def raw_http(client, request: bytes) -> tuple[int, bytes]:
     return status, body
 
 
-# H1 ------------------------------------------------------------------------------------
+# Host check ----------------------------------------------------------------------------
 
 
 async def test_unknown_host_gets_421_without_block_page(aiohttp_client, harness) -> None:
@@ -70,7 +70,7 @@ async def test_missing_host_is_refused(client) -> None:
     assert status == 421
 
 
-# H6 ------------------------------------------------------------------------------------
+# CSRF and Origin -----------------------------------------------------------------------
 
 
 async def test_cross_origin_post_with_valid_cookie_is_refused(client, harness) -> None:
@@ -126,7 +126,7 @@ async def test_state_changes_only_by_post(client, harness) -> None:
     assert r.status == 405
 
 
-# H7 ------------------------------------------------------------------------------------
+# escaping and CSP ----------------------------------------------------------------------
 
 
 async def test_activity_escapes_query_names(client, harness: Harness) -> None:
@@ -177,7 +177,7 @@ def test_templates_never_mark_data_safe() -> None:
         assert "<script>" not in text and "style=" not in text, path.name  # CSP: no inline
 
 
-# H8 ------------------------------------------------------------------------------------
+# validators ----------------------------------------------------------------------------
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -205,7 +205,7 @@ def test_text_fields_reject_control_characters(text: str) -> None:
     assert not any(ord(c) < 32 or c == "\x7f" for c in child.name)
 
 
-# H9 ------------------------------------------------------------------------------------
+# routes and static files ----------------------------------------------------------------
 
 
 def concrete(path: str) -> str:

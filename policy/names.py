@@ -1,16 +1,23 @@
-"""Canonical names from list text (see the canonical-name rules in policy/model.py).
+"""Names: the one place that parses, canonicalises and validates domain names and device
+identifiers. Every entry point calls it (list parsers, the config, the store, the web forms and
+JSON API, the CLI), so the same text means the same name everywhere.
 
-`canonical_name("Bücher.Example.")` -> "xn--bcher-kva.example". Anything that is not a usable
-domain name raises `ValueError` with a short reason a person can read ("IP address",
-"label longer than 63 octets", ...); list parsers turn that into a `Rejected` line.
+`canonical_name("Bücher.Example.")` -> "xn--bcher-kva.example" (a name as lists and DNS write it);
+`typed_domain("https://www.Straße.de/x")` -> "www.xn--strae-oqa.de" (a site as a person types it);
+`device_identifier("AA-BB-CC-DD-EE-0F")` -> "aa:bb:cc:dd:ee:0f". Anything unusable raises
+`BadName` (a ValueError) whose text is a short reason a person can read ("IP address", "label
+longer than 63 octets", ...); each caller adds where it came from (a list line, a config key, a
+form field, a CLI argument).
 
-Decisions (lenient like real resolvers, strict where a wrong entry would hurt):
+Domain decisions (lenient like real resolvers, strict where a wrong entry would hurt):
+- case is folded and one trailing dot dropped: "Example.COM." is "example.com";
 - underscores and leading/trailing hyphens in labels are accepted: real lists hold
   `_dmarc`-style and `foo-.blogspot.com` names, and DNS itself allows any octet;
 - `xn--` labels are taken as they are (not decoded): matching is by octets, so an odd A-label
   can only block a name nobody can register;
-- Unicode names go through UTS #46 mapping and IDNA 2008 (the `idna` package), not Python's
-  built-in IDNA 2003 codec, which maps `ß` to `ss` and accepts symbols IDNA 2008 forbids;
+- Unicode names go through UTS #46 mapping (non-transitional) and IDNA 2008 (the `idna`
+  package), as browsers do, not Python's built-in IDNA 2003 codec, which maps `ß` to `ss`:
+  `straße.de` is `xn--strae-oqa.de`, the name a browser asks for;
 - a single label ("com", "localhost") is rejected: it would block a whole top-level domain;
   `is_public_suffix` extends that to registries like "com.vn" or "gob.mx" (list parsers
   reject those; canonical_name itself accepts them, so "is co.uk blocked?" still works);
@@ -25,6 +32,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import idna
 
@@ -40,60 +48,146 @@ _BAD_CHAR = re.compile(r"[^a-z0-9_-]")
 _DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})  # IDNA label separators
 
 
-def canonical_name(text: str) -> str:
-    """The canonical form of a domain name written in a list, or ValueError(reason)."""
+class BadName(ValueError):
+    """Not a usable domain name or device identifier; str() is the reason, for people."""
+
+    def __init__(self, reason: str, *, address: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.address = address  # an IP address where a name was wanted
+
+
+def canonical_name(text: str, *, single_label: bool = False) -> str:
+    """The canonical form of a domain name (lists, DNS, config), or BadName(reason).
+    `single_label=True` accepts one label ("lan", "localhost"): for LAN suffixes and host
+    names in the config, never for blocking rules."""
+    if not isinstance(text, str):
+        raise BadName("not text")
     name = text.strip().lower()
     if name.endswith("."):
         name = name[:-1]
     if _FAST.fullmatch(name) is not None and len(name) <= MAX_NAME:
         return name
-    return _slow(name)
+    return _slow(name, single_label)
 
 
 def _reject_numeric(name: str) -> str:
     try:
         ipaddress.ip_address(name)
     except ValueError:
-        raise ValueError("numeric top-level label (not a name)") from None
-    raise ValueError("IP address, not a name")
+        raise BadName("numeric top-level label (not a name)") from None
+    raise BadName("IP address, not a name", address=True)
 
 
-def _slow(name: str) -> str:
+def _slow(name: str, single_label: bool = False) -> str:
     if not name:
-        raise ValueError("empty name")
+        raise BadName("empty name")
     if len(name) > MAX_NAME and (name.isascii() or len(name) > 4 * MAX_NAME):
         # early, before any per-label work (UTS #46 mapping may shorten a Unicode name)
-        raise ValueError(f"name longer than {MAX_NAME} characters")
+        raise BadName(f"name longer than {MAX_NAME} characters")
     if "\ufffd" in name:
-        raise ValueError("not valid UTF-8")
+        raise BadName("not valid UTF-8")
     if ":" in name or "%" in name:
         try:
             ipaddress.ip_address(name.strip("[]").split("%", 1)[0])
         except ValueError:
             pass
         else:
-            raise ValueError("IP address, not a name")
+            raise BadName("IP address, not a name", address=True)
     if not name.isascii():
         name = _to_alabels(name)
     if "*" in name:
-        raise ValueError("wildcard '*' not allowed here")
+        raise BadName("wildcard '*' not allowed here")
     labels = name.split(".")
     for label in labels:
         if not label:
-            raise ValueError("empty label")
+            raise BadName("empty label")
         if len(label) > MAX_LABEL:
-            raise ValueError(f"label longer than {MAX_LABEL} octets")
+            raise BadName(f"label longer than {MAX_LABEL} octets")
         if _LABEL_OK.fullmatch(label) is None:
             bad = _BAD_CHAR.search(label)
             char = bad.group() if bad else label
-            raise ValueError(f"character {char!r} not allowed in a name")
+            raise BadName(f"character {char!r} not allowed in a name")
     if len(name) > MAX_NAME:
-        raise ValueError(f"name longer than {MAX_NAME} characters")
-    if len(labels) == 1:
-        raise ValueError(f"single label {name!r}: too broad (like a whole top-level domain)")
+        raise BadName(f"name longer than {MAX_NAME} characters")
+    if len(labels) == 1 and not single_label:
+        raise BadName(f"single label {name!r}: too broad (like a whole top-level domain)")
     if labels[-1].isdigit():
         return _reject_numeric(name)
     return name
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def typed_domain(text: str) -> str:
+    """A site as a person types it (web form, JSON API, CLI, store) -> canonical name.
+
+    Takes a name, a URL ("https://www.Example.com/x": its host) or a wildcard ("*.example.com":
+    rules cover subdomains anyway); the rest is `canonical_name`. BadName otherwise."""
+    if not isinstance(text, str):
+        raise BadName("not text")
+    t = text.strip()
+    if _CONTROL.search(t):
+        raise BadName("control character in a name")
+    if "://" in t:
+        try:
+            t = urlsplit(t).hostname or ""
+        except ValueError:
+            raise BadName("not a valid URL") from None
+    else:
+        t = t.split("/", 1)[0]
+    if t.startswith("*."):
+        t = t[2:]
+    return canonical_name(t)
+
+
+_MAC_FORMS = (
+    re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}"),  # aa:bb:.. or AA-BB-..
+    re.compile(r"[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}"),  # aabb.ccdd.eeff
+    re.compile(r"[0-9a-f]{12}"),  # aabbccddeeff
+)
+
+
+def device_identifier(text: str) -> str:
+    """A device identifier as the store keeps it, from any usual spelling:
+    - an IP address in canonical text (IPv6 compressed, lower-case; IPv4-mapped IPv6 as the
+      IPv4 address; a zone id such as %eth0 dropped; [brackets] allowed);
+    - an IPv6 /64 prefix ("2001:db8:1:2::/64"), which covers a device's privacy addresses;
+    - a MAC in lower-case colon form, from aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF,
+      aabb.ccdd.eeff or aabbccddeeff.
+    BadName otherwise."""
+    if not isinstance(text, str):
+        raise BadName("not text")
+    t = text.strip().strip("[]")
+    if not t:
+        raise BadName("empty")
+    if "/" in t:
+        try:
+            net = ipaddress.ip_network(t, strict=False)
+        except ValueError as e:
+            raise BadName(_short(e)) from None
+        if net.version != 6 or net.prefixlen != 64:
+            raise BadName("only IPv6 /64 prefixes name a device")
+        return str(net)
+    try:
+        addr = ipaddress.ip_address(t.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(addr)
+    low = t.lower()
+    if any(form.fullmatch(low) for form in _MAC_FORMS):
+        digits = re.sub(r"[:.-]", "", low)
+        return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+    raise BadName("not an IP or MAC address")
+
+
+def is_mac(identifier: str) -> bool:
+    """True if a `device_identifier` result is a MAC (aa:bb:cc:dd:ee:ff)."""
+    return _MAC_FORMS[0].fullmatch(identifier) is not None and ":" in identifier
 
 
 def _to_alabels(name: str) -> str:
@@ -102,7 +196,7 @@ def _to_alabels(name: str) -> str:
     try:
         mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
     except (idna.IDNAError, UnicodeError, ValueError) as e:
-        raise ValueError(f"invalid IDN: {_short(e)}") from None
+        raise BadName(f"invalid IDN: {_short(e)}") from None
     out = []
     for label in mapped.split("."):
         if label.isascii():
@@ -111,7 +205,7 @@ def _to_alabels(name: str) -> str:
         try:
             out.append(idna.alabel(label).decode("ascii"))
         except (idna.IDNAError, UnicodeError, ValueError) as e:
-            raise ValueError(f"invalid IDN label {label[:30]!r}: {_short(e)}") from None
+            raise BadName(f"invalid IDN label {label[:30]!r}: {_short(e)}") from None
     return ".".join(out)
 
 
