@@ -27,11 +27,12 @@ from resolver.main import main
 from tests.conftest import build_config
 from tests.integration.test_browser_e2e import KID, PASSWORD, answer
 from tests.integration.test_household import REAL, years_ago
+from tests.support.tools import needs
 from tests.webui.test_browser import ARGS, CHROMIUM, PHONE, relay_from, serve, shoot
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+    needs("chromium"),
 ]
 BAD = "harmful-game.example"
 

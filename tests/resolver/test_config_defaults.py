@@ -4,6 +4,7 @@ systemd/config.example.yaml reaches the part it configures."""
 from __future__ import annotations
 
 import ast
+import sys
 import dataclasses
 import typing
 from pathlib import Path
@@ -25,7 +26,7 @@ PACKAGES = ("resolver", "blocklists", "policy", "webui")
 
 def _sections(cls: type, prefix: str = "") -> dict[str, Any]:
     """Every config key path -> its dataclass default ("dns.cache.max_entries" -> 100000)."""
-    hints = typing.get_type_hints(cls, vars(config_module))
+    hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
     out: dict[str, Any] = {}
     instance = cls()
     for f in dataclasses.fields(cls):

@@ -12,13 +12,14 @@ import pytest
 
 from policy.model import Action, Verdict
 from policy.store import BudgetUsage
+from tests.support.tools import needs
 from tests.webui.conftest import PASSWORD, Harness, years_ago
 from tests.webui.test_browser import ARGS, CHROMIUM, PHONE, relay_from, serve, shoot
 from webui.app import create_app
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+    needs("chromium"),
 ]
 
 

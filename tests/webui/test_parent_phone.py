@@ -23,6 +23,7 @@ import pytest
 from blocklists.feed import Feed
 from policy.model import QueryEvent, Schedule
 from policy.store import FeedStatus
+from tests.support.tools import needs
 from tests.webui.conftest import PASSWORD, Harness, years_ago
 from tests.webui.test_browser import ARGS, CHROMIUM, DESKTOP, PHONE, relay_from, serve
 from tests.webui.test_parent_words import real_policy
@@ -34,7 +35,7 @@ LONG = "x" * 300  # a child's message, a pasted name: one word, no spaces
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed"),
+    needs("chromium"),
 ]
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from policy.model import QueryEvent
 from policy.store import AlertPrefs, Store
+from tests.support.tools import needs, tool_path
 from tests.webui.conftest import HOUSEHOLD_TZ, Harness, setup_and_login, years_ago
 from tests.webui.test_alerts import Mailbox, free_port, parts
 from webui.alerts import Alerts, parse_alerts
@@ -28,7 +29,7 @@ from webui.weekly import bundled_tld, last_week, weekly_loop
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = tool_path("chromium")  # Debian's, never a downloaded one
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ async def test_monday_email_per_parent_in_their_language_once(
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+@needs("chromium")
 async def test_weekly_email_html_fits_a_phone_and_a_desktop(harness: Harness) -> None:
     from playwright.async_api import async_playwright
 
@@ -190,7 +191,7 @@ def test_cli_prints_last_weeks_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+@needs("chromium")
 async def test_weekly_page_bars_show_under_the_uis_csp(harness: Harness) -> None:
     from playwright.async_api import async_playwright
 
