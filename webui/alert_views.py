@@ -19,13 +19,15 @@ from webui.alerts import (
     AlertConfigError,
     Alerts,
     alerts_to_raw,
+    check_email,
     parse_alerts,
     parse_quiet,
 )
-from webui.context import admin_only, db, principal, record, see_other
+from webui.context import admin_only, db, form_state, principal, record, see_other, translator
 from webui.forms import FormError, form_fields
 from webui.i18n import LANGS
 from webui.keys import SERVICES
+from webui.views import settings_page
 
 routes = web.RouteTableDef()
 Raw = Mapping[str, object]
@@ -157,8 +159,6 @@ async def save_mine(request: web.Request, raw: Raw) -> None:
 
 def forms_email(value: str) -> bool:
     try:
-        from webui.alerts import check_email
-
         check_email(value, "email")
     except AlertConfigError:
         return False
@@ -166,8 +166,6 @@ def forms_email(value: str) -> bool:
 
 
 async def _form(request: web.Request, form_id: str, action: Any) -> web.StreamResponse:
-    from webui.views import form_state, settings_page
-
     raw = form_fields(await request.post())
     raw = {**raw, "events": (await request.post()).getall("events", [])}
     try:
@@ -209,9 +207,6 @@ async def mine_save(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/settings/alerts/test")
 async def channel_test(request: web.Request) -> web.StreamResponse:
-    from webui.context import translator
-    from webui.views import form_state, settings_page
-
     alerts = _hub(request)
     raw = form_fields(await request.post())
     channel = str(raw.get("channel", ""))

@@ -29,7 +29,7 @@ from webui import alert_views, api, middleware, present, reports, views, weekly
 from webui.alerts import Alerts
 from webui.auth import DEFAULT_N, SessionPolicy
 from webui.i18n import LANGS, load_catalogues
-from webui.keys import JINJA, SERVICES, STATE
+from webui.keys import JINJA, SERVICES, SETTINGS_PARTS, STATE
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,7 @@ def create_app(services: Services) -> web.Application:
         ),
     )
     app[STATE] = state
+    app[SETTINGS_PARTS] = (alert_views.context,)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),

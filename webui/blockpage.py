@@ -13,6 +13,7 @@ import hmac
 import logging
 import time as monotonic_time
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
@@ -20,7 +21,7 @@ from prometheus_client import Counter
 from policy.model import Action, Child
 from policy.names import BadName, typed_domain
 from policy.store import AccessRequest
-from webui import present, reports, static
+from webui import forms, present, reports, static
 from webui.alerts import AlertEvent
 from webui.context import db, host_name, render
 from webui.forms import CONTROL_RE
@@ -75,9 +76,9 @@ async def serve(request: web.Request) -> web.StreamResponse:
     if path == STATUS_PATH and request.method == "GET":
         return await _status(request)
     if path == reports.HELP_PATH and request.method in ("GET", "HEAD"):
-        return await reports.child_help(request)
+        return await child_help(request)
     if path == reports.REPORT_PATH and request.method == "POST":
-        return await reports.child_report(request)
+        return await child_report(request)
     if request.method not in ("GET", "HEAD"):
         return web.Response(status=405, text="405\n")
     return await _page(request)
@@ -221,3 +222,63 @@ async def _status(request: web.Request) -> web.Response:
     site = _site(request, domain)
     latest = _latest(await db(svc.store.requests), client, site, svc.clock()) if domain else None
     return web.json_response({"status": latest.status if latest else "none"})
+
+
+# -- children: the block page's host ------------------------------------------------------------
+async def _child_translator(request: web.Request) -> tuple[Translator, Any, str, int | None]:
+    state = request.app[STATE]
+    client, child, device_id = await _who(request)
+    lang = child.lang if child is not None and child.lang in LANGS else state.household_lang
+    request[LANG] = lang
+    return Translator(lang, state.catalogues), child, client, device_id
+
+
+async def child_help(request: web.Request, *, status: int = 200, error: str = "",
+                     typed: str = "") -> web.Response:
+    """The children's help page: 'not bad for me', 'I saw something harmful', hotline 111."""
+    state = request.app[STATE]
+    _t, child, client, _ = await _child_translator(request)
+    domain = _domain(request)
+    return render(request, "kids_help.html", {
+        "child": child, "domain": domain, "error": error, "typed": typed,
+        "token": _token(state.secret, client, domain),
+        "help_token": _token(state.secret, client, "help"),
+        "report_path": reports.REPORT_PATH, "help_path": reports.HELP_PATH,
+        "done": request.query.get("done", ""), "note_max": reports.NOTE_MAX,
+    }, status=status)
+
+
+async def child_report(request: web.Request) -> web.StreamResponse:
+    svc, state = request.app[SERVICES], request.app[STATE]
+    t, child, client, device_id = await _child_translator(request)
+    form = await request.post()
+    kind = form.get("kind", "")
+    token = str(form.get("token", ""))
+    note = str(form.get("note", ""))
+    note = forms.CONTROL_RE.sub(" ", note).strip()[:reports.NOTE_MAX]
+    if kind == "wrong_block":
+        domain = _domain(request)
+        expect = _token(state.secret, client, domain)
+    elif kind == "harmful":
+        typed = str(form.get("domain", ""))
+        expect = _token(state.secret, client, "help")
+        try:
+            domain = forms.canonical_domain(typed)
+        except ValueError as e:
+            return await child_help(request, status=400, error=t(str(e)), typed=typed[:100])
+    else:
+        return web.Response(status=400, text="400\n")
+    if not domain or not hmac.compare_digest(token.encode(), expect.encode()):
+        return await child_help(request, status=403, error=t("block.expired"))
+    now_s = monotonic_time.monotonic()
+    times = [x for x in state.ask_times.get(client, []) if now_s - x < ASK_WINDOW]
+    if len(times) >= ASKS_PER_WINDOW:
+        return web.Response(status=429, text="429\n")
+    state.ask_times[client] = [*times, now_s]
+    site = _site(request, domain) if kind == "wrong_block" else domain
+    rep = await db(svc.store.add_report, kind=str(kind), domain=site, source="child",
+                   reporter=child.name if child else client, note=note,
+                   child_id=child.id if child else None, device_id=device_id)
+    await db(svc.store.audit, child.name if child else client, f"report.{kind}",
+             f"#{rep.id} {site}")
+    raise web.HTTPSeeOther(f"{reports.HELP_PATH}?done={kind}")

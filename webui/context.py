@@ -6,13 +6,14 @@ import asyncio
 import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from policy.model import Category
 from webui.auth import Principal
+from webui.forms import FormError
 from webui.i18n import LANGS, Translator
 from webui.keys import LANG, PRINCIPAL, SERVICES, STATE
 
@@ -130,3 +131,15 @@ def host_name(host_header: str) -> str:
     elif host.count(":") > 1:  # a bare IPv6 address without brackets
         return host
     return host.rstrip(".")
+
+
+def form_state(request: web.Request, form_id: str, raw: Mapping[str, object],
+               err: FormError | None) -> dict[str, Any]:
+    """What a template needs to show a failed form again: the values and the messages."""
+    t = translator(request)
+    errors = {}
+    if err is not None:
+        errors = {f: t(key, **params) for f, (key, params) in err.errors.items()}
+    secret = ("password", "confirm", "old", "new", "csrf")
+    values = {k: v for k, v in raw.items() if k not in secret}
+    return {"id": form_id, "errors": errors, "values": values}

@@ -8,9 +8,7 @@ Every report and decision goes to the audit log. Names are checked by forms.cano
 
 from __future__ import annotations
 
-import hmac
 import logging
-import time as monotonic_time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -23,9 +21,8 @@ from policy.model import NEVER
 from policy.store import Conflict, NotFound, Report
 from webui import forms
 from webui.alerts import AlertConfigError, check_webhook_url
-from webui.context import admin_only, db, page, principal, record, render, see_other
+from webui.context import admin_only, db, form_state, page, principal, record, see_other
 from webui.forms import FormError, form_fields
-from webui.i18n import LANGS, Translator
 from webui.keys import LANG, SERVICES, STATE
 
 log = logging.getLogger(__name__)
@@ -92,8 +89,6 @@ async def report_new(request: web.Request) -> web.Response:
 
 async def report_form(request: web.Request, form: dict[str, Any] | None = None,
                       status: int = 200) -> web.Response:
-    from webui.views import form_state
-
     svc = request.app[SERVICES]
     values = {"domain": request.query.get("domain", ""),
               "kind": request.query.get("kind", "harmful")}
@@ -106,8 +101,6 @@ async def report_form(request: web.Request, form: dict[str, Any] | None = None,
 
 @routes.post("/reports")
 async def report_add(request: web.Request) -> web.StreamResponse:
-    from webui.views import form_state
-
     svc = request.app[SERVICES]
     raw = form_fields(await request.post())
     try:
@@ -144,8 +137,6 @@ async def reports_root(request: web.Request) -> web.Response:
 
 async def reports_page(request: web.Request, form: dict[str, Any] | None = None,
                        status: int = 200) -> web.Response:
-    from webui.views import form_state
-
     svc = request.app[SERVICES]
     open_ = await db(svc.store.reports, status="open")
     decided = [r for r in await db(svc.store.reports, limit=100) if r.status != "open"][:30]
@@ -180,8 +171,6 @@ async def _open_report(request: web.Request) -> Report:
 @routes.post("/reports/{id:\\d+}/list")
 @admin_only
 async def report_list(request: web.Request) -> web.StreamResponse:
-    from webui.views import form_state
-
     svc = request.app[SERVICES]
     rep = await _open_report(request)
     raw = form_fields(await request.post())
@@ -290,69 +279,3 @@ async def _forward(request: web.Request, rep: Report) -> None:
     body = {"domain": rep.domain, "category": rep.category, "min_age": rep.min_age,
             "note": rep.note, "kind": rep.kind, "reported": rep.created.isoformat()}
     await db(alerts.forward, f"report-{rep.id}", body)
-
-
-# -- children: the block page's host ------------------------------------------------------------
-async def _child_translator(request: web.Request) -> tuple[Translator, Any, str, int | None]:
-    from webui.blockpage import _who
-
-    state = request.app[STATE]
-    client, child, device_id = await _who(request)
-    lang = child.lang if child is not None and child.lang in LANGS else state.household_lang
-    request[LANG] = lang
-    return Translator(lang, state.catalogues), child, client, device_id
-
-
-async def child_help(request: web.Request, *, status: int = 200, error: str = "",
-                     typed: str = "") -> web.Response:
-    """The children's help page: 'not bad for me', 'I saw something harmful', hotline 111."""
-    from webui.blockpage import _domain, _token
-
-    state = request.app[STATE]
-    _t, child, client, _ = await _child_translator(request)
-    domain = _domain(request)
-    return render(request, "kids_help.html", {
-        "child": child, "domain": domain, "error": error, "typed": typed,
-        "token": _token(state.secret, client, domain),
-        "help_token": _token(state.secret, client, "help"),
-        "report_path": REPORT_PATH, "help_path": HELP_PATH,
-        "done": request.query.get("done", ""), "note_max": NOTE_MAX,
-    }, status=status)
-
-
-async def child_report(request: web.Request) -> web.StreamResponse:
-    from webui.blockpage import ASK_WINDOW, ASKS_PER_WINDOW, _domain, _site, _token
-
-    svc, state = request.app[SERVICES], request.app[STATE]
-    t, child, client, device_id = await _child_translator(request)
-    form = await request.post()
-    kind = form.get("kind", "")
-    token = str(form.get("token", ""))
-    note = str(form.get("note", ""))
-    note = forms.CONTROL_RE.sub(" ", note).strip()[:NOTE_MAX]
-    if kind == "wrong_block":
-        domain = _domain(request)
-        expect = _token(state.secret, client, domain)
-    elif kind == "harmful":
-        typed = str(form.get("domain", ""))
-        expect = _token(state.secret, client, "help")
-        try:
-            domain = forms.canonical_domain(typed)
-        except ValueError as e:
-            return await child_help(request, status=400, error=t(str(e)), typed=typed[:100])
-    else:
-        return web.Response(status=400, text="400\n")
-    if not domain or not hmac.compare_digest(token.encode(), expect.encode()):
-        return await child_help(request, status=403, error=t("block.expired"))
-    now_s = monotonic_time.monotonic()
-    times = [x for x in state.ask_times.get(client, []) if now_s - x < ASK_WINDOW]
-    if len(times) >= ASKS_PER_WINDOW:
-        return web.Response(status=429, text="429\n")
-    state.ask_times[client] = [*times, now_s]
-    site = _site(request, domain) if kind == "wrong_block" else domain
-    rep = await db(svc.store.add_report, kind=str(kind), domain=site, source="child",
-                   reporter=child.name if child else client, note=note,
-                   child_id=child.id if child else None, device_id=device_id)
-    await db(svc.store.audit, child.name if child else client, f"report.{kind}",
-             f"#{rep.id} {site}")
-    raise web.HTTPSeeOther(f"{HELP_PATH}?done={kind}")

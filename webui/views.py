@@ -19,12 +19,13 @@ from policy.budgets import Standing
 from policy.decide import after_allow
 from policy.model import ADULTS, Action, Child, Device
 from policy.store import AccessRequest, Conflict, NotFound, StoreError
-from webui import actions, alert_views, auth, present, static
+from webui import actions, auth, present, static
 from webui.actions import SavedRule
 from webui.context import (
     admin_only,
     category_name,
     db,
+    form_state,
     page,
     principal,
     render,
@@ -33,25 +34,13 @@ from webui.context import (
 )
 from webui.forms import FormError, form_fields
 from webui.i18n import LANGS
-from webui.keys import SERVICES, STATE
+from webui.keys import SERVICES, SETTINGS_PARTS, STATE
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
 Ctx = dict[str, Any]
-
-
-def form_state(request: web.Request, form_id: str, raw: Mapping[str, object],
-               err: FormError | None) -> Ctx:
-    """What a template needs to show a failed form again: the values and the messages."""
-    t = translator(request)
-    errors = {}
-    if err is not None:
-        errors = {f: t(key, **params) for f, (key, params) in err.errors.items()}
-    secret = ("password", "confirm", "old", "new", "csrf")
-    values = {k: v for k, v in raw.items() if k not in secret}
-    return {"id": form_id, "errors": errors, "values": values}
 
 
 FormAction = Callable[[web.Request, Mapping[str, object]], Awaitable[object]]
@@ -893,7 +882,8 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
         "child_names": [c.name for c in children],
         "form": form or form_state(request, "", {}, None),
         "new_token": new_token,
-        **(await alert_views.context(request)),
+        **{k: v for part in request.app.get(SETTINGS_PARTS, ()) for k, v in
+           (await part(request)).items()},
     }, status=status)
 
 

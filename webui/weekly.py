@@ -26,7 +26,7 @@ from policy.store import AccessRequest, Store
 from webui.alerts import Alerts
 from webui.context import category_name, db, page, translator
 from webui.i18n import LANGS, Translator
-from webui.keys import STATE
+from webui.keys import SERVICES, STATE
 from webui.present import reason_text, registrable
 
 log = logging.getLogger(__name__)
@@ -333,7 +333,6 @@ async def weekly_loop(store: Store, alerts: Alerts, categories: Mapping[str, Cat
 # -- the page -----------------------------------------------------------------------------------
 @routes.get("/reports/weekly")
 async def weekly_page(request: web.Request) -> web.Response:
-    from webui.keys import SERVICES
 
     svc, state = request.app[SERVICES], request.app[STATE]
     now = svc.clock()

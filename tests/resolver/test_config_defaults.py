@@ -4,8 +4,8 @@ systemd/config.example.yaml reaches the part it configures."""
 from __future__ import annotations
 
 import ast
-import sys
 import dataclasses
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ from typing import Any
 import yaml
 
 from blocklists.feed import Feed
-from resolver import config as config_module
 from resolver.cache import CacheSettings
 from resolver.config import CacheConfig, Config, DnsConfig, load_config
 from resolver.main import cache_settings, server_settings
