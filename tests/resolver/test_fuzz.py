@@ -175,3 +175,56 @@ def test_formerr_is_header_only_with_same_id():
     )
     assert wire.formerr(b"\x12\x34\x81\x00" + b"\x00" * 8) is None
     assert wire.formerr(b"\x12") is None
+
+
+async def test_spoofed_mac_options_never_lift_a_childs_filter(
+    nestguard_server, fake_upstream, make_config
+):
+    """A child's device (127.0.0.2) sends dnsmasq's MAC option (EDNS 65001) with any content:
+    the parents' laptop's MAC in every spelling the option allows (raw, text, base64), random
+    bytes, short and long values. No router is trusted, so every answer stays the child's."""
+    import base64
+    import ipaddress
+
+    import dns.edns
+
+    from policy.live import Live
+    from policy.model import Action, Device, Policy, Profile, Verdict
+    from resolver.main import Services
+
+    kid, adults = Profile(None, mode="kid"), Profile(None, mode="adults")
+    tablet = Device(10, "tablet", ("127.0.0.2",), owner=1)
+    laptop = Device(11, "laptop", ("aa:bb:cc:dd:ee:01",), owner="adults")
+    policy = Policy(revision=1, devices=(tablet, laptop), profiles={1: kid},
+                    adults_profile=adults, default_profile=kid,
+                    by_address={"127.0.0.2": tablet}, by_mac={"aa:bb:cc:dd:ee:01": laptop})
+
+    def decider(profile: Profile, qname: str, qtype: int, now: object) -> Verdict:
+        if profile is not adults and qname.startswith("adult"):
+            return Verdict(Action.BLOCK, "category:adult:18+")
+        return Verdict(Action.ALLOW)
+
+    fake_upstream.add("*.example", "A", "192.0.2.1")
+    router = ipaddress.ip_network("127.0.0.7/32")  # trusted, but never the sender here
+    running = await nestguard_server(
+        make_config(fake_upstream, trusted_mac_sources=(router,)),
+        Services(arp_path=None, decider=decider, live_policy=Live(policy)),
+    )
+    addr = running.addresses[0]
+    spellings = [bytes.fromhex("aabbccddee01"), b"aa:bb:cc:dd:ee:01", b"AA-BB-CC-DD-EE-01",
+                 base64.b64encode(bytes.fromhex("aabbccddee01"))]
+    values = st.one_of(st.sampled_from(spellings), st.binary(max_size=40))
+
+    @settings(FUZZ, max_examples=80)
+    @given(values, st.integers(0, 10**6))
+    def probe(value: bytes, n: int) -> None:
+        opt = dns.edns.GenericOption(65001, value)
+        q = dns.message.make_query(f"adult{n}.example", "A", use_edns=0, options=[opt])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(3.0)
+            s.sendto(q.to_wire(), addr)
+            reply = dns.message.from_wire(s.recv(65535))
+        assert reply.answer and reply.answer[0][0].address == "0.0.0.0", value
+
+    await asyncio.wait_for(asyncio.to_thread(probe), 120)
