@@ -105,6 +105,9 @@ class DnsConfig:
     # names are answered NXDOMAIN here.
     router: HostPort | None = None
     local_domains: tuple[str, ...] = DEFAULT_LOCAL_DOMAINS
+    # Worker processes serving DNS on the same ports (SO_REUSEPORT), each with its own cache;
+    # the web UI and list sync stay in the main process. 1 = one process, as before.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +447,7 @@ class _Loader:
                 "cache",
                 "router",
                 "local_domains",
+                "workers",
             ),
         )
         d = DnsConfig()
@@ -510,6 +514,7 @@ class _Loader:
             cache=self.cache(s.get("cache")),
             router=router,
             local_domains=local_domains,
+            workers=self.get(s, "dns", "workers", _int(1, 64), d.workers),
         )
 
     def cache(self, value: object) -> CacheConfig:

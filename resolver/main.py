@@ -149,6 +149,7 @@ def server_settings(config: object) -> ServerSettings:
     return ServerSettings(
         tcp_idle=float(_get(dns, "tcp_idle", d.tcp_idle)),
         tcp_max_clients=_get(dns, "tcp_max_clients", d.tcp_max_clients),
+        reuse_port=_get(dns, "workers", 1) > 1,
     )
 
 
@@ -309,14 +310,7 @@ async def run(config: object, services: Services | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(open_resolver(config, services))
-        app = (services.web_app or _metrics_app)()
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        for host, port in _web_listen(config):
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            log.info("web on http://%s:%d/", host, port)
+        await start_web(stack, config, services.web_app)
         # The start-up heap (lists, the rater's lexicon, modules) lives as long as the process,
         # and so do cache and memo entries for minutes: keep them out of the collector's scans
         # (resolver/gcpace.py). Measured: process() on a hit 22 -> 15 us with a household
@@ -328,6 +322,20 @@ async def run(config: object, services: Services | None = None) -> None:
         log.info("stopping")
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(sig)
+
+
+async def start_web(
+    stack: AsyncExitStack, config: object, factory: Callable[[], web.Application] | None
+) -> None:
+    """The HTTP app (web UI, or /metrics alone) on web.listen until `stack` closes."""
+    app = (factory or _metrics_app)()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    for host, port in _web_listen(config):
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("web on http://%s:%d/", host, port)
 
 
 def _metrics_app() -> web.Application:
@@ -360,15 +368,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"nestguard: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=str(getattr(config, "log_level", "INFO")).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config)
     from resolver.household import serve
 
     _run_loop(serve(config))
     return 0
+
+
+def setup_logging(config: object, prefix: str = "") -> None:
+    logging.basicConfig(
+        level=str(getattr(config, "log_level", "INFO")).upper(),
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _run_loop(coro: Any) -> None:
