@@ -387,7 +387,7 @@ def nestguard_command(tmp: Path, port: int, upstream: int, args: argparse.Namesp
     format: domains
     category: adult
 """
-    workers = f"  workers: {args.workers}\n" if args.workers else ""
+    workers = f"  workers: {args.workers}\n"
     conf = tmp / "nestguard.yaml"
     conf.write_text(
         f"""data_dir: {tmp / "nestguard-data"}
@@ -769,7 +769,12 @@ def main() -> int:
         action="store_true",
         help="the issue's run: --list-size 1000000, 10 s max-qps, 30 s latency, 10 s CPU runs",
     )
-    parser.add_argument("--workers", type=int, default=0, help="nestguard dns.workers (0: unset)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="nestguard dns.workers (default 1, pinned to core 0 like the others; more: cores 0,1)",
+    )
     parser.add_argument("--blocked", action="store_true", help="add the 100%%-blocked workload")
     parser.add_argument(
         "--workload", action="append", choices=sorted(WORKLOADS), help="run only these"

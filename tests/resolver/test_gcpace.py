@@ -50,3 +50,15 @@ def test_a_cycle_frozen_while_alive_is_freed_by_the_next_full_pass() -> None:
     pacer.tick()  # the periodic full pass
     assert gone() is None
     assert pacer.full_passes == 2
+
+
+async def test_serving_turns_the_automatic_full_pass_off_and_stop_restores_it() -> None:
+    before = gc.get_threshold()
+    pacer = GcPacer()
+    pacer.start()
+    try:
+        gen0, gen1, gen2 = gc.get_threshold()
+        assert (gen0, gen1) == before[:2] and gen2 > 10**9  # young passes stay as they were
+    finally:
+        pacer.stop()
+    assert gc.get_threshold() == before
