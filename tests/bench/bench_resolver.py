@@ -16,21 +16,23 @@ static zone answering NXDOMAIN with a SOA). It answers from memory in C, without
 it is not the bottleneck: only cache misses reach it (at most ~20% of queries here). A Python
 fake upstream would cap misses at a few thousand per second.
 
-Workloads (each runs ``--duration`` seconds with ``-c 10`` clients; extend ``WORKLOADS``):
+Workloads (default ``hits distinct mixed``; ``-c 10`` clients; extend ``WORKLOADS``). A
+synthetic list of ``--list-size`` names (default 100k, ``--full`` 1M) is loaded in every server:
+dnsmasq ``addn-hosts``, unbound ``local-zone … always_null``, nestguard a ``domains`` feed in
+category ``adult``; the client 127.0.0.1 is a child's device (activity log on).
 
-- ``hits``: 100% cache hits over ``--hit-names`` names (warmed first).
-- ``mixed``: 80% hits, 15% names never asked before, 5% new names answered NXDOMAIN.
-- ``blocked`` (``--blocked``): 100% names blocked for the querying client. dnsmasq and unbound
-  block them with ``address=/…/0.0.0.0`` and ``local-zone: … always_null``; nestguard gets a
-  ``domains`` feed in category ``adult`` (unknown devices get the strictest profile). The run
-  checks one answer first and reports whether nestguard actually blocked.
+- ``hits``: 100% cache hits over ``--hit-names`` names (default 10k, warmed first).
+- ``distinct``: 100% blocked, each name from the list asked about once (a shuffled order).
+- ``mixed``: 80% hot names, 15% names from the list, 5% never-seen allowed names (upstream).
+- ``mixed-nx`` (80% hits, 15% new, 5% NXDOMAIN) and ``blocked`` (``--blocked``, 100% under one
+  blocked zone) from before, with ``--workload``.
 
-For each server and workload: max qps (dnsperf unthrottled) and then p50/p99 latency at a fixed
-``--rate`` (default 2000 qps, from ``dnsperf -v`` per-query latencies), plus the server's RSS
-(VmRSS, and peak VmHWM) from /proc after all its runs, and the CPU share the server got during
-the max-qps run (utime+stime / wall): on a shared machine qps per core is the fairer figure.
-New-name lines are unique per run, so a later run never finds them cached. Prints a table and
-nestguard's ratio to each peer.
+For each server and workload: max qps (dnsperf unthrottled, ``--duration``), p50/p99/p99.9/max
+latency at a fixed ``--rate`` (default 2000 qps) over ``--paced-duration`` (default 20 s), the
+server's CPU µs per answer at fixed rates (``--cpu-rate``, default 10k and 20k qps; utime+stime
+of the server's process tree from /proc before and after), RSS of the main process and PSS of the
+whole tree, and the CPU share during the max-qps run (qps per core). New-name lines are unique
+per run. Prints a table and nestguard's ratio to each peer.
 """
 
 from __future__ import annotations
