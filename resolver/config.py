@@ -114,6 +114,11 @@ class DnsConfig:
     # asking device's MAC in EDNS option 65001. The option is believed only from these
     # addresses: any device can put a MAC in its own query, so from anyone else it is ignored.
     trusted_mac_sources: tuple[Network, ...] = ()
+    # Worker processes serving DNS on the same ports (SO_REUSEPORT), each with its own cache;
+    # the web UI and list sync stay in the main process. 1 = one process, as before.
+    # 1 by default: daily time budgets and alerts are kept by one process; with more workers
+    # each counts only the queries it answers (see README, dns.workers)
+    workers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,6 +468,7 @@ class _Loader:
                 "router",
                 "local_domains",
                 "trusted_mac_sources",
+                "workers",
             ),
         )
         d = DnsConfig()
@@ -535,6 +541,7 @@ class _Loader:
             trusted_mac_sources=self.get_list(
                 s, "dns", "trusted_mac_sources", _network, d.trusted_mac_sources
             ),
+            workers=self.get(s, "dns", "workers", _int(1, 64), d.workers),
         )
 
     def cache(self, value: object) -> CacheConfig:

@@ -381,11 +381,20 @@ def prepare_data_dir(path: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def open_household(
-    config: Config, *, background: bool = True, clock: Callable[[], datetime] | None = None
+    config: Config,
+    *,
+    background: bool = True,
+    clock: Callable[[], datetime] | None = None,
+    worker: bool = False,
 ) -> AsyncIterator[Household]:
     """Open store, policy and lists; with `background`, run the reload, sync, retention and
     leases loops until the context exits. `clock` (tests): the household's time instead of
-    the system's, aware in policy.timezone."""
+    the system's, aware in policy.timezone.
+
+    `worker`: a DNS worker process (dns.workers > 1, resolver/workers.py). It reads the policy
+    from the store as the main process does (the same reload loop), but does not sync lists,
+    read leases or send alerts: it maps the index file the main process's sync writes, and
+    follows it."""
     data_dir = prepare_data_dir(config.data_dir)
     zone = ZoneInfo(config.policy.timezone)
     categories = load_catalogue(config.lists.catalogue)
@@ -447,16 +456,16 @@ async def open_household(
         local_list=local_list,
     )
     try:
-        base = await sync.load_from_disk()
+        base = _load_index(sync.index_path) if worker else await sync.load_from_disk()
     except Exception as e:  # a broken index file must not stop DNS (it filters on)
         log.error("cannot load the lists on disk, starting with none: %s", e)
         METRICS.set_degraded("lists")
         base = CategoryIndex.empty()
     hh.live_index.value = hh.wrap_index(base)
-    if store is not None:
+    if store is not None and not worker:
         hh.alerts = _alerts(config, store, hh.now)
         await hh.alerts.load()
-    if store is not None and not _loopback(config.web.listen[0]):
+    if store is not None and not worker and not _loopback(config.web.listen[0]):
         if await asyncio.to_thread(store.account_count) == 0:
             # a child on the Wi-Fi must not create the first parent account: the set-up page
             # asks for this code, shown only to whoever started nestguard (terminal, journal)
@@ -478,13 +487,18 @@ async def open_household(
             tasks.append(asyncio.create_task(_reload(hh, stop, build)))
             assert hh.budgets is not None
             tasks.append(asyncio.create_task(hh.budgets.run(stop)))
-            if pc.leases_file is not None:
+            if pc.leases_file is not None and not worker:
                 from policy.leases import leases_loop
 
                 tasks.append(asyncio.create_task(
                     leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)
                 ))
-        tasks.append(asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index)))
+        if worker:
+            tasks.append(asyncio.create_task(_follow_index(hh, stop)))
+        else:
+            tasks.append(
+                asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index))
+            )
         if hh.alerts is not None and store is not None:
             from webui.weekly import bundled_tld, weekly_loop
 
@@ -536,6 +550,40 @@ def _alerts(config: Config, store: Store, clock: Callable[[], datetime]) -> Aler
                   forward_loopback=config.reports.allow_loopback)
 
 
+def _load_index(path: Path) -> CategoryIndex:
+    """The index file the main process's sync wrote (mmapped: its pages are shared)."""
+    return CategoryIndex.load(path) if path.exists() else CategoryIndex.empty()
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+async def _follow_index(hh: Household, stop: asyncio.Event) -> None:
+    """In a worker: put the main process's new index in force within RELOAD_EVERY seconds.
+    The sync replaces the file atomically (a new inode), so a changed stamp is a whole file."""
+    path = hh.sync.index_path
+    seen = _file_stamp(path)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RELOAD_EVERY)
+        stamp = _file_stamp(path)
+        if stamp is None or stamp == seen:
+            continue
+        try:
+            base = _load_index(path)
+        except Exception as e:  # a half-written or bad file: keep the index in force (P6)
+            log.warning("cannot map the new list index, keeping the current one: %s", e)
+            continue
+        seen = stamp
+        hh.live_index.value = hh.wrap_index(base)
+        METRICS.set_degraded("lists", False)
+
+
 async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object]) -> None:
     assert hh.store is not None
     task = asyncio.create_task(
@@ -567,6 +615,11 @@ async def serve(config: Config) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, hh.nudge.set)
         try:
-            await run(config, hh.resolver_services())  # type: ignore[arg-type]
+            if config.dns.workers > 1:
+                from resolver.workers import supervise
+
+                await supervise(config, hh.web_app)
+            else:
+                await run(config, hh.resolver_services())  # type: ignore[arg-type]
         finally:
             loop.remove_signal_handler(signal.SIGHUP)

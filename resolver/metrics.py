@@ -92,6 +92,11 @@ class Metrics:
         self.sightings_dropped = 0
         self.cache: CacheStats | None = None
         self._degraded: set[str] = set()
+        # dns.workers > 1, in the main process (resolver/workers.py): the figures above are the
+        # sum over every worker; these say how many run and how the kernel spreads queries
+        self.workers_running: int | None = None
+        self.worker_restarts = 0
+        self.worker_queries: dict[int, int] = {}
 
     def count(self, outcome: str, qtype: int) -> None:
         key = (outcome, qtype)
@@ -187,6 +192,21 @@ class ResolverCollector(Collector):
             "1 while running on fallback policy or lists",
             value=1 if m.degraded else 0,
         )
+        if m.workers_running is not None:
+            yield GaugeMetricFamily(
+                "nestguard_workers", "DNS worker processes serving", value=m.workers_running
+            )
+            yield CounterMetricFamily(
+                "nestguard_worker_restarts",
+                "DNS worker processes restarted after dying",
+                value=m.worker_restarts,
+            )
+            w = CounterMetricFamily(
+                "nestguard_worker_queries", "DNS queries answered, by worker", labels=["worker"]
+            )
+            for number, n in sorted(m.worker_queries.items()):
+                w.add_metric([str(number)], n)
+            yield w
 
 
 def _bound(b: float) -> str:

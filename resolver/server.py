@@ -79,6 +79,9 @@ class ServerSettings:
     gil_switch_interval: float | None = 0.0005
     # addresses whose EDNS MAC option (65001, dnsmasq's add-mac) is believed; see DnsConfig
     trusted_mac_sources: tuple[Network, ...] = ()
+    # SO_REUSEPORT on the listeners: dns.workers processes bind the same ports and the kernel
+    # spreads clients over them (resolver/workers.py)
+    reuse_port: bool = False
 
 
 class DnsServer:
@@ -202,10 +205,11 @@ class DnsServer:
             sys.setswitchinterval(switch)  # process-wide; the DNS listener is the latency path
         for host, port in listen:
             for attempt in range(10):
-                udp_sock = _udp_socket(host, port, self.settings.udp_rcvbuf)
+                reuse = self.settings.reuse_port
+                udp_sock = _udp_socket(host, port, self.settings.udp_rcvbuf, reuse)
                 bound_port = udp_sock.getsockname()[1]
                 try:
-                    tcp_sock = _tcp_socket(host, bound_port)
+                    tcp_sock = _tcp_socket(host, bound_port, reuse)
                 except OSError:
                     udp_sock.close()
                     if port == 0 and attempt < 9:
@@ -426,11 +430,13 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _udp_socket(host: str, port: int, rcvbuf: int) -> socket.socket:
+def _udp_socket(host: str, port: int, rcvbuf: int, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(_family(host), socket.SOCK_DGRAM)
     try:
         if sock.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.bind((host, port))
@@ -441,12 +447,14 @@ def _udp_socket(host: str, port: int, rcvbuf: int) -> socket.socket:
     return sock
 
 
-def _tcp_socket(host: str, port: int) -> socket.socket:
+def _tcp_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(_family(host), socket.SOCK_STREAM)
     try:
         if sock.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.setblocking(False)
     except BaseException:
