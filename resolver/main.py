@@ -159,7 +159,7 @@ def server_settings(config: object) -> ServerSettings:
         tcp_max_clients=_get(dns, "tcp_max_clients", d.tcp_max_clients),
         trusted_mac_sources=tuple(_get(dns, "trusted_mac_sources", ())),
         tcp_max_per_client=_get(dns, "tcp_max_per_client", d.tcp_max_per_client),
-        reuse_port=_get(dns, "workers", 1) > 1,
+        reuse_port=_get(dns, "workers", _DEFAULT.dns.workers) > 1,
     )
 
 
