@@ -179,6 +179,7 @@ def main() -> int:  # noqa: C901 - one linear script
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="do not write the table")
     ap.add_argument("--fp-per-10k", type=float, default=1.5, help="calibration false-alarm cap")
+    ap.add_argument("--out", type=Path, default=OUT, help="where to write the table (to compare)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     if not bench.DATA.is_dir():
@@ -318,8 +319,8 @@ def main() -> int:  # noqa: C901 - one linear script
     took = time.perf_counter() - t0
     print(f"table: {len(table)} features, {len(text) // 1024} KiB ({took:.0f} s)")
     if not args.dry_run:
-        OUT.write_text(text, encoding="utf-8")
-        print(f"wrote {OUT.relative_to(REPO)}")
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
     return 0
 
 

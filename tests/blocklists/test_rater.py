@@ -510,6 +510,9 @@ MUST_MATCH_ISSUE_11 = [
     ("beeg.world", "adult", "'beeg' 1.0"),
     ("lustymaturemoms.com", "adult", "'mature' 0.6 + 'moms' 0."),
     ("vuabet88.app", "gambling", "'88' 0."),
+    # a numbered name on .win, the betting-mirror top-level domain of the training lists
+    ("zq77.win", "gambling", "'.win' 0.8"),
+    ("kbz8.win", "gambling", "'.win' 0.8"),
     # a site on a hosting platform is read by its own label
     ("something-porn.pages.dev", "adult", "'porn'"),
     ("casino-bonus.github.io", "gambling", "'casino'"),
@@ -558,6 +561,10 @@ MUST_NOT_MATCH_ISSUE_11 = [
     "csgopedia.net",
     "vidangel.com",
     "bingobaker.com",
+    # .win needs a number or a gambling word beside it
+    "notes.win",
+    "windows.win",
+    "zq77.com",
     # sex education (UT1 sexual_education)
     "sexinfoonline.com",
     "onsexprime.fr",
