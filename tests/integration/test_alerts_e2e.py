@@ -7,24 +7,17 @@ import asyncio
 import dataclasses
 import email.header
 
-import pytest
-
 from tests.conftest import build_config
 from tests.integration.test_household import PARENT, a_record, family, write_lists, zone
-from tests.webui.test_alerts import Mailbox, free_port, parts
+from tests.support.smtp import smtp_server
+from tests.webui.test_alerts import parts
 from webui.alerts import parse_alerts
-
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
 
 async def test_security_block_on_an_adults_device_is_mailed_not_logged(
     household_server, fake_upstream, tmp_path
 ) -> None:
-    box = Mailbox()
-    port = free_port()
-    ctl = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    with smtp_server() as (box, port):
         zone(fake_upstream)
         cfg = dataclasses.replace(build_config(fake_upstream), alerts=parse_alerts({
             "email": {"host": "127.0.0.1", "port": port, "security": "none",
@@ -43,5 +36,3 @@ async def test_security_block_on_an_adults_device_is_mailed_not_logged(
         assert hh.store is not None
         rows = await asyncio.to_thread(hh.store.activity, search="evil-malware")
         assert rows == []  # the adults' browsing stays out of the log
-    finally:
-        ctl.stop()

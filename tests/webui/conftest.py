@@ -19,6 +19,7 @@ from blocklists.catalogue import load_catalogue
 from policy.live import Live
 from policy.model import ADULTS, Action, Device, Policy, Profile, Verdict
 from policy.store import Store
+from tests.support.smtp import Mailbox, smtp_server
 from webui.app import Services, create_app
 
 HOUSEHOLD_TZ = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh, no DST
@@ -165,3 +166,10 @@ def years_ago(n: int, today: date | None = None) -> date:
 
 
 __all__ = ["ADULTS", "Harness", "PASSWORD", "login", "setup_and_login", "years_ago"]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on loopback: (what it received, its port)."""
+    with smtp_server() as served:
+        yield served

@@ -4,32 +4,18 @@ real SMTP server (aiosmtpd) and a real Store."""
 from __future__ import annotations
 
 import html as html_lib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from tests.support.smtp import Mailbox
 from tests.webui.conftest import CSRF_RE, Harness
-from tests.webui.test_alerts import Mailbox, free_port, parts
+from tests.webui.test_alerts import parts
 from tests.webui.test_blockpage import CASINO, family, token_of
 from webui.alerts import Alerts, AlertSettings
 from webui.app import create_app
 from webui.i18n import load_catalogues
-
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    ctl = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        yield box, port
-    finally:
-        ctl.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import asyncio
 import email
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -21,42 +20,11 @@ from aiohttp import web
 
 from policy.model import QueryEvent
 from policy.store import AlertPrefs, FeedStatus, Store
+from tests.support.smtp import Mailbox, free_port
 from webui.alerts import AlertConfigError, AlertEvent, Alerts, parse_alerts
 from webui.i18n import load_catalogues
 
 from .conftest import HOUSEHOLD_TZ
-
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Mailbox:
-    messages: list[Message] = field(default_factory=list)
-    reject: str = ""  # an SMTP reply to give instead of accepting
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        if self.reject:
-            return self.reject
-        self.messages.append(email.message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    ctl = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        yield box, port
-    finally:
-        ctl.stop()
 
 
 class Clock:

@@ -10,7 +10,6 @@ import email.header
 import html as html_lib
 import io
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,28 +19,18 @@ import yaml
 
 from policy.model import QueryEvent
 from policy.store import AlertPrefs, Store
+from tests.support.smtp import Mailbox
 from tests.support.tools import needs, tool_path
 from tests.webui.conftest import HOUSEHOLD_TZ, Harness, setup_and_login, years_ago
-from tests.webui.test_alerts import Mailbox, free_port, parts
+from tests.webui.test_alerts import parts
 from webui.alerts import Alerts, parse_alerts
 from webui.i18n import load_catalogues
 from webui.weekly import bundled_tld, last_week, weekly_loop
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = tool_path("chromium")  # Debian's, never a downloaded one
 
 
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    ctl = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        yield box, port
-    finally:
-        ctl.stop()
 
 
 def a_week(store: Store, now: datetime) -> datetime:
