@@ -190,6 +190,8 @@ async def test_no_page_scrolls_sideways_at_360_px_with_long_words(harness: Harne
     harness.store.add_request(child_id=cid, device_id=device.id, client=KID_IP,
                               domain=long_domain, reason="category:gambling:18+",
                               message=LONG)
+    harness.store.add_report(kind="wrong_block", domain=long_domain, source="child",
+                             reporter="B" * 40, note=LONG, child_id=cid, device_id=device.id)
     harness.services.feeds = [
         Feed("l" * 40, "https://lists.example/" + "p" * 300, "domains", "gambling")]
     harness.store.save_feed_status(FeedStatus(
@@ -198,7 +200,8 @@ async def test_no_page_scrolls_sideways_at_360_px_with_long_words(harness: Harne
     async with chromium(harness) as (browser, base, casino):
         parent = await parent_page(browser, base)
         for path in ("/", "/children", f"/children/{cid}", "/devices", "/activity",
-                     "/requests", "/lists", "/settings", "/audit", "/help"):
+                     "/requests", "/lists", "/settings", "/audit", "/help", "/reports/sites",
+                     "/reports/new", "/reports/weekly"):
             await parent.goto(base + path)
             await parent.evaluate(
                 "document.querySelectorAll('details').forEach(d => d.open = true)")
@@ -220,6 +223,9 @@ async def test_no_page_scrolls_sideways_at_360_px_with_long_words(harness: Harne
         await fill_free_text(kid)
         assert await overflow(kid) <= 0
         await kid.get_by_role("button", name="Xin phép bố mẹ").click()
+        assert await overflow(kid) <= 0
+        await kid.goto(casino + "/__nestguard/help")  # the children's help and report page
+        await fill_free_text(kid)
         assert await overflow(kid) <= 0
 
 
