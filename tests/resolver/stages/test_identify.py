@@ -13,26 +13,19 @@ from resolver.identify import Identify, Neighbours, parse_arp, parse_neighbours
 from tests.conftest import FakeClock
 from tests.resolver.stages.recorder import Next, query, run
 
-KID = Child(1, "Lan", date(2015, 5, 1))
+TABLET = Device(10, "tablet", ("192.168.1.20",), owner=1)
+PHONE = Device(11, "phone", ("aa:bb:cc:dd:ee:ff",), owner=1)
+LAPTOP = Device(12, "laptop", ("2001:db8:1:2::/64",), owner=1)
 
 
 def household() -> tuple[Policy, Profile, Profile]:
-    kid = Profile(KID)
-    default = Profile(None, mode="normal")
-    tablet = Device(10, "tablet", ("192.168.1.20",), owner=1)
-    phone = Device(11, "phone", ("aa:bb:cc:dd:ee:ff",), owner=1)
-    laptop = Device(12, "laptop", ("2001:db8:1:2::/64",), owner=1)
-    policy = Policy(
-        revision=1,
-        devices=(tablet, phone, laptop),
-        profiles={1: kid},
-        adults_profile=Profile(None, mode="adults"),
-        default_profile=default,
-        by_address={"192.168.1.20": tablet},
-        by_mac={"aa:bb:cc:dd:ee:ff": phone},
-        by_prefix64={"2001:db8:1:2::/64": laptop},
-    )
-    return policy, kid, default
+    """Lan's tablet (by address), phone (by MAC) and laptop (by IPv6 /64); everyone else
+    gets the default profile."""
+    kid, default = Profile(Child(1, "Lan", date(2015, 5, 1))), Profile(None, mode="normal")
+    by = {"by_address": {"192.168.1.20": TABLET}, "by_mac": {"aa:bb:cc:dd:ee:ff": PHONE},
+          "by_prefix64": {"2001:db8:1:2::/64": LAPTOP}}
+    return Policy(1, (TABLET, PHONE, LAPTOP), {1: kid}, Profile(None, mode="adults"), default,
+                  **by), kid, default
 
 
 async def identified(stage: Identify, **kw: object) -> tuple[Device | None, Profile | None]:
@@ -46,10 +39,10 @@ async def identified(stage: Identify, **kw: object) -> tuple[Device | None, Prof
 async def test_by_address_by_mac_by_64_and_the_default():
     policy, kid, default = household()
     stage = Identify(Live(policy))
-    assert await identified(stage, client="192.168.1.20") == (policy.devices[0], kid)
+    assert await identified(stage, client="192.168.1.20") == (TABLET, kid)
     assert await identified(stage, client="192.168.1.1", mac="aa:bb:cc:dd:ee:ff",
-                            forwarded=True) == (policy.devices[1], kid)
-    assert await identified(stage, client="2001:db8:1:2::77") == (policy.devices[2], kid)
+                            forwarded=True) == (PHONE, kid)
+    assert await identified(stage, client="2001:db8:1:2::77") == (LAPTOP, kid)
     assert await identified(stage, client="192.168.1.99") == (None, default)
 
 
