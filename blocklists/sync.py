@@ -83,7 +83,7 @@ USER_AGENT = "nestguard-feed-sync/0.1"
 
 
 class StatusStore(Protocol):
-    """The three Store methods sync uses (policy/store.py)."""
+    """The three Store methods sync uses (policy/store/)."""
 
     def save_feed_status(self, status: FeedStatus) -> None: ...
     def feed_status(self, name: str) -> FeedStatus | None: ...

@@ -1,8 +1,9 @@
 """nestguard's policy package: who is who, and what each one may resolve. Imports nothing
-of ours but itself; only store.py has SQL.
+of ours but itself; only the store package has SQL.
 
 - model.py      value types (Profile, Policy, Verdict, Match, ...), contracts
-- store.py      Store: the SQLite database (WAL, 0600, migrations, revision)
+- store/        Store: the SQLite database (WAL, 0600, migrations, revision), one
+                module per seam (see its __init__)
 - decide.py     decide(profile, qname, now, index, *, qtype=1) -> Verdict (pure; precedence
                 in its docstring)
 - schedule.py   active_windows(profile, now) -> list[Schedule]

@@ -483,7 +483,7 @@ class Cache:
                 targets = []
         authority: list[RR] = []
         lifetime: int | None = None
-        for rr in answers:  # the record is ours (Forwarder.query gives each caller a copy)
+        for rr in answers:  # the record is ours (UpstreamClient.query gives each caller a copy)
             rr.ttl = self._clamp(rr.ttl)
         if rebind:
             lifetime = max(min(self._clamp(rr.ttl) for rr in final), 1)
@@ -578,7 +578,7 @@ def _svc_target(rr: RR) -> str:
 
 
 class Upstream(Protocol):
-    """What Forward needs (resolver.forward.Forwarder)."""
+    """What Forward needs (resolver.forward.UpstreamClient)."""
 
     async def query(
         self, labels: tuple[bytes, ...], qtype: int, qclass: int = 1, *, do: bool = False

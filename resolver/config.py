@@ -74,7 +74,7 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class RateLimit:
+class RateLimitConfig:
     queries: int = 1000
     per_seconds: float = 60.0
 
@@ -103,7 +103,7 @@ class DnsConfig:
     tcp_idle: float = 30.0
     tcp_max_clients: int = 100
     tcp_max_per_client: int = 10  # TCP connections from one address (slowloris)
-    rate_limit: RateLimit = field(default_factory=RateLimit)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     # The home router's DNS: asked for LAN names (local_domains, home.arpa, single-label names,
     # reverse lookups of private addresses), never sent to `upstreams` (RFC 6303, 8375). None: those
@@ -514,8 +514,8 @@ class _Loader:
                 )
         local_domains = self.get_list(s, "dns", "local_domains", _local_domain, d.local_domains)
         rate = self.mapping(s.get("rate_limit"), "dns.rate_limit", ("queries", "per_seconds"))
-        r = RateLimit()
-        rate_limit = RateLimit(
+        r = RateLimitConfig()
+        rate_limit = RateLimitConfig(
             queries=self.get(rate, "dns.rate_limit", "queries", _int(1, 10**9), r.queries),
             per_seconds=self.get(
                 rate, "dns.rate_limit", "per_seconds", _seconds(0.001, 86400), r.per_seconds

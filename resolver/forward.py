@@ -270,7 +270,7 @@ def _same_peer(addr: tuple[str | int, ...], peer: tuple[str, int]) -> bool:
         return False
 
 
-class Forwarder:
+class UpstreamClient:
     """Resolves questions through the configured upstreams; see the module docstring."""
 
     def __init__(
@@ -285,7 +285,7 @@ class Forwarder:
         """metric_name: the upstreams' label on the metrics is it plus their index
         ("upstream0", "router0"), never their address."""
         if not upstreams:
-            raise ValueError("Forwarder needs at least one upstream")
+            raise ValueError("UpstreamClient needs at least one upstream")
         if timeout <= 0 or max_inflight < 1:
             raise ValueError("timeout must be > 0 and max_inflight >= 1")
         self._upstreams = [
@@ -319,7 +319,7 @@ class Forwarder:
         self._inflight.clear()
         self._background.clear()
 
-    async def __aenter__(self) -> Forwarder:
+    async def __aenter__(self) -> UpstreamClient:
         await self.start()
         return self
 

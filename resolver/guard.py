@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from resolver import config, wire
 from resolver.pipeline import Query, Reply
 
-_LIMIT = config.RateLimit()  # the operator's defaults, stated once in resolver/config.py
+_LIMIT = config.RateLimitConfig()  # the operator's defaults, stated once in resolver/config.py
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

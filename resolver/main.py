@@ -81,7 +81,7 @@ class Services:
     live_policy: the policy snapshot slot (policy/reload.py swaps it).
     decider: (profile, canonical qname, qtype, now) -> Verdict; None allows everything.
     activity_sink / sightings_sink: async callables taking a batch (the store).
-    upstream: anything with Forwarder.query; None -> a Forwarder on config.dns.upstreams.
+    upstream: anything with UpstreamClient.query; None -> an UpstreamClient on config.dns.upstreams.
     web_app: factory for the HTTP app on config.web.listen; None -> resolver.metrics_app.
     clock: monotonic seconds for cache TTLs, rate limits (tests inject a fake).
     now: wall-clock datetime for the decider (default: config.policy.timezone, per second).
@@ -237,9 +237,9 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
     async with AsyncExitStack() as stack:
         upstream = services.upstream
         if upstream is None:
-            from resolver.forward import Forwarder
+            from resolver.forward import UpstreamClient
 
-            forwarder = Forwarder(
+            forwarder = UpstreamClient(
                 list(_get(dns, "upstreams", ())),
                 timeout=float(_get(dns, "timeout", _DEFAULT.dns.timeout)),
                 max_inflight=_get(dns, "max_inflight", _DEFAULT.dns.max_inflight),
@@ -250,9 +250,9 @@ async def open_resolver(config: object, services: Services | None = None) -> Asy
         router = None
         router_address = _get(dns, "router", None)
         if router_address is not None:
-            from resolver.forward import Forwarder
+            from resolver.forward import UpstreamClient
 
-            router = Forwarder(
+            router = UpstreamClient(
                 [router_address],
                 timeout=float(_get(dns, "timeout", _DEFAULT.dns.timeout)),
                 max_inflight=_get(dns, "max_inflight", _DEFAULT.dns.max_inflight),

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from resolver.config import CacheConfig, Config, DnsConfig, PolicyConfig, RateLimit
+from resolver.config import CacheConfig, Config, DnsConfig, PolicyConfig, RateLimitConfig
 from resolver.main import Running, Services, open_resolver
 from tests.support.upstream import FakeUpstream
 
@@ -74,7 +74,7 @@ def build_config(
             listen=listen,
             upstreams=tuple(addrs),
             cache=CacheConfig(**(cache or {})),
-            rate_limit=RateLimit(**(rate_limit or {"queries": 100_000})),
+            rate_limit=RateLimitConfig(**(rate_limit or {"queries": 100_000})),
             **dns,
         ),
         policy=PolicyConfig(timezone="UTC", **(policy or {})),

@@ -23,7 +23,7 @@ from policy.budgets import Standing, child_standings
 from policy.model import ADULTS, Child, Device, Grant, HouseholdException, Profile, Schedule
 from policy.store import AccessRequest, Account, Budget, ChildSettings, Conflict, NotFound, Rule
 from webui import auth, forms
-from webui.context import db, now, principal, record
+from webui.context import in_thread, now, principal, record
 from webui.forms import FormError, Raw, fail
 from webui.keys import SERVICES, STATE
 
@@ -54,13 +54,13 @@ async def setup(request: web.Request, raw: Raw) -> Account:
     errors: dict[str, forms.Msg] = {}
     if svc.setup_code:  # guessing the code is throttled like a password
         key, at = f"setup:{request.remote or 'unknown'}", svc.clock()
-        if await db(svc.store.login_failures, key, at - auth.LOCKOUT) >= auth.MAX_FAILURES:
+        if await in_thread(svc.store.login_failures, key, at - auth.LOCKOUT) >= auth.MAX_FAILURES:
             raise Locked(at + auth.LOCKOUT)
         code = raw.get("code")
         if not isinstance(code, str) or not hmac.compare_digest(
             code.strip().encode(), svc.setup_code.encode()
         ):
-            await db(svc.store.record_login_failure, key, at)
+            await in_thread(svc.store.record_login_failure, key, at)
             errors["code"] = ("err.setup_code", {})
     try:
         creds, _ = forms.parse_new_account(raw)
@@ -69,15 +69,15 @@ async def setup(request: web.Request, raw: Raw) -> Account:
     if errors:
         raise FormError(errors)
     async with state.setup_lock:
-        if state.has_accounts or await db(svc.store.account_count) > 0:
+        if state.has_accounts or await in_thread(svc.store.account_count) > 0:
             state.has_accounts = True
             raise NotFound("setup is done")
         pw_hash = await auth.hash_password(
             creds.password, n=svc.scrypt_n, slots=state.hash_slots
         )
-        account = await db(svc.store.add_account, creds.username, pw_hash, "admin")
+        account = await in_thread(svc.store.add_account, creds.username, pw_hash, "admin")
         state.has_accounts = True
-    await db(svc.store.audit, account.username, "setup", "")
+    await in_thread(svc.store.audit, account.username, "setup", "")
     log.info("first account %s created", account.username)
     return account
 
@@ -90,7 +90,10 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     address_key, pair_key = keys = auth.throttle_keys(ip, creds.username)
     at = svc.clock()
     limits = ((pair_key, auth.MAX_FAILURES), (address_key, auth.MAX_ADDRESS_FAILURES))
-    recent = [await db(svc.store.login_failure_state, key, at - auth.WINDOW) for key, _ in limits]
+    recent = [
+        await in_thread(svc.store.login_failure_state, key, at - auth.WINDOW)
+        for key, _ in limits
+    ]
     # no await from here to the in-flight count below: attempts still being checked count
     # too (20 parallel guesses are not 20 tries)
     for (key, free), (failures, last) in zip(limits, recent, strict=True):
@@ -101,7 +104,7 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
     for key in keys:
         state.logins_in_flight[key] = state.logins_in_flight.get(key, 0) + 1
     try:
-        account = await db(svc.store.account, creds.username)
+        account = await in_thread(svc.store.account, creds.username)
         ok = await auth.verify_password(
             creds.password,
             account.password_hash if account else None,
@@ -117,22 +120,23 @@ async def login(request: web.Request, raw: Raw) -> tuple[str, auth.Principal]:
                 state.logins_in_flight.pop(key, None)
     if not ok or account is None:
         counts = [
-            await db(svc.store.record_login_failure, key, at, window=auth.WINDOW) for key in keys
+            await in_thread(svc.store.record_login_failure, key, at, window=auth.WINDOW)
+            for key in keys
         ]
         if counts[1] == auth.MAX_FAILURES:
-            await db(svc.store.audit, creds.username[:32], "login.locked", ip)
+            await in_thread(svc.store.audit, creds.username[:32], "login.locked", ip)
         LOGINS.labels("failed").inc()
         raise fail("password", "err.bad_login")
     LOGINS.labels("ok").inc()
     for key in keys:
-        await db(svc.store.clear_login_failures, key)
+        await in_thread(svc.store.clear_login_failures, key)
     raw_id, session = auth.new_session(account, at)
     # a fresh id at every login; an old cookie from this browser is dropped
     old = request.cookies.get(auth.SESSION_COOKIE)
     if old:
-        await db(svc.store.delete_session, auth.sha256_hex(old))
-    await db(svc.store.add_session, session)
-    await db(svc.store.audit, account.username, "login", ip)
+        await in_thread(svc.store.delete_session, auth.sha256_hex(old))
+    await in_thread(svc.store.add_session, session)
+    await in_thread(svc.store.audit, account.username, "login", ip)
     return raw_id, auth.Principal(account.id, account.username, account.role, session)
 
 
@@ -140,7 +144,7 @@ async def first_session(request: web.Request, account: Account) -> str:
     """Setup signs the new parent in at once (they just chose the password): a session id."""
     svc = request.app[SERVICES]
     raw_id, session = auth.new_session(account, now(request))
-    await db(svc.store.add_session, session)
+    await in_thread(svc.store.add_session, session)
     return raw_id
 
 
@@ -164,10 +168,10 @@ async def unlock_logins(request: web.Request, raw: Raw) -> str:
     if not isinstance(address, str) or not address.strip() or len(address) > 64:
         raise fail("address", "err.required")
     address = address.strip()
-    cleared = await db(svc.store.clear_login_failures_from, address)
+    cleared = await in_thread(svc.store.clear_login_failures_from, address)
     if not cleared:
         raise NotFound("no failed logins from that address")
-    await db(svc.store.audit, principal(request).username, "login.unlock", address)
+    await in_thread(svc.store.audit, principal(request).username, "login.unlock", address)
     log.info("failed logins from %s forgiven by %s", address, principal(request).username)
     return address
 
@@ -176,9 +180,9 @@ async def logout(request: web.Request, response: web.StreamResponse) -> None:
     svc = request.app[SERVICES]
     p = principal(request)
     if p.session is not None:
-        await db(svc.store.delete_session, p.session.id_hash)
+        await in_thread(svc.store.delete_session, p.session.id_hash)
     response.del_cookie(auth.SESSION_COOKIE, path="/")
-    await db(svc.store.audit, p.username, "logout", "")
+    await in_thread(svc.store.audit, p.username, "logout", "")
 
 
 async def change_password(request: web.Request, raw: Raw) -> str:
@@ -187,30 +191,30 @@ async def change_password(request: web.Request, raw: Raw) -> str:
     svc, state = request.app[SERVICES], request.app[STATE]
     p = principal(request)
     old, new = forms.parse_password_change(raw, p.username)
-    account = await db(svc.store.account_by_id, p.account_id)
+    account = await in_thread(svc.store.account_by_id, p.account_id)
     if not await auth.verify_password(
         old, account.password_hash, n=svc.scrypt_n, slots=state.hash_slots
     ):
         raise fail("old", "err.bad_old_password")
     pw_hash = await auth.hash_password(new, n=svc.scrypt_n, slots=state.hash_slots)
     # also deletes every session and API token of the account
-    await db(svc.store.set_password, account.id, pw_hash)
-    await db(svc.store.delete_sessions, account.id)
-    await db(svc.store.audit, p.username, "password.change", "")
-    account = await db(svc.store.account_by_id, p.account_id)
+    await in_thread(svc.store.set_password, account.id, pw_hash)
+    await in_thread(svc.store.delete_sessions, account.id)
+    await in_thread(svc.store.audit, p.username, "password.change", "")
+    account = await in_thread(svc.store.account_by_id, p.account_id)
     raw_id, session = auth.new_session(account, max(svc.clock(), account.password_changed))
-    await db(svc.store.add_session, session)
+    await in_thread(svc.store.add_session, session)
     return raw_id
 
 
 async def add_account(request: web.Request, raw: Raw) -> Account:
     svc, state = request.app[SERVICES], request.app[STATE]
     creds, role = forms.parse_new_account(raw, with_role=True)
-    if await db(svc.store.account, creds.username) is not None:
+    if await in_thread(svc.store.account, creds.username) is not None:
         raise fail("username", "err.username_taken")
     pw_hash = await auth.hash_password(creds.password, n=svc.scrypt_n, slots=state.hash_slots)
     try:
-        account = await db(svc.store.add_account, creds.username, pw_hash, role)
+        account = await in_thread(svc.store.add_account, creds.username, pw_hash, role)
     except Conflict:
         raise fail("username", "err.username_taken") from None
     await record(request, "account.add", f"{account.username} ({role})")
@@ -222,9 +226,9 @@ async def delete_account(request: web.Request, account_id: int) -> None:
     p = principal(request)
     if account_id == p.account_id:
         raise fail("account", "err.delete_self")
-    account = await db(svc.store.account_by_id, account_id)
-    await db(svc.store.delete_account, account_id)
-    await db(svc.store.delete_sessions, account_id)
+    account = await in_thread(svc.store.account_by_id, account_id)
+    await in_thread(svc.store.delete_account, account_id)
+    await in_thread(svc.store.delete_sessions, account_id)
     await record(request, "account.delete", account.username)
 
 
@@ -233,7 +237,7 @@ async def add_token(request: web.Request, raw: Raw) -> tuple[str, int]:
     p = principal(request)
     name = forms.parse_token_name(raw)
     value = auth.new_token()
-    token = await db(svc.store.add_token, p.account_id, name, auth.sha256_hex(value))
+    token = await in_thread(svc.store.add_token, p.account_id, name, auth.sha256_hex(value))
     await record(request, "token.add", name)
     return value, token.id
 
@@ -241,7 +245,8 @@ async def add_token(request: web.Request, raw: Raw) -> tuple[str, int]:
 async def delete_token(request: web.Request, token_id: int) -> None:
     svc = request.app[SERVICES]
     p = principal(request)
-    mine = {t.id: t for t in await db(svc.store.tokens, None if p.is_admin else p.account_id)}
+    owner = None if p.is_admin else p.account_id
+    mine = {t.id: t for t in await in_thread(svc.store.tokens, owner)}
     token = await _remove_known(mine, token_id, what="token", remove=svc.store.delete_token)
     await record(request, "token.delete", token.name)
 
@@ -253,7 +258,7 @@ async def _remove_known(
     NotFound(f"{what} {item_id}"). Returns the item (for the audit line)."""
     if item_id not in known:
         raise NotFound(f"{what} {item_id}")
-    await db(remove, item_id)
+    await in_thread(remove, item_id)
     return known[item_id]
 
 
@@ -263,10 +268,10 @@ async def _remove_known(
 async def add_child(request: web.Request, raw: Raw) -> Child:
     svc = request.app[SERVICES]
     form = forms.parse_child(raw, now(request).date())
-    existing = await db(svc.store.children)
+    existing = await in_thread(svc.store.children)
     if any(c.name.casefold() == form.name.casefold() for c in existing):
         raise fail("name", "err.child_exists")
-    child = await db(svc.store.add_child, form.name, form.born, lang=form.lang)
+    child = await in_thread(svc.store.add_child, form.name, form.born, lang=form.lang)
     await record(request, "child.add", f"{child.name} ({child.born.isoformat()})")
     return child
 
@@ -274,12 +279,12 @@ async def add_child(request: web.Request, raw: Raw) -> Child:
 async def update_child(request: web.Request, child_id: int, raw: Raw) -> Child:
     svc = request.app[SERVICES]
     form = forms.parse_child(raw, now(request).date())
-    existing = await db(svc.store.children)
+    existing = await in_thread(svc.store.children)
     if not any(c.id == child_id for c in existing):
         raise NotFound(f"child {child_id}")
     if any(c.name.casefold() == form.name.casefold() and c.id != child_id for c in existing):
         raise fail("name", "err.child_exists")
-    child = await db(
+    child = await in_thread(
         svc.store.update_child, child_id, name=form.name, born=form.born, lang=form.lang
     )
     await record(request, "child.edit", f"{child.name} ({child.born.isoformat()})")
@@ -288,18 +293,18 @@ async def update_child(request: web.Request, child_id: int, raw: Raw) -> Child:
 
 async def delete_child(request: web.Request, child_id: int) -> None:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
-    await db(svc.store.delete_child, child_id)
+    child = await in_thread(svc.store.child, child_id)
+    await in_thread(svc.store.delete_child, child_id)
     await record(request, "child.delete", child.name)
 
 
 async def save_child_settings(request: web.Request, child_id: int, raw: Raw) -> ChildSettings:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     form = forms.parse_child_settings(
         raw, svc.categories.keys(), (svc.services_catalogue or {}).keys()
     )
-    current = await db(svc.store.settings, child_id)
+    current = await in_thread(svc.store.settings, child_id)
     new = replace(
         current,
         blocked=form.blocked,
@@ -309,7 +314,7 @@ async def save_child_settings(request: web.Request, child_id: int, raw: Raw) -> 
         services=form.services,
         mode=form.mode,
     )
-    await db(svc.store.save_settings, child_id, new)
+    await in_thread(svc.store.save_settings, child_id, new)
     await record(request, "child.settings", f"{child.name}: {describe_settings(current, new)}")
     return new
 
@@ -317,11 +322,11 @@ async def save_child_settings(request: web.Request, child_id: int, raw: Raw) -> 
 async def save_learning_games(request: web.Request, child_id: int, raw: Raw) -> bool:
     """The per-child switch "learning games stay open when games are blocked" (issue 17)."""
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     on = forms.parse_learning_games(raw)
-    current = await db(svc.store.settings, child_id)
+    current = await in_thread(svc.store.settings, child_id)
     if current.learning_games != on:
-        await db(svc.store.save_settings, child_id, replace(current, learning_games=on))
+        await in_thread(svc.store.save_settings, child_id, replace(current, learning_games=on))
         await record(request, "child.settings", f"{child.name}: learning_games={on}")
     return on
 
@@ -346,14 +351,14 @@ def describe_settings(old: ChildSettings, new: ChildSettings) -> str:
 async def pause(request: web.Request, child_id: int, minutes: int | None) -> datetime | None:
     """minutes None: resume; 0: until resumed; else for that long."""
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     if minutes is None:
         until = None
     elif minutes == 0:
         until = PAUSE_FOREVER.replace(tzinfo=now(request).tzinfo)
     else:
         until = now(request) + timedelta(minutes=minutes)
-    await db(svc.store.set_pause, child_id, until)
+    await in_thread(svc.store.set_pause, child_id, until)
     what = "resume" if until is None else "pause"
     await record(request, f"child.{what}", child.name + (f" · {minutes}′" if minutes else ""))
     return until
@@ -361,12 +366,12 @@ async def pause(request: web.Request, child_id: int, minutes: int | None) -> dat
 
 async def add_rule(request: web.Request, child_id: int, raw: Raw) -> Rule:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     domain, kind = forms.parse_rule(raw)
-    rules = await db(svc.store.rules, child_id)
+    rules = await in_thread(svc.store.rules, child_id)
     if any(r.domain == domain and r.kind == kind for r in rules):
         raise fail("domain", "err.rule_exists")
-    rule = await db(svc.store.add_rule, child_id, domain, kind)
+    rule = await in_thread(svc.store.add_rule, child_id, domain, kind)
     await record(request, f"rule.{kind}", f"{child.name}: {domain}")
     return rule
 
@@ -392,7 +397,7 @@ async def add_rule_saying_what(request: web.Request, child_id: int, raw: Raw) ->
     """add_rule, and what it did (the page says "Saved: allow youtube.com; this replaces
     your block of it")."""
     svc = request.app[SERVICES]
-    before = await db(svc.store.rules, child_id)
+    before = await in_thread(svc.store.rules, child_id)
     rule = await add_rule(request, child_id, raw)
     opposite = {"allow": "deny", "deny": "allow"}.get(rule.kind, "")
     replaced = opposite if any(
@@ -402,7 +407,7 @@ async def add_rule_saying_what(request: web.Request, child_id: int, raw: Raw) ->
 
 async def remove_rule(request: web.Request, rule_id: int) -> None:
     svc = request.app[SERVICES]
-    rules = {r.id: r for r in await db(svc.store.rules)}
+    rules = {r.id: r for r in await in_thread(svc.store.rules)}
     rule = await _remove_known(rules, rule_id, what="rule", remove=svc.store.remove_rule)
     await record(request, f"rule.{rule.kind}.remove", f"#{rule.child_id}: {rule.domain}")
 
@@ -410,17 +415,17 @@ async def remove_rule(request: web.Request, rule_id: int) -> None:
 async def allow_site(request: web.Request, child_id: int, raw: Raw) -> str:
     """'Allow this site for this child': for good (minutes 0) or for a time (a grant)."""
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     domain = forms.parse_domain(raw)
     minutes = forms.parse_minutes(raw)
     if minutes == 0:
-        rules = await db(svc.store.rules, child_id)
+        rules = await in_thread(svc.store.rules, child_id)
         if not any(r.domain == domain and r.kind == "allow" for r in rules):
-            await db(svc.store.add_rule, child_id, domain, "allow")
+            await in_thread(svc.store.add_rule, child_id, domain, "allow")
         await record(request, "site.allow", f"{child.name}: {domain} · ∞")
     else:
         until = now(request) + timedelta(minutes=minutes)
-        await db(svc.store.add_grant, Grant(child_id=child_id, until=until, domain=domain))
+        await in_thread(svc.store.add_grant, Grant(child_id=child_id, until=until, domain=domain))
         await record(request, "site.allow", f"{child.name}: {domain} · {minutes}′")
     return domain
 
@@ -428,24 +433,24 @@ async def allow_site(request: web.Request, child_id: int, raw: Raw) -> str:
 async def end_grant(request: web.Request, child_id: int, grant_id: int) -> None:
     """End a temporary allow early."""
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
-    mine = {g.id: g for g in await db(svc.store.grants) if g.child_id == child_id}
+    child = await in_thread(svc.store.child, child_id)
+    mine = {g.id: g for g in await in_thread(svc.store.grants) if g.child_id == child_id}
     grant = await _remove_known(mine, grant_id, what="grant", remove=svc.store.remove_grant)
     await record(request, "grant.end", f"{child.name}: {grant.domain or '–'}")
 
 
 async def delete_device(request: web.Request, device_id: int) -> None:
     svc = request.app[SERVICES]
-    device = await db(svc.store.device, device_id)
-    await db(svc.store.delete_device, device_id)
+    device = await in_thread(svc.store.device, device_id)
+    await in_thread(svc.store.delete_device, device_id)
     await record(request, "device.delete", device.name or ", ".join(device.identifiers))
 
 
 async def add_schedule(request: web.Request, child_id: int, raw: Raw) -> Schedule:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     form = forms.parse_schedule(raw, svc.categories.keys())
-    schedule = await db(
+    schedule = await in_thread(
         svc.store.add_schedule,
         child_id,
         Schedule(
@@ -467,8 +472,8 @@ async def add_schedule(request: web.Request, child_id: int, raw: Raw) -> Schedul
 
 async def remove_schedule(request: web.Request, child_id: int, schedule_id: int) -> None:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
-    mine = {s.id: s for s in await db(svc.store.schedules, child_id)}
+    child = await in_thread(svc.store.child, child_id)
+    mine = {s.id: s for s in await in_thread(svc.store.schedules, child_id)}
     schedule = await _remove_known(
         mine, schedule_id, what="schedule", remove=svc.store.remove_schedule
     )
@@ -477,9 +482,9 @@ async def remove_schedule(request: web.Request, child_id: int, schedule_id: int)
 
 async def add_exception(request: web.Request, raw: Raw) -> HouseholdException:
     svc = request.app[SERVICES]
-    ids = [c.id for c in await db(svc.store.children)]
+    ids = [c.id for c in await in_thread(svc.store.children)]
     form = forms.parse_exception(raw, ids)
-    exc = await db(
+    exc = await in_thread(
         svc.store.add_exception,
         HouseholdException(
             name=form.name,
@@ -494,7 +499,7 @@ async def add_exception(request: web.Request, raw: Raw) -> HouseholdException:
 
 async def remove_exception(request: web.Request, exc_id: int) -> None:
     svc = request.app[SERVICES]
-    known = {e.id: e for e in await db(svc.store.exceptions)}
+    known = {e.id: e for e in await in_thread(svc.store.exceptions)}
     exc = await _remove_known(known, exc_id, what="exception", remove=svc.store.remove_exception)
     await record(request, "exception.remove", exc.name)
 
@@ -505,7 +510,7 @@ async def remove_exception(request: web.Request, exc_id: int) -> None:
 async def device_by_address(request: web.Request, address: str) -> Device:
     svc = request.app[SERVICES]
     ident = forms.parse_address(address)
-    device = await db(svc.store.device_by_identifier, ident)
+    device = await in_thread(svc.store.device_by_identifier, ident)
     if device is None:
         raise NotFound(f"device {ident}")
     return device
@@ -514,20 +519,20 @@ async def device_by_address(request: web.Request, address: str) -> Device:
 async def update_device(request: web.Request, device: Device, raw: Raw) -> Device:
     """Assign (child / adults / nobody) and/or rename, validated together first."""
     svc = request.app[SERVICES]
-    ids = [c.id for c in await db(svc.store.children)]
+    ids = [c.id for c in await in_thread(svc.store.children)]
     has_owner = any(k in raw for k in ("child", "owner", "adults"))
     owner = forms.parse_owner(raw, ids) if has_owner else device.owner
     name = forms.parse_device_name(raw) if "name" in raw else None
     if has_owner:
-        device = await db(svc.store.set_owner, device.id, owner)
-        names = {c.id: c.name for c in await db(svc.store.children)}
+        device = await in_thread(svc.store.set_owner, device.id, owner)
+        names = {c.id: c.name for c in await in_thread(svc.store.children)}
         if owner == ADULTS:
             who = "18+"
         else:
             who = names.get(owner, "?") if isinstance(owner, int) else "–"
         await record(request, "device.assign", f"{device.name or device.identifiers[0]} → {who}")
     if name is not None and name != device.name:
-        device = await db(svc.store.rename_device, device.id, name)
+        device = await in_thread(svc.store.rename_device, device.id, name)
         await record(request, "device.rename", name)
     return device
 
@@ -535,7 +540,7 @@ async def update_device(request: web.Request, device: Device, raw: Raw) -> Devic
 async def merge_devices(request: web.Request, raw: Raw) -> Device:
     svc = request.app[SERVICES]
     keep, other = raw.get("keep"), raw.get("other")
-    known = {d.id: d for d in await db(svc.store.devices)}
+    known = {d.id: d for d in await in_thread(svc.store.devices)}
     ids: list[int] = []
     for field, value in (("keep", keep), ("other", other)):
         if isinstance(value, str) and value.isdigit():
@@ -545,7 +550,7 @@ async def merge_devices(request: web.Request, raw: Raw) -> Device:
         ids.append(value)
     if ids[0] == ids[1]:
         raise fail("other", "err.merge_same")
-    device = await db(svc.store.merge_devices, ids[0], ids[1])
+    device = await in_thread(svc.store.merge_devices, ids[0], ids[1])
     await record(
         request, "device.merge", f"{known[ids[1]].name or ids[1]} → {device.name or ids[0]}"
     )
@@ -560,10 +565,10 @@ async def answer_request(
 ) -> AccessRequest:
     svc = request.app[SERVICES]
     minutes = forms.parse_minutes(raw) if approve else 0
-    current = await db(svc.store.request, request_id)
+    current = await in_thread(svc.store.request, request_id)
     if current.status != "pending":
         raise Conflict(f"request {request_id} is already {current.status}")
-    answered = await db(
+    answered = await in_thread(
         svc.store.answer_request,
         request_id,
         approve=approve,
@@ -587,38 +592,38 @@ def _child_profile(request: web.Request, child: Child) -> Profile:
 
 async def budget_standings(request: web.Request, child: Child) -> list[Standing]:
     svc = request.app[SERVICES]
-    return await db(child_standings, svc.store, _child_profile(request, child),
-                    now(request).date())
+    return await in_thread(child_standings, svc.store, _child_profile(request, child),
+                           now(request).date())
 
 
 async def set_budget(request: web.Request, child_id: int, slug: str, raw: Raw) -> Budget:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     slug, school, weekends = forms.parse_budget(
         slug, raw.get("school_days"), raw.get("weekends")
     )
-    budget = await db(svc.store.set_budget, child_id, slug, school_days=school,
-                      weekends=weekends)
+    budget = await in_thread(svc.store.set_budget, child_id, slug, school_days=school,
+                             weekends=weekends)
     await record(request, "budget.set", f"{child.name}: {slug} {school}′/{weekends}′")
     return budget
 
 
 async def remove_budget(request: web.Request, child_id: int, slug: str) -> None:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
-    await db(svc.store.remove_budget, child_id, slug)
+    child = await in_thread(svc.store.child, child_id)
+    await in_thread(svc.store.remove_budget, child_id, slug)
     await record(request, "budget.remove", f"{child.name}: {slug}")
 
 
 async def add_budget_time(request: web.Request, child_id: int, slug: str, raw: Raw) -> int:
     """Extra minutes today for one budget ("more time" from Home); the day's extra total."""
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, child_id)
+    child = await in_thread(svc.store.child, child_id)
     minutes = forms.parse_minutes(raw)
     if minutes == 0:
         raise fail("minutes", "err.minutes")
-    total = await db(svc.store.add_budget_extra, child_id, now(request).date(), slug, minutes,
-                     by=principal(request).username)
+    total = await in_thread(svc.store.add_budget_extra, child_id, now(request).date(), slug,
+                            minutes, by=principal(request).username)
     await record(request, "budget.extra", f"{child.name}: {slug} +{minutes}′")
     return total
 
@@ -628,7 +633,7 @@ async def add_budget_time(request: web.Request, child_id: int, slug: str, raw: R
 
 async def save_household(request: web.Request, raw: Raw) -> None:
     svc, state = request.app[SERVICES], request.app[STATE]
-    children = await db(svc.store.children)
+    children = await in_thread(svc.store.children)
     errors: dict[str, forms.Msg] = {}
     try:
         mode, days, lang = forms.parse_household(raw, svc.block_modes)
@@ -641,10 +646,10 @@ async def save_household(request: web.Request, raw: Raw) -> None:
     if errors:
         raise FormError(errors)
     if unknown is not None:
-        await db(svc.store.set_setting, "unknown_devices", unknown)
-    await db(svc.store.set_setting, "block_answer", mode)
-    await db(svc.store.set_setting, "retention_days", days)
-    await db(svc.store.set_setting, "ui_lang", lang)
+        await in_thread(svc.store.set_setting, "unknown_devices", unknown)
+    await in_thread(svc.store.set_setting, "block_answer", mode)
+    await in_thread(svc.store.set_setting, "retention_days", days)
+    await in_thread(svc.store.set_setting, "ui_lang", lang)
     state.block_answer, state.household_lang = mode, lang
     await record(request, "settings", f"{mode} · {days} · {lang} · {unknown or '–'}")
 

@@ -23,7 +23,15 @@ from webui.alerts import (
     parse_alerts,
     parse_quiet,
 )
-from webui.context import admin_only, db, form_state, principal, record, see_other, translator
+from webui.context import (
+    admin_only,
+    form_state,
+    in_thread,
+    principal,
+    record,
+    see_other,
+    translator,
+)
 from webui.forms import FormError, form_fields
 from webui.i18n import LANGS
 from webui.keys import SERVICES
@@ -47,8 +55,8 @@ async def context(request: web.Request) -> dict[str, Any]:
     if alerts is None:
         return {"alerts": None}
     p = principal(request)
-    prefs = (await db(svc.store.alert_prefs)).get(p.account_id, AlertPrefs(p.account_id))
-    statuses = await db(svc.store.channel_statuses)
+    prefs = (await in_thread(svc.store.alert_prefs)).get(p.account_id, AlertPrefs(p.account_id))
+    statuses = await in_thread(svc.store.channel_statuses)
     s = alerts.settings
     channels = [
         {"id": ch, "status": statuses.get(ch),
@@ -86,7 +94,7 @@ async def _save(request: web.Request, raw_settings: dict[str, object], what: str
         new = parse_alerts(raw_settings)
     except AlertConfigError as e:
         raise _fail(e) from None
-    await db(request.app[SERVICES].store.set_setting, "alerts", alerts_to_raw(new))
+    await in_thread(request.app[SERVICES].store.set_setting, "alerts", alerts_to_raw(new))
     alerts.settings = new
     await record(request, "alerts", what)
 
@@ -153,8 +161,8 @@ async def save_mine(request: web.Request, raw: Raw) -> None:
             parse_quiet(f"{start}-{end}")
         except ValueError:
             raise forms.fail("quiet_start", "err.time") from None
-    await db(svc.store.save_alert_prefs, AlertPrefs(p.account_id, address, lang, start, end))
-    await db(svc.store.audit, p.username, "alerts.mine", address or "–")
+    await in_thread(svc.store.save_alert_prefs, AlertPrefs(p.account_id, address, lang, start, end))
+    await in_thread(svc.store.audit, p.username, "alerts.mine", address or "–")
 
 
 def forms_email(value: str) -> bool:
@@ -214,7 +222,7 @@ async def channel_test(request: web.Request) -> web.StreamResponse:
     if channel not in alerts.settings.channels() or (channel != "email" and not p.is_admin):
         raise web.HTTPNotFound()
     svc = request.app[SERVICES]
-    mine = (await db(svc.store.alert_prefs)).get(p.account_id)
+    mine = (await in_thread(svc.store.alert_prefs)).get(p.account_id)
     to = mine.email if channel == "email" and mine is not None else ""
     error = await alerts.test(channel, translator(request).lang, to=to)
     if error:

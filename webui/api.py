@@ -28,7 +28,7 @@ from policy.store import (
     StoreUnavailable,
 )
 from webui import actions, present
-from webui.context import admin_only, db, principal, translator
+from webui.context import admin_only, in_thread, principal, translator
 from webui.forms import FormError, parse_minutes
 from webui.keys import SERVICES, STATE
 from webui.middleware import json_error
@@ -121,7 +121,7 @@ def rule_json(r: Rule) -> dict[str, object]:
 async def _device_stats(request: web.Request) -> dict[int, tuple[datetime | None, int]]:
     """Each device's last query and today's count, for device_json."""
     svc = request.app[SERVICES]
-    return await db(svc.store.device_stats, svc.clock().date())
+    return await in_thread(svc.store.device_stats, svc.clock().date())
 
 
 def request_json(r: AccessRequest) -> dict[str, object]:
@@ -186,7 +186,7 @@ async def api_password(request: web.Request) -> web.StreamResponse:
 @api
 async def api_children(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    return ok([child_json(c) for c in await db(svc.store.children)])
+    return ok([child_json(c) for c in await in_thread(svc.store.children)])
 
 
 @routes.post("/api/v1/children")
@@ -205,8 +205,8 @@ def _id(request: web.Request, name: str = "id") -> int:
 async def api_child(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     t = translator(request)
-    child = await db(svc.store.child, _id(request))
-    settings = await db(svc.store.settings, child.id)
+    child = await in_thread(svc.store.child, _id(request))
+    settings = await in_thread(svc.store.settings, child.id)
     now = svc.clock()
     return ok({
         **child_json(child),
@@ -219,14 +219,15 @@ async def api_child(request: web.Request) -> web.StreamResponse:
             "learning_games": settings.learning_games,
             "paused_until": settings.paused_until.isoformat() if settings.paused_until else None,
         },
-        "rules": [rule_json(r) for r in await db(svc.store.rules, child.id)],
+        "rules": [rule_json(r) for r in await in_thread(svc.store.rules, child.id)],
         "grants": [{"id": g.id, "domain": g.domain, "category": g.category,
                     "until": g.until.isoformat()}
-                   for g in await db(svc.store.grants, active_at=now) if g.child_id == child.id],
+                   for g in await in_thread(svc.store.grants, active_at=now)
+                   if g.child_id == child.id],
         "schedules": [{"id": s.id, "name": s.name, "kind": s.kind,
                        "weekdays": sorted(s.weekdays), "start": s.start.strftime("%H:%M"),
                        "end": s.end.strftime("%H:%M"), "categories": sorted(s.categories)}
-                      for s in await db(svc.store.schedules, child.id)],
+                      for s in await in_thread(svc.store.schedules, child.id)],
     })
 
 
@@ -257,7 +258,7 @@ async def api_child_settings(request: web.Request) -> web.StreamResponse:
     learning = data.pop("learning_games", None)  # its own switch (issue 17)
     if learning is not None and not isinstance(learning, bool):
         raise FormError({"learning_games": ("err.choice", {})})
-    current = await db(svc.store.settings, _id(request))
+    current = await in_thread(svc.store.settings, _id(request))
     for slug in svc.categories:
         choice = "block" if slug in current.blocked else (
             "allow" if slug in current.allowed else "age")
@@ -334,7 +335,7 @@ async def api_exceptions(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     return ok([{"id": e.id, "name": e.name, "first_day": e.first_day.isoformat(),
                 "last_day": e.last_day.isoformat(), "children": sorted(e.child_ids),
-                "mode": e.mode} for e in await db(svc.store.exceptions)])
+                "mode": e.mode} for e in await in_thread(svc.store.exceptions)])
 
 
 @routes.post("/api/v1/exceptions")
@@ -362,7 +363,7 @@ async def api_exception_delete(request: web.Request) -> web.StreamResponse:
 async def api_devices(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     stats = await _device_stats(request)
-    return ok([device_json(d, stats) for d in await db(svc.store.devices)])
+    return ok([device_json(d, stats) for d in await in_thread(svc.store.devices)])
 
 
 @routes.put("/api/v1/devices/{address}")
@@ -416,7 +417,7 @@ async def api_activity(request: web.Request) -> web.StreamResponse:
     limit = q.get("limit", "200")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise FormError({"limit": ("err.number", {})})
-    rows = await db(
+    rows = await in_thread(
         svc.store.activity,
         device_id=device_id,
         child_id=int(child) if child else None,
@@ -442,7 +443,7 @@ async def api_summary(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     now = svc.clock()
     start = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-    summary = await db(svc.store.summary, start)
+    summary = await in_thread(svc.store.summary, start)
     return ok({("unassigned" if k is None else str(k)): v for k, v in summary.items()})
 
 
@@ -459,7 +460,7 @@ def standing_json(st: Standing) -> dict[str, object]:
 @api
 async def api_budgets(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    child = await db(svc.store.child, _id(request))
+    child = await in_thread(svc.store.child, _id(request))
     rows = await actions.budget_standings(request, child)
     day = svc.clock().date()
     weekend = rows[0].weekend if rows else None
@@ -500,7 +501,7 @@ async def api_requests(request: web.Request) -> web.StreamResponse:
     status = request.query.get("status") or None
     if status not in (None, "pending", "approved", "declined"):
         raise FormError({"status": ("err.choice", {})})
-    return ok([request_json(r) for r in await db(svc.store.requests, status=status)])
+    return ok([request_json(r) for r in await in_thread(svc.store.requests, status=status)])
 
 
 @routes.post("/api/v1/requests/{id:\\d+}/approve")
@@ -526,7 +527,7 @@ async def api_request_decline(request: web.Request) -> web.StreamResponse:
 async def api_tokens(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     p = principal(request)
-    tokens = await db(svc.store.tokens, None if p.is_admin else p.account_id)
+    tokens = await in_thread(svc.store.tokens, None if p.is_admin else p.account_id)
     return ok([{"id": t.id, "name": t.name, "account_id": t.account_id,
                 "created": t.created.isoformat()} for t in tokens])
 
@@ -551,7 +552,7 @@ async def api_token_delete(request: web.Request) -> web.StreamResponse:
 async def api_accounts(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     return ok([{**account_json(a), "created": a.created.isoformat()}
-               for a in await db(svc.store.accounts)])
+               for a in await in_thread(svc.store.accounts)])
 
 
 @routes.post("/api/v1/accounts")
@@ -575,15 +576,15 @@ async def api_account_delete(request: web.Request) -> web.StreamResponse:
 async def api_audit(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     return ok([{"at": e.at.isoformat(), "who": e.who, "action": e.action, "detail": e.detail}
-               for e in await db(svc.store.audit_log, limit=500)])
+               for e in await in_thread(svc.store.audit_log, limit=500)])
 
 
 @routes.get("/api/v1/settings")
 @api
 async def api_settings(request: web.Request) -> web.StreamResponse:
     svc, state = request.app[SERVICES], request.app[STATE]
-    retention = await db(svc.store.get_setting, "retention_days", svc.retention_days)
-    unknown = await db(svc.store.get_setting, "unknown_devices", "strictest")
+    retention = await in_thread(svc.store.get_setting, "retention_days", svc.retention_days)
+    unknown = await in_thread(svc.store.get_setting, "unknown_devices", "strictest")
     return ok({"block_answer": state.block_answer, "retention_days": retention,
                "lang": state.household_lang, "upstreams": list(svc.upstreams),
                "unknown_devices": unknown})
@@ -610,7 +611,7 @@ def feed_json(f: Feed) -> dict[str, object]:
 @api
 async def api_feeds(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
-    statuses = {s.name: s for s in await db(svc.store.feed_statuses)}
+    statuses = {s.name: s for s in await in_thread(svc.store.feed_statuses)}
     out = []
     for f in actions.all_feeds(request):
         s = statuses.get(f.name)

@@ -23,7 +23,7 @@ from policy.names import BadName, typed_domain
 from policy.store import AccessRequest
 from webui import forms, present, reports, static
 from webui.alerts import AlertEvent
-from webui.context import db, host_name, render
+from webui.context import host_name, in_thread, render
 from webui.forms import CONTROL_RE
 from webui.i18n import LANGS, Translator
 from webui.keys import LANG, SERVICES, STATE
@@ -117,7 +117,7 @@ async def _page(request: web.Request, *, status: int = 200, error: str = "") -> 
                 _, profile = svc.live_policy.value.profile_for(client)
                 in_force = present.in_force_text(verdict, profile, svc.clock(), t)
     PAGES.inc()
-    reqs = await db(svc.store.requests) if domain else []
+    reqs = await in_thread(svc.store.requests) if domain else []
     site = _site(request, domain)
     latest = _latest(reqs, client, site, svc.clock()) if domain else None
     return render(request, "blockpage.html", {
@@ -180,7 +180,7 @@ async def _ask(request: web.Request) -> web.StreamResponse:
         tr = await _page_translator(request)
         return await _page(request, status=400, error=tr("err.too_long", n=MESSAGE_MAX))
     site = _site(request, domain)
-    reqs = await db(svc.store.requests, status="pending")
+    reqs = await in_thread(svc.store.requests, status="pending")
     if any(r.client == client and r.domain == site for r in reqs):
         raise web.HTTPSeeOther(back)
     now_s = monotonic_time.monotonic()
@@ -197,7 +197,7 @@ async def _ask(request: web.Request) -> web.StreamResponse:
             reason = svc.explain(client, domain).reason
         except Exception:
             log.exception("explain failed for an access request")
-    await db(
+    await in_thread(
         svc.store.add_request,
         child_id=child.id if child else None,
         device_id=device_id,
@@ -207,7 +207,7 @@ async def _ask(request: web.Request) -> web.StreamResponse:
         message=message,
     )
     who = child.name if child else client
-    await db(svc.store.audit, who, "request.ask", site)
+    await in_thread(svc.store.audit, who, "request.ask", site)
     if svc.alerts is not None:
         svc.alerts.emit(AlertEvent("request", device_id, child.id if child else None, site,
                                    message, svc.clock()))
@@ -220,7 +220,10 @@ async def _status(request: web.Request) -> web.Response:
     domain = _domain(request)
     client, _, _ = await _who(request)
     site = _site(request, domain)
-    latest = _latest(await db(svc.store.requests), client, site, svc.clock()) if domain else None
+    latest = (
+        _latest(await in_thread(svc.store.requests), client, site, svc.clock())
+        if domain else None
+    )
     return web.json_response({"status": latest.status if latest else "none"})
 
 
@@ -276,9 +279,9 @@ async def child_report(request: web.Request) -> web.StreamResponse:
         return web.Response(status=429, text="429\n")
     state.ask_times[client] = [*times, now_s]
     site = _site(request, domain) if kind == "wrong_block" else domain
-    rep = await db(svc.store.add_report, kind=str(kind), domain=site, source="child",
-                   reporter=child.name if child else client, note=note,
-                   child_id=child.id if child else None, device_id=device_id)
-    await db(svc.store.audit, child.name if child else client, f"report.{kind}",
-             f"#{rep.id} {site}")
+    rep = await in_thread(svc.store.add_report, kind=str(kind), domain=site, source="child",
+                          reporter=child.name if child else client, note=note,
+                          child_id=child.id if child else None, device_id=device_id)
+    await in_thread(svc.store.audit, child.name if child else client, f"report.{kind}",
+                    f"#{rep.id} {site}")
     raise web.HTTPSeeOther(f"{reports.HELP_PATH}?done={kind}")

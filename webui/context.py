@@ -45,8 +45,9 @@ def translator(request: web.Request) -> Translator:
     return Translator(lang, request.app[STATE].catalogues)
 
 
-async def db(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run a (synchronous, locking) Store method in a worker thread."""
+async def in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run any synchronous call (a Store method, a report build, a file removal) in a worker
+    thread, so the event loop keeps serving."""
     return await asyncio.to_thread(functools.partial(func, *args, **kwargs))
 
 
@@ -65,7 +66,7 @@ async def record(request: web.Request, action: str, detail: str = "") -> None:
     """Write an audit line (who changed what) and nudge the resolver to reload."""
     svc = request.app[SERVICES]
     who = principal(request).username
-    await db(svc.store.audit, who, action, detail)
+    await in_thread(svc.store.audit, who, action, detail)
     svc.nudge()
 
 
@@ -108,7 +109,7 @@ async def page(
 ) -> web.Response:
     """Render a logged-in page (with the pending-requests badge)."""
     svc = request.app[SERVICES]
-    pending = len(await db(svc.store.requests, status="pending"))
+    pending = len(await in_thread(svc.store.requests, status="pending"))
     return render(request, template, {"pending": pending, **context}, status=status)
 
 

@@ -21,7 +21,7 @@ from policy.model import NEVER
 from policy.store import Conflict, NotFound, Report
 from webui import forms
 from webui.alerts import AlertConfigError, check_webhook_url
-from webui.context import admin_only, db, form_state, page, principal, record, see_other
+from webui.context import admin_only, form_state, in_thread, page, principal, record, see_other
 from webui.forms import FormError, form_fields
 from webui.keys import LANG, SERVICES, STATE
 
@@ -108,9 +108,9 @@ async def report_add(request: web.Request) -> web.StreamResponse:
     except FormError as e:
         return await report_form(request, form_state(request, "report", raw, e), 400)
     p = principal(request)
-    rep = await db(svc.store.add_report, kind=kind, domain=domain, source="parent",
-                   reporter=p.username, category=category, note=note)
-    await db(svc.store.audit, p.username, f"report.{kind}", f"#{rep.id} {domain}")
+    rep = await in_thread(svc.store.add_report, kind=kind, domain=domain, source="parent",
+                          reporter=p.username, category=category, note=note)
+    await in_thread(svc.store.audit, p.username, f"report.{kind}", f"#{rep.id} {domain}")
     raise see_other("/activity", "reported")
 
 
@@ -138,15 +138,15 @@ async def reports_root(request: web.Request) -> web.Response:
 async def reports_page(request: web.Request, form: dict[str, Any] | None = None,
                        status: int = 200) -> web.Response:
     svc = request.app[SERVICES]
-    open_ = await db(svc.store.reports, status="open")
-    decided = [r for r in await db(svc.store.reports, limit=100) if r.status != "open"][:30]
+    open_ = await in_thread(svc.store.reports, status="open")
+    decided = [r for r in await in_thread(svc.store.reports, limit=100) if r.status != "open"][:30]
     checks: dict[int, list[str]] = {}
     for r in open_:
         try:
             checks[r.id] = svc.check_name(r.domain) if svc.check_name else []
         except Exception as e:  # noqa: BLE001 - a name the lists cannot read: say so
             checks[r.id] = [str(e)]
-    children = {c.id: c.name for c in await db(svc.store.children)}
+    children = {c.id: c.name for c in await in_thread(svc.store.children)}
     return await page(request, "reports.html", {
         "open": open_, "decided": decided, "checks": checks, "children": children,
         "categories": _category_options(svc.categories, request),
@@ -160,7 +160,7 @@ async def reports_page(request: web.Request, form: dict[str, Any] | None = None,
 async def _open_report(request: web.Request) -> Report:
     svc = request.app[SERVICES]
     try:
-        rep = await db(svc.store.report, int(request.match_info["id"]))
+        rep = await in_thread(svc.store.report, int(request.match_info["id"]))
     except NotFound:
         raise web.HTTPNotFound() from None
     if rep.status != "open":
@@ -198,8 +198,8 @@ async def report_list(request: web.Request) -> web.StreamResponse:
     await svc.list_locally(rep.domain, category, min_age, note)
     p = principal(request)
     try:
-        rep = await db(svc.store.decide_report, rep.id, status="listed", by=p.username,
-                       at=svc.clock(), category=category, min_age=min_age)
+        rep = await in_thread(svc.store.decide_report, rep.id, status="listed", by=p.username,
+                              at=svc.clock(), category=category, min_age=min_age)
     except Conflict:
         raise see_other("/reports/sites", "already") from None
     await record(request, "report.listed", f"#{rep.id} {rep.domain} {category} {min_age}+")
@@ -214,14 +214,16 @@ async def report_except(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     rep = await _open_report(request)
     children = [rep.child_id] if rep.child_id is not None else [
-        c.id for c in await db(svc.store.children)]
+        c.id for c in await in_thread(svc.store.children)]
     for child_id in children:
         try:
-            await db(svc.store.add_rule, child_id, rep.domain, "allow")
+            await in_thread(svc.store.add_rule, child_id, rep.domain, "allow")
         except (Conflict, NotFound):
             pass  # already allowed, or the child is gone
     p = principal(request)
-    await db(svc.store.decide_report, rep.id, status="excepted", by=p.username, at=svc.clock())
+    await in_thread(
+        svc.store.decide_report, rep.id, status="excepted", by=p.username, at=svc.clock()
+    )
     await record(request, "report.excepted", f"#{rep.id} {rep.domain}")
     raise see_other("/reports/sites", "allowed")
 
@@ -232,9 +234,9 @@ async def report_dismiss(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     rep = await _open_report(request)
     p = principal(request)
-    await db(svc.store.decide_report, rep.id, status="dismissed", by=p.username,
-             at=svc.clock())
-    await db(svc.store.audit, p.username, "report.dismissed", f"#{rep.id} {rep.domain}")
+    await in_thread(svc.store.decide_report, rep.id, status="dismissed", by=p.username,
+                    at=svc.clock())
+    await in_thread(svc.store.audit, p.username, "report.dismissed", f"#{rep.id} {rep.domain}")
     raise see_other("/reports/sites", "removed")
 
 
@@ -264,7 +266,7 @@ async def report_export(request: web.Request) -> web.Response:
         since = parse_since(request.query.get("since", ""))
     except ValueError:
         raise web.HTTPBadRequest(text="since: use YYYY-MM-DD\n") from None
-    reports = await db(svc.store.reports, status="listed", since=since, limit=100_000)
+    reports = await in_thread(svc.store.reports, status="listed", since=since, limit=100_000)
     name = f"nestguard-reports-{svc.clock().date().isoformat()}.csv"
     return web.Response(text=export_csv(reports), content_type="text/csv", charset="utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -278,4 +280,4 @@ async def _forward(request: web.Request, rep: Report) -> None:
         return
     body = {"domain": rep.domain, "category": rep.category, "min_age": rep.min_age,
             "note": rep.note, "kind": rep.kind, "reported": rep.created.isoformat()}
-    await db(alerts.forward, f"report-{rep.id}", body)
+    await in_thread(alerts.forward, f"report-{rep.id}", body)

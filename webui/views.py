@@ -24,8 +24,8 @@ from webui.actions import SavedRule
 from webui.context import (
     admin_only,
     category_name,
-    db,
     form_state,
+    in_thread,
     page,
     principal,
     render,
@@ -183,15 +183,15 @@ async def home(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     t = translator(request)
     now = svc.clock()
-    children = await db(svc.store.children)
-    summary = await db(svc.store.summary, day_start(now))
-    devices = await db(svc.store.devices)
+    children = await in_thread(svc.store.children)
+    summary = await in_thread(svc.store.summary, day_start(now))
+    devices = await in_thread(svc.store.devices)
     more_time = await pending_more_time(request)
     profiles = svc.live_policy.value.profiles
     cards = []
     for child in children:
         s = summary.get(child.id, {})
-        settings = await db(svc.store.settings, child.id)
+        settings = await in_thread(svc.store.settings, child.id)
         tops = cast(list[tuple[str, int]], s.get("top_categories") or [])
         cards.append({
             "child": child,
@@ -232,7 +232,7 @@ async def home(request: web.Request) -> web.Response:
 async def pending_more_time(request: web.Request) -> dict[tuple[int, str], AccessRequest]:
     """(child id, budget slug) -> the newest pending "more time" request."""
     out: dict[tuple[int, str], AccessRequest] = {}
-    for r in await db(request.app[SERVICES].store.requests, status="pending"):
+    for r in await in_thread(request.app[SERVICES].store.requests, status="pending"):
         if r.child_id is not None and r.reason.startswith("budget:"):
             out.setdefault((r.child_id, r.reason[7:]), r)
     return out
@@ -306,8 +306,8 @@ async def children_page(request: web.Request, form: Ctx | None = None, status: i
                         ) -> web.Response:
     svc = request.app[SERVICES]
     now = svc.clock()
-    children = await db(svc.store.children)
-    exceptions = await db(svc.store.exceptions)
+    children = await in_thread(svc.store.children)
+    exceptions = await in_thread(svc.store.exceptions)
     return await page(request, "children.html", {
         "children": [(c, c.age_on(now.date())) for c in children],
         "names": {c.id: c.name for c in children},
@@ -368,16 +368,16 @@ async def child_page(request: web.Request, child_id: int, form: Ctx | None = Non
     svc, state = request.app[SERVICES], request.app[STATE]
     t = translator(request)
     try:
-        child = await db(svc.store.child, child_id)
+        child = await in_thread(svc.store.child, child_id)
     except NotFound:
         raise web.HTTPNotFound() from None
     now = svc.clock()
-    settings = await db(svc.store.settings, child_id)
+    settings = await in_thread(svc.store.settings, child_id)
     age = child.age_on(now.date())
-    rules = await db(svc.store.rules, child_id)
-    schedules = await db(svc.store.schedules, child_id)
-    grants = [g for g in await db(svc.store.grants, active_at=now) if g.child_id == child_id]
-    devices = [d for d in await db(svc.store.devices) if d.owner == child_id]
+    rules = await in_thread(svc.store.rules, child_id)
+    schedules = await in_thread(svc.store.schedules, child_id)
+    grants = [g for g in await in_thread(svc.store.grants, active_at=now) if g.child_id == child_id]
+    devices = [d for d in await in_thread(svc.store.devices) if d.owner == child_id]
     catalogue = svc.services_catalogue or {}
     services = [(k, service_name(v, k, t.lang)) for k, v in sorted(catalogue.items())]
     categories = present.category_rows(svc.categories, settings, age, t.lang)
@@ -537,7 +537,7 @@ async def child_allow_site(request: web.Request) -> web.StreamResponse:
     child_id = _child_id(request)
     back = _back(request, raw, keep_query=True)
     try:
-        before = await db(request.app[SERVICES].store.rules, child_id)
+        before = await in_thread(request.app[SERVICES].store.rules, child_id)
         domain = await actions.allow_site(request, child_id, raw)
     except FormError as e:
         return await activity_page(request, form_state(request, "allow", raw, e), 400)
@@ -562,9 +562,9 @@ async def devices_page(request: web.Request, form: Ctx | None = None, status: in
                        ) -> web.Response:
     svc = request.app[SERVICES]
     now = svc.clock()
-    devices = await db(svc.store.devices)
-    children = await db(svc.store.children)
-    stats = await db(svc.store.device_stats, now.date())
+    devices = await in_thread(svc.store.devices)
+    children = await in_thread(svc.store.children)
+    stats = await in_thread(svc.store.device_stats, now.date())
     devices.sort(key=lambda d: (not d.new, d.name.lower() if d.name else "~", d.id))
     return await page(request, "devices.html", {
         "devices": devices,
@@ -586,7 +586,7 @@ async def device_update(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES]
     raw = form_fields(await request.post())
     try:
-        device: Device = await db(svc.store.device, int(request.match_info["id"]))
+        device: Device = await in_thread(svc.store.device, int(request.match_info["id"]))
         await actions.update_device(request, device, raw)
     except NotFound:
         raise web.HTTPNotFound() from None
@@ -637,14 +637,14 @@ async def activity_page(request: web.Request, form: Ctx | None = None, status: i
     blocked_only = request.query.get("blocked", "") in ("1", "on")
     search = request.query.get("q", "").strip()[:100]
     limit = min(max(_int_param(request, "rows") or ACTIVITY_PAGE, ACTIVITY_PAGE), ACTIVITY_MAX)
-    children = await db(svc.store.children)
-    devices = await db(svc.store.devices)
+    children = await in_thread(svc.store.children)
+    devices = await in_thread(svc.store.devices)
     # addresses of known devices: a device's first lookups were logged before it was known
     device_of = {i: d.id for d in devices for i in d.identifiers}
     clients = [i for d in devices if d.id == device_id for i in d.identifiers]
-    rows = await db(svc.store.activity, device_id=device_id, child_id=child_id,
-                    blocked_only=blocked_only, search=search, limit=limit + 1,
-                    clients=clients)
+    rows = await in_thread(svc.store.activity, device_id=device_id, child_id=child_id,
+                           blocked_only=blocked_only, search=search, limit=limit + 1,
+                           clients=clients)
     more = len(rows) > limit
     rows = rows[:limit]
     assert state.tld is not None
@@ -693,9 +693,9 @@ async def activity(request: web.Request) -> web.Response:
 @routes.get("/requests")
 async def requests_page(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    reqs = await db(svc.store.requests)
-    children = await db(svc.store.children)
-    devices = {d.id: d for d in await db(svc.store.devices)}
+    reqs = await in_thread(svc.store.requests)
+    children = await in_thread(svc.store.children)
+    devices = {d.id: d for d in await in_thread(svc.store.devices)}
     t = translator(request)
     pending = [r for r in reqs if r.status == "pending"]
     answered = [r for r in reqs if r.status != "pending"][:30]
@@ -760,7 +760,7 @@ async def _answer(request: web.Request, *, approve: bool) -> web.StreamResponse:
     except NotFound:
         raise web.HTTPNotFound() from None
     except (FormError, Conflict):
-        current = await db(request.app[SERVICES].store.request, request_id)
+        current = await in_thread(request.app[SERVICES].store.request, request_id)
         done = "already" if current.status != "pending" else "no_child"
         back = _back(request, raw) if "back" in raw else "/requests"
         raise see_other(back, done) from None
@@ -779,13 +779,13 @@ async def _denied_before(request: web.Request, request_id: int) -> bool:
     """Whether the parent blocked the requested site for the child (an always-yes lifts it)."""
     store = request.app[SERVICES].store
     try:
-        req = await db(store.request, request_id)
+        req = await in_thread(store.request, request_id)
     except NotFound:
         return False
     if req.child_id is None:
         return False
     return any(r.domain == req.domain and r.kind == "deny"
-               for r in await db(store.rules, req.child_id))
+               for r in await in_thread(store.rules, req.child_id))
 
 
 # lists (admin) ------------------------------------------------------------------------------
@@ -795,7 +795,7 @@ async def lists_page(request: web.Request, form: Ctx | None = None, status: int 
                      ) -> web.Response:
     svc, state = request.app[SERVICES], request.app[STATE]
     t = translator(request)
-    statuses = {s.name: s for s in await db(svc.store.feed_statuses)}
+    statuses = {s.name: s for s in await in_thread(svc.store.feed_statuses)}
     feeds = actions.all_feeds(request)
     return await page(request, "lists.html", {
         "feeds": feeds,
@@ -860,14 +860,14 @@ async def settings_page(request: web.Request, form: Ctx | None = None, status: i
     svc, state = request.app[SERVICES], request.app[STATE]
     p = principal(request)
     now = svc.clock()
-    tokens = await db(svc.store.tokens, None if p.is_admin else p.account_id)
-    accounts = await db(svc.store.accounts)
-    retention = await db(svc.store.get_setting, "retention_days", svc.retention_days)
+    tokens = await in_thread(svc.store.tokens, None if p.is_admin else p.account_id)
+    accounts = await in_thread(svc.store.accounts)
+    retention = await in_thread(svc.store.get_setting, "retention_days", svc.retention_days)
     failed_logins = failed_logins_by_address(
-        await db(svc.store.lockouts, now - auth.WINDOW), now, svc.live_policy.value
+        await in_thread(svc.store.lockouts, now - auth.WINDOW), now, svc.live_policy.value
     )
-    unknown = await db(svc.store.get_setting, "unknown_devices", "strictest")
-    children = await db(svc.store.children)
+    unknown = await in_thread(svc.store.get_setting, "unknown_devices", "strictest")
+    children = await in_thread(svc.store.children)
     return await page(request, "settings.html", {
         "block_answer": state.block_answer,
         "modes": list(svc.block_modes),
@@ -1017,6 +1017,6 @@ def own_address(request: web.Request) -> str:
 @routes.get("/audit")
 async def audit(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    entries = await db(svc.store.audit_log, limit=300)
+    entries = await in_thread(svc.store.audit_log, limit=300)
     return await page(request, "audit.html", {"entries": entries})
 

@@ -24,7 +24,7 @@ from aiohttp import web
 from policy.model import Category, Child, Device
 from policy.store import AccessRequest, Store
 from webui.alerts import Alerts
-from webui.context import category_name, db, page, translator
+from webui.context import category_name, in_thread, page, translator
 from webui.i18n import LANGS, Translator
 from webui.keys import SERVICES, STATE
 from webui.present import reason_text, registrable
@@ -343,7 +343,7 @@ async def weekly_page(request: web.Request) -> web.Response:
             start = week_start(date.fromisoformat(asked), now.tzinfo)
         except ValueError:
             raise web.HTTPBadRequest(text="week: use YYYY-MM-DD\n") from None
-    week = await db(build_week, svc.store, start, state.tld)
+    week = await in_thread(build_week, svc.store, start, state.tld)
     t = translator(request)
     return await page(request, "weekly.html", {
         **_context(week, t, svc.categories),

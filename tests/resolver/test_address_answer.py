@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from resolver import wire
 from resolver.cache import Cache, CacheSettings, is_rebind_packed
-from resolver.forward import Forwarder
+from resolver.forward import UpstreamClient
 from tests.conftest import FakeClock
 from tests.support.upstream import FakeUpstream
 
@@ -149,7 +149,7 @@ async def test_the_forwarder_returns_the_fast_shape_for_plain_addresses(qtype):
     async with FakeUpstream() as up:
         up.add("www.example", qtype, "192.0.2.1" if qtype == "A" else "2001:db8::1", ttl=60)
         up.add("alias.example", "CNAME", "www.example", ttl=60)
-        async with Forwarder([up.address]) as fwd:
+        async with UpstreamClient([up.address]) as fwd:
             plain = await fwd.query(wire.labels_of("www.example"), getattr(QTYPE, qtype))
             chained = await fwd.query(wire.labels_of("alias.example"), getattr(QTYPE, qtype))
     assert isinstance(plain, wire.AddressAnswer) and plain.ttls == (60,)

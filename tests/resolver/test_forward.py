@@ -1,4 +1,4 @@
-"""Forwarder against the scripted FakeUpstream on loopback (RELIABILITY.md section 2)."""
+"""UpstreamClient against the scripted FakeUpstream on loopback (RELIABILITY.md section 2)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY, generate_latest
 
 from resolver import forward
-from resolver.forward import Forwarder, UpstreamError
+from resolver.forward import UpstreamClient, UpstreamError
 from resolver.wire import AddressAnswer
 from tests.support.tools import needs, require
 from tests.support.upstream import SPOOF_ADDRESS, FakeUpstream, Mode
@@ -30,7 +30,7 @@ def labels(name: str) -> tuple[bytes, ...]:
     return tuple(part.encode() for part in name.rstrip(".").split("."))
 
 
-async def ask(fwd: Forwarder, name: tuple[bytes, ...], qtype: int, **kw: Any) -> DNSRecord:
+async def ask(fwd: UpstreamClient, name: tuple[bytes, ...], qtype: int, **kw: Any) -> DNSRecord:
     """The forwarder's answer as dnslib reads it (the commonest shape comes back unparsed)."""
     answer = await fwd.query(name, qtype, **kw)
     if isinstance(answer, AddressAnswer):
@@ -45,7 +45,7 @@ def addresses(record: DNSRecord | AddressAnswer) -> list[str]:
 
 
 def errors(upstream: FakeUpstream, kind: str, index: int = 0) -> float:
-    """The error count of the upstream at `index` in the Forwarder's list (metrics label
+    """The error count of the upstream at `index` in the UpstreamClient's list (metrics label
     upstreams by index, not by address)."""
     value = REGISTRY.get_sample_value(
         "nestguard_upstream_errors_total", {"upstream": f"upstream{index}", "kind": kind}
@@ -69,7 +69,7 @@ async def up2() -> AsyncIterator[FakeUpstream]:
 
 
 async def test_answers_from_the_upstream(up: FakeUpstream) -> None:
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("www.example"), QTYPE.A)
     assert reply.header.rcode == RCODE.NOERROR
     assert addresses(reply) == ["192.0.2.1"]
@@ -78,7 +78,7 @@ async def test_answers_from_the_upstream(up: FakeUpstream) -> None:
 
 async def test_nxdomain_comes_back_with_its_soa(up: FakeUpstream) -> None:
     up.soa_ttl, up.soa_minimum = 300, 60
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("missing.example"), QTYPE.A)
     assert reply.header.rcode == RCODE.NXDOMAIN
     assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA]
@@ -86,7 +86,7 @@ async def test_nxdomain_comes_back_with_its_soa(up: FakeUpstream) -> None:
 
 
 async def test_builds_its_own_query_with_rd_edns_and_do(up: FakeUpstream) -> None:
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         await ask(fwd, labels("www.example"), QTYPE.A)
         await ask(fwd, labels("www.example"), QTYPE.AAAA, do=True)
     plain, secure = up.requests
@@ -105,7 +105,7 @@ async def test_random_ids_and_source_ports(up: FakeUpstream) -> None:
     Uniform 16-bit IDs collide by the birthday rule: 1000 draws give ~992 distinct IDs on
     average (sd ~2.7), so >= 990 would fail about one run in six; >= 980 is > 4 sd away.
     """
-    async with Forwarder([up.address], max_inflight=100) as fwd:
+    async with UpstreamClient([up.address], max_inflight=100) as fwd:
         sem = asyncio.Semaphore(20)
 
         async def one(i: int) -> None:
@@ -130,7 +130,7 @@ async def test_spoofed_replies_are_dropped_and_the_real_one_accepted(up: FakeUps
     up.add("bank.example", "A", "192.0.2.10")
     up.set_mode(Mode.SPOOF, name="bank.example")
     before = errors(up, "spoof")
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("bank.example"), QTYPE.A)
     assert addresses(reply) == ["192.0.2.10"]
     assert SPOOF_ADDRESS not in addresses(reply)
@@ -143,21 +143,21 @@ async def test_spoofed_frames_over_tcp_are_skipped(up: FakeUpstream) -> None:
     up.add("bank.example", "A", "192.0.2.10")
     up.set_mode(Mode.TRUNCATE, name="bank.example", transport="udp")
     up.set_mode(Mode.SPOOF, name="bank.example", transport="tcp")
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("bank.example"), QTYPE.A)
     assert addresses(reply) == ["192.0.2.10"]
 
 
 async def test_truncated_answer_is_retried_over_tcp(up: FakeUpstream) -> None:
     up.big_txt("big.example")
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("big.example"), QTYPE.TXT)
     assert len(reply.rr) == 40
     assert [q.transport for q in up.queries] == ["udp", "tcp"]
 
 
 async def test_case_of_the_question_does_not_matter(up: FakeUpstream) -> None:
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("WwW.ExAmPlE"), QTYPE.A)
     assert addresses(reply) == ["192.0.2.1"]
 
@@ -165,7 +165,7 @@ async def test_case_of_the_question_does_not_matter(up: FakeUpstream) -> None:
 async def test_silent_first_upstream_fails_over_fast(up: FakeUpstream, up2: FakeUpstream) -> None:
     """Timing: A silent, B fine -> answer well under 1.5 s; then A is tried last."""
     up.set_mode(Mode.SILENT)
-    async with Forwarder([up.address, up2.address]) as fwd:
+    async with UpstreamClient([up.address, up2.address]) as fwd:
         started = time.monotonic()
         reply = await ask(fwd, labels("www.example"), QTYPE.A)
         first = time.monotonic() - started
@@ -187,7 +187,7 @@ async def test_next_upstream_on_bad_answers(
     up.set_mode(mode)
     kind = {"servfail": "servfail", "refused": "refused", "garbage": "garbage"}[mode.value]
     before = errors(up, kind)
-    async with Forwarder([up.address, up2.address]) as fwd:
+    async with UpstreamClient([up.address, up2.address]) as fwd:
         started = time.monotonic()
         reply = await ask(fwd, labels("www.example"), QTYPE.A)
     assert time.monotonic() - started < 0.5
@@ -200,7 +200,7 @@ async def test_closed_port_fails_over_fast(up2: FakeUpstream) -> None:
     probe.bind(("127.0.0.1", 0))
     closed = probe.getsockname()
     probe.close()
-    async with Forwarder([closed, up2.address]) as fwd:
+    async with UpstreamClient([closed, up2.address]) as fwd:
         started = time.monotonic()
         reply = await ask(fwd, labels("www.example"), QTYPE.A)
     assert time.monotonic() - started < 0.5
@@ -210,7 +210,7 @@ async def test_closed_port_fails_over_fast(up2: FakeUpstream) -> None:
 async def test_all_silent_raises_within_the_budget(up: FakeUpstream, up2: FakeUpstream) -> None:
     up.set_mode(Mode.SILENT)
     up2.set_mode(Mode.SILENT)
-    async with Forwarder([up.address, up2.address]) as fwd:
+    async with UpstreamClient([up.address, up2.address]) as fwd:
         started = time.monotonic()
         with pytest.raises(UpstreamError, match="no upstream answered"):
             await ask(fwd, labels("www.example"), QTYPE.A)
@@ -224,7 +224,7 @@ async def test_all_silent_raises_within_the_budget(up: FakeUpstream, up2: FakeUp
 async def test_all_servfail_raises_at_once(up: FakeUpstream, up2: FakeUpstream) -> None:
     up.set_mode(Mode.SERVFAIL)
     up2.set_mode(Mode.SERVFAIL)
-    async with Forwarder([up.address, up2.address]) as fwd:
+    async with UpstreamClient([up.address, up2.address]) as fwd:
         started = time.monotonic()
         with pytest.raises(UpstreamError, match="servfail"):
             await ask(fwd, labels("www.example"), QTYPE.A)
@@ -236,7 +236,7 @@ async def test_dead_upstream_is_reprobed_in_the_background(
 ) -> None:
     monkeypatch.setattr(forward, "DEAD_MIN", 0.2)
     up.set_mode(Mode.SILENT)
-    async with Forwarder([up.address, up2.address], attempt_timeout=0.3) as fwd:
+    async with UpstreamClient([up.address, up2.address], attempt_timeout=0.3) as fwd:
         assert addresses(await ask(fwd, labels("www.example"), QTYPE.A)) == ["192.0.2.99"]
         up.set_mode(Mode.NORMAL)
         await asyncio.sleep(0.3)
@@ -256,7 +256,7 @@ async def test_dead_upstream_is_reprobed_in_the_background(
 async def test_identical_inflight_queries_are_coalesced(up: FakeUpstream) -> None:
     """Identical questions: 50 at once -> 1 upstream query, each caller gets its own record."""
     up.set_mode(Mode.DELAY, delay=0.2)
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         replies = await asyncio.gather(
             *(
                 fwd.query(labels("WWW.example" if i % 2 else "www.EXAMPLE"), QTYPE.A)
@@ -273,7 +273,7 @@ async def test_identical_inflight_queries_are_coalesced(up: FakeUpstream) -> Non
 
 async def test_different_do_bit_is_not_coalesced(up: FakeUpstream) -> None:
     up.set_mode(Mode.DELAY, delay=0.1)
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         await asyncio.gather(
             fwd.query(labels("www.example"), QTYPE.A),
             fwd.query(labels("www.example"), QTYPE.A, do=True),
@@ -284,7 +284,7 @@ async def test_different_do_bit_is_not_coalesced(up: FakeUpstream) -> None:
 async def test_inflight_cap_fails_fast(up: FakeUpstream) -> None:
     """Beyond max_inflight, raise at once instead of queueing."""
     up.set_mode(Mode.SILENT)
-    async with Forwarder([up.address], max_inflight=5) as fwd:
+    async with UpstreamClient([up.address], max_inflight=5) as fwd:
         pending = [
             asyncio.create_task(fwd.query(labels(f"n{i}.wild.example"), QTYPE.A)) for i in range(5)
         ]
@@ -305,7 +305,7 @@ async def test_inflight_cap_fails_fast(up: FakeUpstream) -> None:
 
 async def test_cancelled_caller_does_not_cancel_the_shared_query(up: FakeUpstream) -> None:
     up.set_mode(Mode.DELAY, delay=0.1)
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         first = asyncio.create_task(fwd.query(labels("www.example"), QTYPE.A))
         await asyncio.sleep(0.01)
         second = asyncio.create_task(fwd.query(labels("www.example"), QTYPE.A))
@@ -316,14 +316,14 @@ async def test_cancelled_caller_does_not_cancel_the_shared_query(up: FakeUpstrea
 
 
 async def test_unpackable_name_raises_upstream_error(up: FakeUpstream) -> None:
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         with pytest.raises(UpstreamError, match="cannot build"):
             await ask(fwd, (b"a" * 64, b"example"), QTYPE.A)
     assert up.count() == 0
 
 
 async def test_query_after_close_raises(up: FakeUpstream) -> None:
-    fwd = Forwarder([up.address])
+    fwd = UpstreamClient([up.address])
     await fwd.start()
     await fwd.close()
     with pytest.raises(UpstreamError):
@@ -340,7 +340,7 @@ async def test_ipv6_upstream() -> None:
         pytest.skip("::1 not available")
     try:
         server.add("v6.example", "AAAA", "2001:db8::1")
-        async with Forwarder([server.address]) as fwd:
+        async with UpstreamClient([server.address]) as fwd:
             reply = await ask(fwd, labels("v6.example"), QTYPE.AAAA)
         assert addresses(reply) == ["2001:db8::1"]
     finally:
@@ -349,7 +349,7 @@ async def test_ipv6_upstream() -> None:
 
 async def test_fake_upstream_logs_and_nodata(up: FakeUpstream) -> None:
     """The test double itself: NODATA for an existing name, the log records transport and port."""
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         reply = await ask(fwd, labels("www.example"), QTYPE.MX)
     assert reply.header.rcode == RCODE.NOERROR and not reply.rr
     assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA]
@@ -372,7 +372,7 @@ async def test_reply_with_an_unpackable_name_counts_as_garbage(
     up.garbage_bytes = crafted_reply(b"www.example", cname)
     up.set_mode(Mode.GARBAGE)
     before = errors(up, "garbage")
-    async with Forwarder([up.address, up2.address]) as fwd:
+    async with UpstreamClient([up.address, up2.address]) as fwd:
         reply = await ask(fwd, labels("www.example"), QTYPE.A)
     assert addresses(reply) == ["192.0.2.99"]
     assert errors(up, "garbage") == before + 1
@@ -467,7 +467,7 @@ async def test_e2e_fifty_clients_one_upstream_query(
 async def test_upstream_without_edns_is_asked_again_without_it(up: FakeUpstream) -> None:
     """RFC 6891 section 7: FORMERR to an OPT -> the same question without EDNS, then remembered."""
     up.set_mode(Mode.FORMERR_EDNS)
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         first = await ask(fwd, labels("www.example"), QTYPE.A)
         second = await ask(fwd, labels("www.example"), QTYPE.AAAA)
     assert addresses(first) == ["192.0.2.1"]
@@ -478,7 +478,7 @@ async def test_upstream_without_edns_is_asked_again_without_it(up: FakeUpstream)
 
 async def test_formerr_either_way_moves_on(up: FakeUpstream, up2: FakeUpstream) -> None:
     up.set_mode(Mode.FORMERR)
-    async with Forwarder([up.address, up2.address]) as fwd:
+    async with UpstreamClient([up.address, up2.address]) as fwd:
         reply = await ask(fwd, labels("www.example"), QTYPE.A)
     assert addresses(reply) == ["192.0.2.99"]
 
@@ -524,7 +524,7 @@ async def test_e2e_inflight_cap_keeps_cached_answers_fast(
 
 
 async def test_metrics_label_upstreams_by_index_not_address(up: FakeUpstream) -> None:
-    async with Forwarder([up.address]) as fwd:
+    async with UpstreamClient([up.address]) as fwd:
         await ask(fwd, labels("www.example"), QTYPE.A)
     text = generate_latest(REGISTRY).decode()
     lines = [ln for ln in text.splitlines() if ln.startswith("nestguard_upstream_queries_total")]
@@ -540,7 +540,7 @@ async def test_a_flapping_upstream_logs_its_state_once(
     up.add("ok.example", "A", "192.0.2.5")
     up.set_mode(Mode.SILENT, name="stuck.example")
     caplog.set_level(logging.INFO, logger="resolver.forward")
-    async with Forwarder([up.address], timeout=0.3, attempt_timeout=0.1) as fwd:
+    async with UpstreamClient([up.address], timeout=0.3, attempt_timeout=0.1) as fwd:
         for _ in range(6):
             with contextlib.suppress(UpstreamError):
                 await fwd.query(labels("stuck.example"), QTYPE.A)
