@@ -1,6 +1,9 @@
-"""The `nestguard` subcommands besides `serve`: children, devices, budgets, explain, lists.
+"""The `nestguard` command line: every subcommand (`serve`; children, devices, budgets, explain,
+lists, reports). resolver/main.py only calls `main()`.
 
-Each takes `--config FILE` as `serve` does. Wrong input (unknown child, bad date, bad address)
+`serve` opens the household (resolver/root.py) and runs the DNS side in this process
+(resolver/assembly.py), or, with `dns.workers` > 1, in worker processes (resolver/workers.py).
+Each subcommand takes `--config FILE`. Wrong input (unknown child, bad date, bad address)
 exits with status 2 and one clear line on stderr. Writes go to the same SQLite store the running
 server reads; it picks them up within a second (its reload loop checks the store's revision).
 """
@@ -9,19 +12,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from blocklists.feed import FeedError
 from policy.model import ADULTS, Action, PolicyError
 from policy.names import BadName, device_identifier
-
-if TYPE_CHECKING:
-    from policy.store import Store
-    from resolver.config import Config
-    from resolver.household import Household
+from policy.store import Store
+from resolver.assembly import run
+from resolver.config import Config, ConfigError, load_config
+from resolver.process import run_loop, setup_logging
+from resolver.root import Household, open_household
+from resolver.workers import supervise
 
 T = TypeVar("T")
 Sub = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -32,8 +38,6 @@ class UsageError(Exception):
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from resolver.config import load_config
-
     return load_config(args.config)
 
 
@@ -48,9 +52,6 @@ def _run(
     """Run an async command; turn expected errors into one line and exit status 2."""
 
     def wrapper(args: argparse.Namespace) -> int:
-        from blocklists.feed import FeedError
-        from resolver.config import ConfigError
-
         try:
             return asyncio.run(fn(args))
         except (UsageError, ConfigError, PolicyError, FeedError, ValueError) as e:
@@ -81,9 +82,36 @@ def parse_identifier(text: str) -> str:
         raise UsageError(f"{text!r}: {e}") from None
 
 
+# -- serve ----------------------------------------------------------------------------------
+def _serve_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"nestguard: {e}", file=sys.stderr)
+        return 2
+    setup_logging(config)
+    run_loop(serve(config))
+    return 0
+
+
+async def serve(config: Config) -> None:
+    """`nestguard serve`: the household behind the resolver, until SIGTERM/SIGINT.
+    SIGHUP re-reads the policy at once (systemd's ExecReload). With dns.workers > 1 the DNS
+    side runs in worker processes and this one keeps the web UI and the background loops."""
+    async with open_household(config) as hh:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, hh.nudge.set)
+        try:
+            if config.dns.workers > 1:
+                await supervise(config, hh.web_app)
+            else:
+                await run(config, hh.resolver_services())
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+
 # -- child ----------------------------------------------------------------------------------
 async def _child_add(args: argparse.Namespace) -> int:
-    from resolver.household import open_household
 
     born = parse_born(args.born)
     name = args.name.strip()
@@ -98,7 +126,6 @@ async def _child_add(args: argparse.Namespace) -> int:
 
 
 async def _child_list(args: argparse.Namespace) -> int:
-    from resolver.household import open_household
 
     async with open_household(_config(args), background=False) as hh:
         today = hh.now().date()
@@ -109,7 +136,6 @@ async def _child_list(args: argparse.Namespace) -> int:
 
 # -- device ---------------------------------------------------------------------------------
 async def _device_set(args: argparse.Namespace) -> int:
-    from resolver.household import open_household
 
     identifier = parse_identifier(args.address)
     async with open_household(_config(args), background=False) as hh:
@@ -130,7 +156,6 @@ async def _device_set(args: argparse.Namespace) -> int:
 
 
 async def _device_list(args: argparse.Namespace) -> int:
-    from resolver.household import open_household
 
     async with open_household(_config(args), background=False) as hh:
         store = _store(hh)
@@ -146,7 +171,6 @@ async def _device_list(args: argparse.Namespace) -> int:
 # -- budget ---------------------------------------------------------------------------------
 async def _budget_set(args: argparse.Namespace) -> int:
     from policy.budgets import check_budget
-    from resolver.household import open_household
 
     slug, school, weekends = check_budget(args.slug, args.school_days, args.weekends)
     async with open_household(_config(args), background=False) as hh:
@@ -163,7 +187,6 @@ async def _budget_set(args: argparse.Namespace) -> int:
 
 async def _budget_status(args: argparse.Namespace) -> int:
     from policy.budgets import child_standings
-    from resolver.household import open_household
 
     async with open_household(_config(args), background=False) as hh:
         store = _store(hh)
@@ -193,7 +216,6 @@ async def _budget_status(args: argparse.Namespace) -> int:
 
 async def _budget_add(args: argparse.Namespace) -> int:
     from policy.budgets import check_extra
-    from resolver.household import open_household
 
     minutes = check_extra(args.minutes)
     async with open_household(_config(args), background=False) as hh:
@@ -211,7 +233,6 @@ async def _budget_add(args: argparse.Namespace) -> int:
 
 # -- explain --------------------------------------------------------------------------------
 async def _explain(args: argparse.Namespace) -> int:
-    from resolver.household import open_household
 
     client = parse_identifier(args.client)
     async with open_household(_config(args), background=False) as hh:
@@ -239,7 +260,6 @@ async def _explain(args: argparse.Namespace) -> int:
 # -- lists ----------------------------------------------------------------------------------
 async def _lists_sync(args: argparse.Namespace) -> int:
     from blocklists.sync import status_lines
-    from resolver.household import open_household
 
     async with open_household(_config(args), background=False) as hh:
         statuses = await hh.sync_feeds(args.names or None, force=True, shrink=args.shrink)
@@ -252,7 +272,6 @@ async def _lists_sync(args: argparse.Namespace) -> int:
 
 async def _lists_check(args: argparse.Namespace) -> int:
     from blocklists.sync import explain_matches
-    from resolver.household import open_household
 
     async with open_household(_config(args), background=False) as hh:
         lines = explain_matches(hh.live_index.value, args.name)
@@ -267,7 +286,6 @@ async def _lists_check(args: argparse.Namespace) -> int:
 
 # -- reports --------------------------------------------------------------------------------
 async def _reports_export(args: argparse.Namespace) -> int:
-    from resolver.household import open_household
     from webui.reports import export_csv, parse_since
 
     since = parse_since(args.since or "")
@@ -282,7 +300,6 @@ async def _reports_export(args: argparse.Namespace) -> int:
 async def _report_weekly(args: argparse.Namespace) -> int:
     from datetime import date as date_
 
-    from resolver.household import open_household
     from webui.i18n import Translator
     from webui.weekly import (
         build_week,
@@ -331,6 +348,11 @@ def _store(hh: Household) -> Store:
 
 
 # -- registration ---------------------------------------------------------------------------
+def add_serve(sub: Sub) -> None:
+    p = _with_config(sub.add_parser("serve", help="run the DNS resolver and the web UI"))
+    p.set_defaults(func=_serve_command)
+
+
 def add_child(sub: Sub) -> None:
     p = sub.add_parser("child", help="add or list children")
     s = p.add_subparsers(dest="child_command", required=True)
@@ -415,4 +437,21 @@ def add_report(sub: Sub) -> None:
     w.set_defaults(func=_run(_report_weekly))
 
 
-SUBCOMMANDS = (add_child, add_device, add_budget, add_explain, add_lists, add_reports, add_report)
+# One function per subcommand; add new ones to this tuple.
+SUBCOMMANDS = (
+    add_serve, add_child, add_device, add_budget, add_explain, add_lists, add_reports, add_report
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nestguard", description="parental-filter DNS resolver")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; its exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

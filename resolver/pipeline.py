@@ -131,5 +131,5 @@ class Pipeline:
 
 
 def chain(stages: Sequence[object], *, last: Last) -> Pipeline:
-    """Compose stages (order fixed by the caller, resolver/main.py) in front of `last`."""
+    """Compose stages (order fixed by the caller, resolver/assembly.py) in front of `last`."""
     return Pipeline(stages, last)

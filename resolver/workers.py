@@ -11,7 +11,7 @@ worker processes (multiprocessing "spawn") that each:
   in the web UI or the CLI is in force in every worker within RELOAD_EVERY, 0.5 s, plus the
   rebuild);
 - map the list index file the main process's sync writes (`mmap`: its pages are shared by
-  every worker) and follow its replacements (household._follow_index);
+  every worker) and follow its replacements (root._follow_index);
 - write their own activity and sightings to the store (SQLite takes writers from several
   processes; each batch is one transaction);
 - send their counters to the main process twice a second over a pipe. The main process adds
@@ -47,9 +47,12 @@ from typing import Any
 
 from aiohttp import web
 
+from resolver.assembly import open_resolver, start_web
 from resolver.config import Config
 from resolver.gcpace import GcPacer
 from resolver.metrics import METRICS, Metrics
+from resolver.process import run_loop, setup_logging
+from resolver.root import open_household
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +131,11 @@ def add_up(snapshots: list[Snapshot], into: Metrics) -> None:
 def worker_main(config: Config, number: int, conn: Connection) -> None:
     """The worker process's entry point (multiprocessing target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from resolver.main import _run_loop, setup_logging
-
     setup_logging(config, prefix=f"[dns-{number}] ")
-    _run_loop(_worker(config, number, conn))
+    run_loop(_worker(config, number, conn))
 
 
 async def _worker(config: Config, number: int, conn: Connection) -> None:
-    from resolver.household import open_household
-    from resolver.main import open_resolver
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -153,7 +151,7 @@ async def _worker(config: Config, number: int, conn: Connection) -> None:
     loop.add_reader(conn.fileno(), parent_gone)
     async with (
         open_household(config, worker=True) as hh,
-        open_resolver(config, hh.resolver_services()) as running,  # type: ignore[arg-type]
+        open_resolver(config, hh.resolver_services()) as running,
     ):
         conn.send(("ready", number, os.getpid(), running.addresses))
         pacer = GcPacer()
@@ -381,8 +379,6 @@ def _reserve(listen: tuple[tuple[str, int], ...]) -> tuple[list[socket.socket], 
 
 async def supervise(config: Config, web_app: Callable[[], web.Application] | None) -> None:
     """`nestguard serve` with dns.workers > 1: the workers and the web UI, until SIGTERM."""
-    from resolver.main import start_web
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

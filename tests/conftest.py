@@ -4,7 +4,7 @@
         running = await nestguard_server(make_config(fake_upstream))
         host, port = running.addresses[0]
 
-`nestguard_server(config, services=None)` opens `resolver.main.open_resolver` (UDP+TCP on every
+`nestguard_server(config, services=None)` opens `resolver.assembly.open_resolver` (UDP+TCP on every
 `config.dns.listen` address, port 0 = ephemeral, same port for UDP and TCP) and closes it at the
 end of the test. `make_config(upstream, **dns_fields)` builds a `resolver.config.Config` listening
 on 127.0.0.1:0 in front of the given upstream(s); nested sections via `cache=`, `rate_limit=`,
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from resolver.assembly import Running, Services, open_resolver
 from resolver.config import CacheConfig, Config, DnsConfig, PolicyConfig, RateLimitConfig
-from resolver.main import Running, Services, open_resolver
 from tests.support.upstream import FakeUpstream
 
 LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))

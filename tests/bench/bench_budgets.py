@@ -44,8 +44,8 @@ import dns.asyncquery  # noqa: E402
 import dns.message  # noqa: E402
 
 from policy.store import ChildSettings  # noqa: E402
-from resolver.household import open_household  # noqa: E402
-from resolver.main import open_resolver  # noqa: E402
+from resolver.assembly import open_resolver  # noqa: E402
+from resolver.root import open_household  # noqa: E402
 from tests.conftest import build_config  # noqa: E402
 from tests.support.upstream import FakeUpstream  # noqa: E402
 

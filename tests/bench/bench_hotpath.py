@@ -33,8 +33,8 @@ from dnslib import RR, DNSRecord  # noqa: E402
 
 from policy.model import ALLOW, Profile, Verdict  # noqa: E402
 from resolver import wire  # noqa: E402
+from resolver.assembly import Services, open_resolver  # noqa: E402
 from resolver.cache import Cache  # noqa: E402
-from resolver.main import Services, open_resolver  # noqa: E402
 from resolver.pipeline import Query  # noqa: E402
 from tests.conftest import build_config  # noqa: E402
 

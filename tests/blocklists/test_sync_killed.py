@@ -117,7 +117,7 @@ async def test_kill_9_mid_build_leaves_no_worker_and_the_old_index(tmp_path: Pat
 async def test_leftovers_are_removed_at_start(tmp_path: Path) -> None:
     from blocklists.feed import Feed
     from blocklists.sync import FeedSync
-    from resolver.household import MemoryStatus
+    from resolver.root import MemoryStatus
 
     lists = tmp_path / "lists"
     lists.mkdir()
@@ -136,7 +136,7 @@ async def test_leftovers_are_removed_at_start(tmp_path: Path) -> None:
 async def test_lists_folder_is_private(tmp_path: Path) -> None:
     from blocklists.feed import Feed
     from blocklists.sync import FeedSync
-    from resolver.household import MemoryStatus
+    from resolver.root import MemoryStatus
 
     src = tmp_path / "src.txt"
     src.write_text("x.example\n")

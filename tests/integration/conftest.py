@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from resolver.assembly import open_resolver
 from resolver.config import Config, ListsConfig
-from resolver.household import Household, open_household
-from resolver.main import open_resolver
+from resolver.root import Household, open_household
 from tests.conftest import build_config
 from tests.support.upstream import FakeUpstream
 

@@ -25,8 +25,8 @@ import dns.rdatatype
 import pytest
 
 from policy.model import ADULTS
-from resolver.household import Household, open_household
-from resolver.main import open_resolver
+from resolver.assembly import open_resolver
+from resolver.root import Household, open_household
 from tests.conftest import build_config
 from tests.resolver.dnsclient import ask
 from tests.support.upstream import FakeUpstream

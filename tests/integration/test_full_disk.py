@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from policy.store import Store
-from resolver.household import DB_NAME, Household, open_household
-from resolver.main import open_resolver
+from resolver.assembly import open_resolver
 from resolver.metrics import METRICS
+from resolver.root import DB_NAME, Household, open_household
 from tests.conftest import build_config
 from tests.resolver.dnsclient import ask
 from tests.support.upstream import FakeUpstream

@@ -22,8 +22,8 @@ from aiohttp import web
 
 from blocklists.feed import Feed
 from policy.model import ADULTS, Action, Grant
-from resolver.household import Household
 from resolver.metrics import METRICS
+from resolver.root import Household
 from tests.resolver.dnsclient import ask, dig
 from tests.support.upstream import FakeUpstream
 

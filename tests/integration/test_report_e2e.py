@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from blocklists.feed import Feed
+from resolver.cli import main
 from resolver.config import PolicyConfig, WebConfig
-from resolver.main import main
 from tests.conftest import build_config
 from tests.integration.test_browser_e2e import KID, PASSWORD, answer
 from tests.integration.test_household import REAL, years_ago

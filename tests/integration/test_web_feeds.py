@@ -11,7 +11,7 @@ from typing import Any
 from blocklists.feed import Feed
 from policy.model import ADULTS
 from policy.store import Store
-from resolver.household import ADDED_FEEDS_KEY, DB_NAME, feed_to_dict
+from resolver.root import ADDED_FEEDS_KEY, DB_NAME, feed_to_dict
 from tests.integration.test_household import a_record, settle
 from tests.support.upstream import FakeUpstream
 from tests.webui.conftest import CSRF_RE

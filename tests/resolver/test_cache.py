@@ -13,8 +13,8 @@ import pytest
 from dnslib import RR, DNSRecord
 
 from resolver import wire
+from resolver.assembly import Services
 from resolver.cache import Cache, CacheSettings, is_rebind_address
-from resolver.main import Services
 from resolver.pipeline import Query
 from tests.conftest import FakeClock
 from tests.resolver.dnsclient import ask

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from blocklists.feed import Feed
+from resolver.assembly import cache_settings, server_settings
 from resolver.cache import CacheSettings
 from resolver.config import CacheConfig, Config, DnsConfig, load_config
-from resolver.main import cache_settings, server_settings
 from resolver.server import ServerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,17 +191,26 @@ def test_cache_and_server_keys_reach_the_running_parts(tmp_path: Path) -> None:
     assert (server.tcp_idle, server.tcp_max_clients) == (12.0, 7)
 
 
-def test_main_reads_only_keys_the_config_has() -> None:
-    """Every `_get(section, "key", ...)` in the wiring names a real config field."""
-    keys = _sections(Config)
-    fields = {part for k in keys for part in k.split(".")}
-    for rel in ("resolver/main.py", "resolver/household.py"):
+WIRING = ("resolver/assembly.py", "resolver/root.py", "resolver/cli.py", "resolver/workers.py",
+          "resolver/process.py")
+
+
+def test_the_wiring_reads_the_typed_config() -> None:
+    """The modules that build the parts take a `Config` and read its fields by name (mypy checks
+    each one): no parameter typed `object` or `Any`, no `_get`/`getattr` with a fallback (a
+    second default, and a typo that reads as the default)."""
+    found = []
+    for rel in WIRING:
         tree = ast.parse((ROOT / rel).read_text(encoding="utf-8"))
         for node in ast.walk(tree):
+            if isinstance(node, ast.arg) and node.arg == "config":
+                annotation = ast.unparse(node.annotation) if node.annotation else "none"
+                if annotation != "Config":
+                    found.append(f"{rel}:{node.lineno} config: {annotation}")
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id == "_get"
-                and isinstance(node.args[1], ast.Constant)
+                and node.func.id in ("_get", "getattr")
             ):
-                assert node.args[1].value in fields, f"{rel}:{node.lineno} {node.args[1].value}"
+                found.append(f"{rel}:{node.lineno} {node.func.id}(...)")
+    assert found == []

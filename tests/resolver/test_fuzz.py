@@ -190,7 +190,7 @@ async def test_spoofed_mac_options_never_lift_a_childs_filter(
 
     from policy.live import Live
     from policy.model import Action, Device, Policy, Profile, Verdict
-    from resolver.main import Services
+    from resolver.assembly import Services
 
     kid, adults = Profile(None, mode="kid"), Profile(None, mode="adults")
     tablet = Device(10, "tablet", ("127.0.0.2",), owner=1)

@@ -14,7 +14,8 @@ import dns.exception
 import pytest
 
 from policy.model import QueryEvent
-from resolver.main import Services, build_parser, open_resolver
+from resolver.assembly import Services, open_resolver
+from resolver.cli import build_parser
 from tests.resolver.dnsclient import ask
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ from dnslib import DNSRecord
 from policy.live import Live
 from policy.model import ALLOW, Action, Verdict
 from resolver import wire
-from resolver.main import Services, default_policy
+from resolver.assembly import Services, default_policy
 from tests.conftest import FakeClock
 from tests.support.upstream import FakeUpstream
 

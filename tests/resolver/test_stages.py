@@ -27,7 +27,7 @@ from policy.model import (
     QueryEvent,
     Verdict,
 )
-from resolver.main import Services, default_policy
+from resolver.assembly import Services, default_policy
 from resolver.observe import Sighting
 from tests.resolver.dnsclient import ask, dig
 from tests.support.upstream import FakeUpstream

@@ -368,7 +368,7 @@ async def test_a_spent_budget_mails_the_parent(store: Store, mailbox: tuple[Mail
                                                ) -> None:
     """The budgets' "spent" event (resolver/budgets.py) reaches the parents as an alert."""
     from resolver.budgets import BudgetSpent
-    from resolver.household import _budget_alert
+    from resolver.root import _budget_alert
 
     box, port = mailbox
     clock = Clock()

@@ -75,7 +75,7 @@ def test_metrics_are_for_this_machine_unless_the_operator_opens_them(tmp_path) -
 async def test_a_request_without_host_is_one_debug_line(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from resolver.main import web_runner
+    from resolver.assembly import web_runner
     from webui.app import create_app
 
     runner = web_runner(create_app(harness.services))

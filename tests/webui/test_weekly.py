@@ -154,7 +154,7 @@ async def test_weekly_email_html_fits_a_phone_and_a_desktop(harness: Harness) ->
 
 
 def test_cli_prints_last_weeks_report(tmp_path: Path) -> None:
-    from resolver.main import main
+    from resolver.cli import main
 
     data = tmp_path / "data"
     data.mkdir()

@@ -1,8 +1,11 @@
-"""Everything behind the DNS path, opened once: store, policy, lists, rater and web UI.
+"""The composition root: the household's parts built from a `Config`: store, policy, lists,
+rater, web UI, alerts and time budgets, opened once.
 
-`open_household(config)` is used by `nestguard serve` and by the CLI commands that must decide
-exactly as the running server would (`explain`, `lists check`). It yields a `Household` whose
-`resolver_services()` plugs into `resolver.main.open_resolver`/`run`.
+`open_household(config)` is used by `nestguard serve` (resolver/cli.py), by each DNS worker
+(resolver/workers.py) and by the CLI commands that must decide exactly as the running server
+would (`explain`, `lists check`). It yields a `Household` whose `resolver_services()` plugs
+into the DNS side (`resolver.assembly.open_resolver`/`run`). This module starts no server and
+no worker: the CLI decides how `serve` runs.
 
 Start-up never runs unfiltered: a corrupt store gives the strict default
 profile and sets the degraded gauge; lists load from the last good copies on disk before any
@@ -33,17 +36,24 @@ from blocklists.local import LOCAL_FEED, LocalList, LocalOverlay, local_match
 from blocklists.rater import NameRater, RatedIndex, load_popular
 from blocklists.sync import FeedSync, explain_matches
 from policy.decide import decide
+from policy.leases import leases_loop
 from policy.live import Live
 from policy.model import Category, Index, Match, Policy, Profile, QueryEvent, Verdict
 from policy.names import canonical_name
 from policy.reload import ReloadStatus, open_policy, reload_loop
-from policy.services import default_services
+from policy.services import default_services, load_services
 from policy.store import FeedStatus, Store
+from resolver.assembly import Services
 from resolver.budgets import BudgetSpent, BudgetTracker
 from resolver.config import Config
 from resolver.metrics import METRICS
+from resolver.metrics_app import create_app as metrics_app
 from resolver.observe import Sighting
 from webui.alerts import AlertEvent, Alerts
+from webui.app import Services as WebServices
+from webui.app import create_app
+from webui.i18n import load_catalogues
+from webui.weekly import bundled_tld, weekly_loop
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +294,7 @@ class Household:
         return RatedIndex(base, rater, category_ages=ages, popular=_popular())
 
     # -- the resolver's view -------------------------------------------------------------------
-    def resolver_services(self) -> object:
-        from resolver.main import Services
-
+    def resolver_services(self) -> Services:
         return Services(
             live_policy=self.live_policy,
             decider=self.decider,
@@ -302,13 +310,7 @@ class Household:
 
     def web_app(self) -> web.Application:
         if self.store is None:  # no UI over a broken store; DNS keeps filtering
-            from resolver.metrics_app import create_app as metrics_only
-
-            return metrics_only()
-        from policy.services import load_services
-        from webui.app import Services as WebServices
-        from webui.app import create_app
-
+            return metrics_app()
         cfg = self.config
         host = cfg.web.listen[0]
         hosts = {"127.0.0.1", "localhost", "::1", host, *cfg.web.allowed_hosts}
@@ -488,8 +490,6 @@ async def open_household(
             assert hh.budgets is not None
             tasks.append(asyncio.create_task(hh.budgets.run(stop)))
             if pc.leases_file is not None and not worker:
-                from policy.leases import leases_loop
-
                 tasks.append(asyncio.create_task(
                     leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)
                 ))
@@ -500,8 +500,6 @@ async def open_household(
                 asyncio.create_task(sync.run(hh.live_index, stop=stop, wrap=hh.wrap_index))
             )
         if hh.alerts is not None and store is not None:
-            from webui.weekly import bundled_tld, weekly_loop
-
             tasks.append(asyncio.create_task(hh.alerts.run(stop)))
             tasks.append(asyncio.create_task(weekly_loop(
                 store, hh.alerts, categories, bundled_tld(), hh.alerts.household_lang, stop)))
@@ -534,8 +532,6 @@ def _budget_alert(alerts: Alerts) -> Callable[[BudgetSpent], None]:
 
 
 def _alerts(config: Config, store: Store, clock: Callable[[], datetime]) -> Alerts:
-    from webui.i18n import load_catalogues
-
     host, port = config.web.listen
     if host in ("0.0.0.0", "::"):
         host = "nestguard.home.arpa"
@@ -601,25 +597,3 @@ async def _reload(hh: Household, stop: asyncio.Event, build: Mapping[str, object
             await asyncio.wait([task], timeout=0.25)
     finally:
         task.cancel()
-
-
-
-async def serve(config: Config) -> None:
-    """`nestguard serve`: the household behind the resolver, until SIGTERM/SIGINT.
-    SIGHUP re-reads the policy at once (systemd's ExecReload)."""
-    import signal
-
-    from resolver.main import run
-
-    async with open_household(config) as hh:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, hh.nudge.set)
-        try:
-            if config.dns.workers > 1:
-                from resolver.workers import supervise
-
-                await supervise(config, hh.web_app)
-            else:
-                await run(config, hh.resolver_services())  # type: ignore[arg-type]
-        finally:
-            loop.remove_signal_handler(signal.SIGHUP)
