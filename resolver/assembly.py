@@ -10,10 +10,11 @@ they never reach an upstream; Enforce above Cache so policy changes need no flus
 answers get the CNAME-cloaking check too. In front of the chain, the server replays the chain's
 own answer to a repeat of a UDP packet from the same client within the second (resolver/replay.py).
 
-Wiring points for the rest of nestguard are the fields of `Services` (live policy, decider,
-activity and sightings sinks, web app factory); the composition root (resolver/root.py) fills
-them in. `open_resolver(config, services)` is what `run()`, the DNS workers and the tests use.
-Every setting comes from the typed `Config`; its dataclasses hold the defaults.
+Wiring points for the rest of nestguard are the fields of `ResolverServices` (live policy,
+decider, activity and sightings sinks, web app factory); the composition root
+(resolver/root.py) fills them in. `open_resolver(config, services)` is what `run()`, the DNS
+workers and the tests use. Every setting comes from the typed `Config`; its dataclasses hold
+the defaults.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def default_policy() -> Policy:
 
 
 @dataclass
-class Services:
+class ResolverServices:
     """What the resolver needs from the rest of nestguard (all optional, for tests too).
 
     live_policy: the policy snapshot slot (policy/reload.py swaps it).
@@ -174,7 +175,7 @@ def rate_limit(config: Config, clock: Callable[[], float]) -> RateLimit:
 
 def build_pipeline(
     config: Config,
-    services: Services,
+    services: ResolverServices,
     *,
     cache: Cache,
     forward: Forward,
@@ -228,9 +229,11 @@ def upstream_client(
 
 
 @contextlib.asynccontextmanager
-async def open_resolver(config: Config, services: Services | None = None) -> AsyncIterator[Running]:
+async def open_resolver(
+    config: Config, services: ResolverServices | None = None
+) -> AsyncIterator[Running]:
     """Open the whole DNS side; on exit: stop listening, drain, cancel, flush, close."""
-    services = services or Services()
+    services = services or ResolverServices()
     dns = config.dns
     metrics = METRICS
     async with AsyncExitStack() as stack:
@@ -313,9 +316,9 @@ async def open_resolver(config: Config, services: Services | None = None) -> Asy
         yield Running(addresses, server, cache, pipeline, metrics, live_policy, activity)
 
 
-async def run(config: Config, services: Services | None = None) -> None:
+async def run(config: Config, services: ResolverServices | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
-    services = services or Services()
+    services = services or ResolverServices()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

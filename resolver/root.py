@@ -43,15 +43,14 @@ from policy.names import canonical_name
 from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.services import default_services, load_services
 from policy.store import FeedStatus, Store
-from resolver.assembly import Services
+from resolver.assembly import ResolverServices
 from resolver.budgets import BudgetSpent, BudgetTracker
 from resolver.config import Config
 from resolver.metrics import METRICS
 from resolver.metrics_app import create_app as metrics_app
 from resolver.observe import Sighting
 from webui.alerts import AlertEvent, Alerts
-from webui.app import Services as WebServices
-from webui.app import create_app
+from webui.app import Services, create_app
 from webui.i18n import load_catalogues
 from webui.weekly import bundled_tld, weekly_loop
 
@@ -294,8 +293,8 @@ class Household:
         return RatedIndex(base, rater, category_ages=ages, popular=_popular())
 
     # -- the resolver's view -------------------------------------------------------------------
-    def resolver_services(self) -> Services:
-        return Services(
+    def resolver_services(self) -> ResolverServices:
+        return ResolverServices(
             live_policy=self.live_policy,
             decider=self.decider,
             activity_sink=self.log_activity,
@@ -315,7 +314,7 @@ class Household:
         host = cfg.web.listen[0]
         hosts = {"127.0.0.1", "localhost", "::1", host, *cfg.web.allowed_hosts}
         return create_app(
-            WebServices(
+            Services(
                 store=self.store,
                 live_policy=self.live_policy,
                 categories=self.categories,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from resolver.assembly import Running, Services, open_resolver
+from resolver.assembly import ResolverServices, Running, open_resolver
 from resolver.config import CacheConfig, Config, DnsConfig, PolicyConfig, RateLimitConfig
 from tests.support.upstream import FakeUpstream
 
@@ -90,8 +90,8 @@ def make_config() -> Callable[..., Config]:
 async def nestguard_server() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     async with AsyncExitStack() as stack:
 
-        async def start(config: Config, services: Services | None = None) -> Running:
-            services = services or Services(arp_path=None)
+        async def start(config: Config, services: ResolverServices | None = None) -> Running:
+            services = services or ResolverServices(arp_path=None)
             return await stack.enter_async_context(open_resolver(config, services))
 
         yield start

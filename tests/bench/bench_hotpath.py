@@ -33,7 +33,7 @@ from dnslib import RR, DNSRecord  # noqa: E402
 
 from policy.model import ALLOW, Profile, Verdict  # noqa: E402
 from resolver import wire  # noqa: E402
-from resolver.assembly import Services, open_resolver  # noqa: E402
+from resolver.assembly import ResolverServices, open_resolver  # noqa: E402
 from resolver.cache import Cache  # noqa: E402
 from resolver.pipeline import Query  # noqa: E402
 from tests.conftest import build_config  # noqa: E402
@@ -53,10 +53,12 @@ async def drop(batch: list[object]) -> None:
     return None
 
 
-def services(stages: bool) -> Services:
+def services(stages: bool) -> ResolverServices:
     if stages:
-        return Services(arp_path=None, decider=allow_all, activity_sink=drop, sightings_sink=drop)
-    return Services(arp_path=None)
+        return ResolverServices(
+            arp_path=None, decider=allow_all, activity_sink=drop, sightings_sink=drop
+        )
+    return ResolverServices(arp_path=None)
 
 
 async def micro(upstream: tuple[str, int], stages: bool) -> None:

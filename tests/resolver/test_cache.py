@@ -13,7 +13,7 @@ import pytest
 from dnslib import RR, DNSRecord
 
 from resolver import wire
-from resolver.assembly import Services
+from resolver.assembly import ResolverServices
 from resolver.cache import Cache, CacheSettings, is_rebind_address
 from resolver.pipeline import Query
 from tests.conftest import FakeClock
@@ -25,7 +25,7 @@ from tests.support.upstream import FakeUpstream, Mode
 async def setup(nestguard_server, fake_upstream: FakeUpstream, make_config, fake_clock):
     async def start(**cfg):
         running = await nestguard_server(
-            make_config(fake_upstream, **cfg), Services(arp_path=None, clock=fake_clock)
+            make_config(fake_upstream, **cfg), ResolverServices(arp_path=None, clock=fake_clock)
         )
         return running.addresses[0], running
 

@@ -190,7 +190,7 @@ async def test_spoofed_mac_options_never_lift_a_childs_filter(
 
     from policy.live import Live
     from policy.model import Action, Device, Policy, Profile, Verdict
-    from resolver.assembly import Services
+    from resolver.assembly import ResolverServices
 
     kid, adults = Profile(None, mode="kid"), Profile(None, mode="adults")
     tablet = Device(10, "tablet", ("127.0.0.2",), owner=1)
@@ -208,7 +208,7 @@ async def test_spoofed_mac_options_never_lift_a_childs_filter(
     router = ipaddress.ip_network("127.0.0.7/32")  # trusted, but never the sender here
     running = await nestguard_server(
         make_config(fake_upstream, trusted_mac_sources=(router,)),
-        Services(arp_path=None, decider=decider, live_policy=Live(policy)),
+        ResolverServices(arp_path=None, decider=decider, live_policy=Live(policy)),
     )
     addr = running.addresses[0]
     spellings = [bytes.fromhex("aabbccddee01"), b"aa:bb:cc:dd:ee:01", b"AA-BB-CC-DD-EE-01",

@@ -14,7 +14,7 @@ import dns.exception
 import pytest
 
 from policy.model import QueryEvent
-from resolver.assembly import Services, open_resolver
+from resolver.assembly import ResolverServices, open_resolver
 from resolver.cli import build_parser
 from tests.resolver.dnsclient import ask
 
@@ -108,7 +108,7 @@ async def test_shutdown_flushes_the_activity_queue(fake_upstream, make_config):
         events.extend(batch)
 
     async with open_resolver(
-        make_config(fake_upstream), Services(arp_path=None, activity_sink=sink)
+        make_config(fake_upstream), ResolverServices(arp_path=None, activity_sink=sink)
     ) as running:
         await ask(running.addresses[0], "www.example")
         assert events == []  # batched, not yet flushed

@@ -14,7 +14,7 @@ from dnslib import DNSRecord
 from policy.live import Live
 from policy.model import ALLOW, Action, Verdict
 from resolver import wire
-from resolver.assembly import Services, default_policy
+from resolver.assembly import ResolverServices, default_policy
 from tests.conftest import FakeClock
 from tests.support.upstream import FakeUpstream
 
@@ -61,9 +61,9 @@ class Switch:
 async def start(nestguard_server, make_config, fake_upstream: FakeUpstream):
     fake_upstream.add("site.example", "A", "192.0.2.1", ttl=300)
 
-    async def go(services: Services | None = None, **cfg):
+    async def go(services: ResolverServices | None = None, **cfg):
         running = await nestguard_server(
-            make_config(fake_upstream, **cfg), services or Services(arp_path=None)
+            make_config(fake_upstream, **cfg), services or ResolverServices(arp_path=None)
         )
         return running.addresses[0], running
 
@@ -86,7 +86,7 @@ async def test_a_repeat_is_answered_again_with_its_own_id(start, fake_upstream):
 
 async def test_a_policy_change_is_seen_at_once(start):
     decider = Switch()
-    services = Services(arp_path=None, decider=decider)
+    services = ResolverServices(arp_path=None, decider=decider)
     addr, running = await start(services)
     for qid in (1, 2, 3):
         assert addresses(await exchange(addr, packet("site.example", qid))) == ["192.0.2.1"]
@@ -100,7 +100,7 @@ async def test_a_block_mode_change_is_seen_at_once(start):
     decider = Switch()
     decider.blocked.add("site.example")
     mode = ["null"]
-    services = Services(arp_path=None, decider=decider, block_mode=lambda: mode[0])
+    services = ResolverServices(arp_path=None, decider=decider, block_mode=lambda: mode[0])
     addr, running = await start(services)
     for qid in (1, 2, 3):
         reply = await exchange(addr, packet("site.example", qid))
@@ -140,7 +140,7 @@ async def test_an_entry_that_expires_mid_second_is_not_replayed(
     clock = FakeClock(1000.2)
     fake_upstream.add("short.example", "A", "192.0.2.7", ttl=1)
     running = await nestguard_server(
-        make_config(fake_upstream), Services(arp_path=None, clock=clock)
+        make_config(fake_upstream), ResolverServices(arp_path=None, clock=clock)
     )
     addr = running.addresses[0]
     await exchange(addr, packet("short.example", 1))  # stored at 1000.2, expires 1001.2
@@ -157,7 +157,7 @@ async def test_ttls_count_down_across_seconds(nestguard_server, make_config, fak
     clock = FakeClock()
     fake_upstream.add("site.example", "A", "192.0.2.1", ttl=300)
     running = await nestguard_server(
-        make_config(fake_upstream), Services(arp_path=None, clock=clock)
+        make_config(fake_upstream), ResolverServices(arp_path=None, clock=clock)
     )
     addr = running.addresses[0]
     ttls = []
@@ -192,7 +192,7 @@ async def test_with_known_lists_a_block_is_replayed_past_the_second(
     decider = Switch()
     decider.blocked.add("ads.example")
     lists = Live(object())
-    services = Services(arp_path=None, clock=clock, decider=decider, live_index=lists)
+    services = ResolverServices(arp_path=None, clock=clock, decider=decider, live_index=lists)
     running = await nestguard_server(make_config(fake_upstream), services)
     addr = running.addresses[0]
     assert addresses(await exchange(addr, packet("ads.example", 1))) == ["0.0.0.0"]
@@ -213,7 +213,7 @@ async def test_without_known_lists_a_block_holds_a_second(
     clock = FakeClock()
     decider = Switch()
     decider.blocked.add("ads.example")
-    services = Services(arp_path=None, clock=clock, decider=decider)
+    services = ResolverServices(arp_path=None, clock=clock, decider=decider)
     running = await nestguard_server(make_config(fake_upstream), services)
     addr = running.addresses[0]
     await exchange(addr, packet("ads.example", 1))

@@ -27,7 +27,7 @@ from policy.model import (
     QueryEvent,
     Verdict,
 )
-from resolver.assembly import Services, default_policy
+from resolver.assembly import ResolverServices, default_policy
 from resolver.observe import Sighting
 from tests.resolver.dnsclient import ask, dig
 from tests.support.upstream import FakeUpstream
@@ -118,7 +118,7 @@ async def enforced(nestguard_server, fake_upstream: FakeUpstream, make_config):
     async def start(**policy: object) -> tuple[tuple[str, int], TableDecider]:
         running = await nestguard_server(
             make_config(fake_upstream, policy=policy or None),
-            Services(arp_path=None, decider=decider),
+            ResolverServices(arp_path=None, decider=decider),
         )
         decider.live = running.live_policy
         return running.addresses[0], decider
@@ -225,7 +225,7 @@ async def test_identify_by_address_and_mac(nestguard_server, fake_upstream, make
     router = ipaddress.ip_network("127.0.0.3/32")
     running = await nestguard_server(
         make_config(fake_upstream, trusted_mac_sources=(router,)),
-        Services(arp_path=None, decider=decider, live_policy=Live(policy)),
+        ResolverServices(arp_path=None, decider=decider, live_policy=Live(policy)),
     )
     addr = running.addresses[0]
     r = await ask(addr, "games.example", source="127.0.0.2")
@@ -261,7 +261,7 @@ async def test_activity_and_sightings_reach_their_sinks(
     decider = TableDecider(dict(RULES))
     running = await nestguard_server(
         make_config(fake_upstream),
-        Services(
+        ResolverServices(
             arp_path=None,
             decider=decider,
             live_policy=Live(policy),
@@ -321,7 +321,7 @@ async def test_ipv6_clients_identified_by_their_64(nestguard_server, fake_upstre
 
     running = await nestguard_server(
         make_config(fake_upstream, listen=(("::1", 0),)),
-        Services(arp_path=None, decider=decider, live_policy=Live(policy)),
+        ResolverServices(arp_path=None, decider=decider, live_policy=Live(policy)),
     )
     addr = running.addresses[0]
     for _ in range(2):  # computed, then from Identify's memo
@@ -350,7 +350,7 @@ async def test_an_unassigned_device_is_not_credited_to_a_child_and_shows_once_as
 
     running = await nestguard_server(
         make_config(fake_upstream),
-        Services(arp_path=None, decider=TableDecider(dict(RULES)), live_policy=live,
+        ResolverServices(arp_path=None, decider=TableDecider(dict(RULES)), live_policy=live,
                  activity_sink=activity_sink),
     )
     addr = running.addresses[0]
