@@ -479,7 +479,7 @@ async def open_household(
                                    limits_of=hh.budget_limits)
         try:
             await asyncio.to_thread(hh.budgets.load)
-        except Exception:  # P6: counting starts from zero, filtering goes on
+        except Exception:  # counting starts from zero, filtering goes on
             log.exception("cannot read today's budget counts")
         if hh.alerts is not None:
             hh.budgets.listeners.append(_budget_alert(hh.alerts))
@@ -571,7 +571,7 @@ async def _follow_index(hh: Household, stop: asyncio.Event) -> None:
             continue
         try:
             base = _load_index(path)
-        except Exception as e:  # a half-written or bad file: keep the index in force (P6)
+        except Exception as e:  # a half-written or bad file: keep the index in force
             log.warning("cannot map the new list index, keeping the current one: %s", e)
             continue
         seen = stamp
