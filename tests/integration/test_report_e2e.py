@@ -28,7 +28,15 @@ from tests.conftest import build_config
 from tests.integration.test_browser_e2e import KID, PASSWORD, answer
 from tests.integration.test_household import REAL, years_ago
 from tests.support.tools import needs
-from tests.webui.test_browser import ARGS, CHROMIUM, PHONE, relay_from, serve, shoot
+from tests.webui.test_browser import (
+    ARGS,
+    CHROMIUM,
+    PHONE,
+    first_parent,
+    relay_from,
+    serve,
+    shoot,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -69,13 +77,7 @@ async def test_child_reports_admin_lists_house_blocks_export_has_it(
             args=ARGS + ["--host-resolver-rules=MAP adult-site.example 127.0.0.1"],
         )
         try:
-            admin = await (await browser.new_context(viewport=PHONE, locale="en-GB")).new_page()
-            await admin.goto(base + "/setup")  # the first visit follows the browser: English
-            await admin.get_by_label("User name").fill("mai")
-            await admin.get_by_label("Password", exact=True).fill(PASSWORD)
-            await admin.get_by_label("Password again").fill(PASSWORD)
-            await admin.get_by_role("button", name="Create the account").click()
-            await expect(admin.locator("h1")).to_have_text("Today")  # signed in at once
+            admin = await first_parent(browser, base, PASSWORD)
 
             deadline = time.monotonic() + 5
             while await answer(addr, "adult-site.example") != "127.0.0.1":

@@ -91,6 +91,21 @@ async def relay_from(source_ip: str, target_port: int) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
+async def first_parent(browser: Any, base: str, password: str) -> Any:
+    """A phone (360 px, English browser) that sets up the first parent account: signed in at
+    once, on Home. Returns the page."""
+    from playwright.async_api import expect
+
+    page = await (await browser.new_context(viewport=PHONE, locale="en-GB")).new_page()
+    await page.goto(base + "/")  # the first visit follows the browser's language
+    await page.get_by_label("User name").fill("mai")
+    await page.get_by_label("Password", exact=True).fill(password)
+    await page.get_by_label("Password again").fill(password)
+    await page.get_by_role("button", name="Create the account").click()
+    await expect(page.locator("h1")).to_have_text("Today")
+    return page
+
+
 async def shoot(page: Any, name: str) -> None:
     """Phone and desktop screenshots of the page as it is now (full page)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

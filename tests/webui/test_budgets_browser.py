@@ -14,7 +14,15 @@ from policy.model import Action, Verdict
 from policy.store import BudgetUsage
 from tests.support.tools import needs
 from tests.webui.conftest import PASSWORD, Harness, years_ago
-from tests.webui.test_browser import ARGS, CHROMIUM, PHONE, relay_from, serve, shoot
+from tests.webui.test_browser import (
+    ARGS,
+    CHROMIUM,
+    PHONE,
+    first_parent,
+    relay_from,
+    serve,
+    shoot,
+)
 from webui.app import create_app
 
 pytestmark = [
@@ -40,14 +48,8 @@ async def test_budget_set_seen_on_home_more_time_asked_and_given(harness: Harnes
                 args=ARGS + ["--host-resolver-rules=MAP tube.example 127.0.0.1"],
             )
             try:
-                parent_ctx = await browser.new_context(viewport=PHONE, locale="en-GB")
-                parent = await parent_ctx.new_page()
-                await parent.goto(base + "/")  # the first visit follows the browser: English
-                await parent.get_by_label("User name").fill("mai")
-                await parent.get_by_label("Password", exact=True).fill(PASSWORD)
-                await parent.get_by_label("Password again").fill(PASSWORD)
-                await parent.get_by_role("button", name="Create the account").click()
-                await expect(parent.locator("h1")).to_have_text("Today")  # signed in at once
+                parent = await first_parent(browser, base, PASSWORD)
+                parent_ctx = parent.context
 
                 # the child's page: an hour of YouTube on school days, two at weekends
                 await parent.goto(f"{base}/children/{minh.id}")
