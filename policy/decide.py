@@ -139,17 +139,27 @@ _SERVICES = service_domains()
 _FRONT_ENDS = frozenset(SEARCH_TARGETS) | YOUTUBE_NAMES
 
 
-@lru_cache(maxsize=16384)
+_SUFFIXES: dict[str, tuple[str, ...]] = {}
+_SUFFIXES_MAX = 16384
+
+
 def suffixes(qname: str) -> tuple[str, ...]:
-    """'a.b.example' -> ('a.b.example', 'b.example', 'example'). Cached: popular names
-    repeat, and a cache hit costs a tenth of the walk."""
+    """'a.b.example' -> ('a.b.example', 'b.example', 'example'). Memoised in a plain dict
+    emptied when full: popular names repeat, and a new name (asked once) costs one dict
+    miss, not an LRU's eviction bookkeeping."""
+    hit = _SUFFIXES.get(qname)
+    if hit is not None:
+        return hit
     out = [qname]
     i = qname.find(".")
     while i >= 0:
         i += 1
         out.append(qname[i:])
         i = qname.find(".", i)
-    return tuple(out)
+    if len(_SUFFIXES) >= _SUFFIXES_MAX:
+        _SUFFIXES.clear()
+    hit = _SUFFIXES[qname] = tuple(out)
+    return hit
 
 
 # Active windows per profile and minute (they only change on whole minutes, see
@@ -179,10 +189,35 @@ def _active_windows(profile: Profile, now: datetime) -> list[Schedule]:
     return windows
 
 
-@lru_cache(maxsize=8192)
+_VERDICTS: dict[tuple[Action, str, str], Verdict] = {}
+_VERDICTS_MAX = 8192
+_SET_VERDICT = tuple(
+    Verdict.__dict__[f].__set__ for f in ("action", "reason", "target", "source", "style")
+)
+
+
 def _verdict(action: Action, reason: str, source: str) -> Verdict:
-    """Shared Verdicts: building a frozen dataclass costs more than the rest of decide."""
-    return Verdict(action, reason, source=source)
+    """Shared Verdicts: building a frozen dataclass costs more than the rest of decide.
+
+    A list block's source names its line, so each newly seen listed name brings a new
+    Verdict: that one is built without the dataclass __init__ (a third of the cost), and
+    the memo is a plain dict emptied when full (no LRU bookkeeping per new name).
+    """
+    key = (action, reason, source)
+    v = _VERDICTS.get(key)
+    if v is not None:
+        return v
+    v = object.__new__(Verdict)
+    sa, sr, st, ss, sy = _SET_VERDICT
+    sa(v, action)
+    sr(v, reason)
+    st(v, None)
+    ss(v, source)
+    sy(v, BlockStyle.DEFAULT)
+    if len(_VERDICTS) >= _VERDICTS_MAX:
+        _VERDICTS.clear()
+    _VERDICTS[key] = v
+    return v
 
 
 @lru_cache(maxsize=256)
@@ -209,7 +244,7 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
         canary = CANARIES.get(qname)
         if canary is not None:
             return canary
-    names = suffixes(qname)
+    # suffixes(qname) only where a rule needs them (memoised): most profiles have none
     adults = profile.mode == "adults"
 
     # 2. pause and bedtime
@@ -227,24 +262,24 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
                         break
             if (
                 block is not None
-                and profile.always_allowed.isdisjoint(names)
-                and (block is PAUSED or not _granted_domain(profile, names, now))
+                and profile.always_allowed.isdisjoint(suffixes(qname))
+                and (block is PAUSED or not _granted_domain(profile, suffixes(qname), now))
             ):
                 return block
 
     # 3. parent deny, 4. parent allow and domain grants
-    if profile.deny and not profile.deny.isdisjoint(names):
+    if profile.deny and not profile.deny.isdisjoint(suffixes(qname)):
         return PARENT_DENY
     granted: set[str] | None = None
     allowed: Verdict | None = None
-    if profile.allow and not profile.allow.isdisjoint(names):
+    if profile.allow and not profile.allow.isdisjoint(suffixes(qname)):
         allowed = PARENT_ALLOW
     elif profile.grants:
         granted = set()
         for g in profile.grants:
             if g.until > now:
                 if g.domain is not None:
-                    if g.domain in names:
+                    if g.domain in suffixes(qname):
                         allowed = GRANT
                         break
                 elif g.category is not None:
@@ -295,7 +330,7 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
     # services of the name (6, 7, 7a)
     services: tuple[str, ...] = ()
     if windows or profile.services or profile.budget_spent:
-        for n in names:
+        for n in suffixes(qname):
             hit = _SERVICES.get(n)
             if hit is not None:
                 services += hit
@@ -330,7 +365,9 @@ def decide(profile: Profile, qname: str, now: datetime, index: Index, *, qtype: 
                 return _verdict(BLOCK, f"budget:{spent}", "parent")
 
     passes_allowlist = (
-        profile.mode != "allowlist" or listed or not profile.always_allowed.isdisjoint(names)
+        profile.mode != "allowlist"
+        or listed
+        or not profile.always_allowed.isdisjoint(suffixes(qname))
     )
 
     # 8. safe search

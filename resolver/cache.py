@@ -102,13 +102,15 @@ class Entry:
     tick: int = -1  # elapsed seconds `patched` was made for
     patched: bytes = b""
     size: int = field(default=0)
-    # request bytes after the ID -> reply bytes after the ID, for the current tick
-    memo: dict[bytes, bytes] = field(default_factory=dict)
+    # request bytes after the ID -> reply bytes after the ID, for the current tick; made on
+    # the first hit (a name asked once never needs one: one container fewer per entry)
+    memo: dict[bytes, bytes] | None = None
 
     def body_at(self, elapsed: int) -> bytes:
         if elapsed == self.tick:
             return self.patched
-        self.memo.clear()
+        if self.memo is not None:
+            self.memo.clear()
         buf = bytearray(self.body)
         for off, ttl in zip(self.ttl_offsets, self.ttls, strict=True):
             _TTL.pack_into(buf, off, ttl - elapsed if ttl > elapsed else 0)
@@ -121,6 +123,21 @@ class Entry:
         for off in self.ttl_offsets:
             _TTL.pack_into(buf, off, ttl)
         return bytes(buf)
+
+
+_COUNTS_MEMO: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+
+def _counts(an: int, ns: int) -> tuple[bytes, bytes]:
+    """An entry's QD/AN/NS/AR counts without and with our OPT, shared by every entry of the
+    same shape (a few dozen in practice) rather than three new objects per entry."""
+    key = (an, ns)
+    hit = _COUNTS_MEMO.get(key)
+    if hit is None:
+        hit = (_COUNTS.pack(1, an, ns, 0), _COUNTS.pack(1, an, ns, 1))
+        if len(_COUNTS_MEMO) < 4096:
+            _COUNTS_MEMO[key] = hit
+    return hit
 
 
 _CONFIG = CacheConfig()  # the operator's defaults, stated once in resolver/config.py
@@ -188,11 +205,14 @@ class Cache:
             req = query.request
             if query.resolve_labels is None:
                 rest = req[2:]
-                tail = entry.memo.get(rest)
+                memo = entry.memo
+                tail = memo.get(rest) if memo is not None else None
                 if tail is None:
                     tail = self._wire(query, entry, body)[2:]
-                    if len(entry.memo) < 8:
-                        entry.memo[rest] = tail
+                    if memo is None:
+                        entry.memo = {rest: tail}
+                    elif len(memo) < 8:
+                        memo[rest] = tail
                 data = req[:2] + tail
             else:
                 data = self._wire(query, entry, body)
@@ -413,7 +433,7 @@ class Cache:
             body=bytes(body),
             ttl_offsets=offsets,
             ttls=ttls,
-            counts=(_COUNTS.pack(1, an, 0, 0), _COUNTS.pack(1, an, 0, 1)),
+            counts=_counts(an, 0),
             rcode=wire.NOERROR,
             ad=answer.ad,
             stored=now,
@@ -526,7 +546,7 @@ class Cache:
             body=body,
             ttl_offsets=tuple(off - qend for off in offsets),
             ttls=ttls,
-            counts=(_COUNTS.pack(1, an, ns, 0), _COUNTS.pack(1, an, ns, 1)),
+            counts=_counts(an, ns),
             rcode=rcode,
             ad=bool(record.header.ad) and not rebind,
             stored=now,

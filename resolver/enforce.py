@@ -101,6 +101,8 @@ class Enforce:
         self._ttl = b.ttl
         self._mode = b.answer
         self._answers = self._templates(b.answer)
+        # block answers without their ID and question (see `block`)
+        self._blocks: dict[tuple[object, ...], tuple[bytes, bytes, int]] = {}
 
     def _templates(self, mode: str) -> dict[int, bytes]:
         """Prebuilt A/AAAA block records for a block mode (no dnslib per query)."""
@@ -199,30 +201,45 @@ class Enforce:
     # ------------------------------------------------------------------ answers
 
     def block(self, query: Query, verdict: Verdict) -> Reply:
+        """The block answer: a template per (reason, style, question type/class, flags,
+        EDNS) with only the ID and the question bytes spliced in (a new name costs no
+        building)."""
+        q = query.question
+        if self._mode_of is not None:
+            mode = self._mode_of()
+            if mode != self._mode:
+                self._mode, self._answers = mode, self._templates(mode)
+                self._blocks.clear()
+        edns = q.edns
+        key = (verdict.reason, verdict.style, q.qtype, q.qclass, q.flags,
+               None if edns is None else edns.do)
+        template = self._blocks.get(key)
+        if template is None:
+            out, rcode = self._build_block(query, verdict)
+            if len(self._blocks) >= 1024:
+                self._blocks.clear()
+            self._blocks[key] = template = (out[2:12], out[q.end :], rcode)
+        head, tail, rcode = template
+        req = query.request
+        query.replay_until = math.inf  # a constant TTL: Replay caps it (replay.py)
+        return Reply(req[:2] + head + req[12 : q.end] + tail, "policy", "blocked", rcode=rcode)
+
+    def _build_block(self, query: Query, verdict: Verdict) -> tuple[bytes, int]:
         q = query.question
         style = verdict.style
         ede = (ede_code(verdict.reason), verdict.reason)
         rcode = wire.NOERROR
         answer = b""
-        if self._mode_of is not None:
-            mode = self._mode_of()
-            if mode != self._mode:
-                self._mode, self._answers = mode, self._templates(mode)
         if style is BlockStyle.NXDOMAIN or (
             style is BlockStyle.DEFAULT and self._mode == "nxdomain"
         ):
             rcode = wire.NXDOMAIN
         elif style is BlockStyle.DEFAULT and q.qclass == wire.C_IN:
             answer = self._answers.get(q.qtype, b"")
-        query.replay_until = math.inf  # a constant TTL: Replay caps it (replay.py)
-        return Reply(
-            wire.build_reply(
-                q, query.request, rcode=rcode, answer=answer, ancount=1 if answer else 0, ede=ede
-            ),
-            "policy",
-            "blocked",
-            rcode=rcode,
+        out = wire.build_reply(
+            q, query.request, rcode=rcode, answer=answer, ancount=1 if answer else 0, ede=ede
         )
+        return out, rcode
 
     def _rewrite(self, query: Query, reply: Reply) -> Reply:
         """CNAME qname -> target, then the target's records (dnslib: rewrites only)."""

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -255,8 +256,9 @@ class Observe:
         self._sightings = sightings
         self._clock = clock
         self._log_every = log_every
-        # (client, qname, qtype, action[, reason]) -> monotonic time it was last queued
-        self._logged: dict[tuple[object, ...], float] = {}
+        # (client, device, owner, qname, qtype, action[, reason]) -> monotonic time it was
+        # last queued, oldest first (a re-queued lookup moves to the end)
+        self._logged: OrderedDict[tuple[object, ...], float] = OrderedDict()
 
     def leave(self, query: Query, reply: Reply) -> Reply:
         now = time.monotonic()
@@ -302,8 +304,10 @@ class Observe:
                 logged = self._logged
                 last = logged.get(seen)
                 if last is None or now - last >= self._log_every:
-                    if last is None and len(logged) >= _MAX_LOGGED:
-                        self._prune(now)
+                    if last is not None:
+                        logged.move_to_end(seen)  # the oldest stay at the front
+                    elif logged:
+                        self._expire(logged, now)
                     logged[seen] = now
                     activity.put(
                         (
@@ -325,8 +329,16 @@ class Observe:
                 sightings.saw(query.client_ip, query.mac, now)
         return reply
 
-    def _prune(self, now: float) -> None:
+    def _expire(self, logged: OrderedDict[tuple[object, ...], float], now: float) -> None:
+        """Forget at most two lookups from the front (the oldest): those whose window is
+        over, and the oldest one while the memo is full. A constant amount of work per new
+        lookup, so the memo never needs a rebuild on the loop (a 100k-entry rebuild stalled
+        every query behind it)."""
         every = self._log_every
-        self._logged = {k: t for k, t in self._logged.items() if now - t < every}
-        if len(self._logged) >= _MAX_LOGGED // 2:
-            self._logged.clear()
+        for _ in range(2):
+            if now - next(iter(logged.values())) >= every or len(logged) >= _MAX_LOGGED:
+                logged.popitem(last=False)
+                if not logged:
+                    return
+            else:
+                return
