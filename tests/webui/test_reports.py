@@ -210,3 +210,14 @@ def test_forward_url_into_the_lan_is_refused() -> None:
     assert e.value.key == "reports.forward_url"
     with pytest.raises(AlertConfigError):
         parse_reports({"forward_url": "http://lists.example/in"})
+
+
+async def test_the_parents_help_page_says_how_children_report(
+    client: Any, harness: Harness
+) -> None:
+    """Parents learn where their children's reports go, with the hotline."""
+    await family(client, harness)  # signs the first parent (an admin) in
+    html = html_lib.unescape(await (await client.get("/help")).text())
+    assert "Trên mỗi trang bị chặn, con có thể nói" in html
+    assert 'href="tel:111"' in html
+    assert 'href="/reports/sites"' in html  # the first account is an admin
