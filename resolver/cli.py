@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -28,6 +29,8 @@ from resolver.config import Config, ConfigError, load_config
 from resolver.process import run_loop, setup_logging
 from resolver.root import Household, open_household
 from resolver.workers import supervise
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Sub = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -103,6 +106,11 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(signal.SIGHUP, hh.nudge.set)
         try:
             if config.dns.workers > 1:
+                log.warning(
+                    "dns.workers is %d: each worker counts daily time budgets only for the "
+                    "queries it answers, so budgets run slow; keep 1 where budgets are used",
+                    config.dns.workers,
+                )
                 await supervise(config, hh.web_app)
             else:
                 await run(config, hh.resolver_services())
