@@ -208,27 +208,24 @@ class Sightings:
         self._every = every
         self._seen: dict[str, tuple[str | None, float]] = {}
 
-    def saw(self, ip: str, mac: str | None, now: float) -> None:
-        last = self._seen.get(ip)
+    def saw(self, ip: str, mac: str | None, now: float, *, key: str | None = None) -> None:
+        """Queue (ip, mac) unless the same was queued for `key` (default: the address)
+        within `every` seconds."""
+        if key is None:
+            key = ip
+        last = self._seen.get(key)
         if last is not None and last[0] == mac and now - last[1] < self._every:
             return
         if len(self._seen) > 50_000:
             self._seen.clear()
-        self._seen[ip] = (mac, now)
+        self._seen[key] = (mac, now)
         self.queue.put((ip, mac, time.time()))
 
     def saw_forwarded(self, mac: str, now: float) -> None:
         """A device known only by the MAC a trusted forwarder passed: the address the query
         came from is the forwarder's, so it is never paired with the MAC (it would move the
-        router's address from device to device)."""
-        key = "mac " + mac
-        last = self._seen.get(key)
-        if last is not None and now - last[1] < self._every:
-            return
-        if len(self._seen) > 50_000:
-            self._seen.clear()
-        self._seen[key] = (mac, now)
-        self.queue.put(("", mac, time.time()))
+        router's address from device to device). "" is no address; keyed by the MAC."""
+        self.saw("", mac, now, key="mac " + mac)
 
 
 class Observe:

@@ -111,33 +111,31 @@ def _hits(tag: str, count: int, names: Names) -> list[str]:
     return [f"{hits[i % len(hits)]} A" for i in range(count)]
 
 
-def _mixed_nx(tag: str, count: int, names: Names) -> list[str]:
+def _mix(tag: str, count: int, hot: list[str], listed: Callable[[int], str],
+         new: Callable[[int], str]) -> list[str]:
+    """80% hot names, 15% `listed(i)`, 5% `new(i)`, in a fixed order per tag."""
     rng = random.Random(f"mixed-{tag}")
     out = []
     for i in range(count):
         r = rng.random()
         if r < 0.80:
-            out.append(f"{rng.choice(names.hits)} A")
+            out.append(f"{rng.choice(hot)} A")
         elif r < 0.95:
-            out.append(f"n{i}-{tag}.{ZONE} A")
+            out.append(f"{listed(i)} A")
         else:
-            out.append(f"x{i}-{tag}.nx.{ZONE} A")
+            out.append(f"{new(i)} A")
     return out
+
+
+def _mixed_nx(tag: str, count: int, names: Names) -> list[str]:
+    """80% hot names, 15% new allowed names, 5% NXDOMAIN names (all upstream misses)."""
+    return _mix(tag, count, names.hits, lambda i: f"n{i}-{tag}.{ZONE}",
+                lambda i: f"x{i}-{tag}.nx.{ZONE}")
 
 
 def _mixed(tag: str, count: int, names: Names) -> list[str]:
     """80% hot names, 15% names from the list, 5% never-seen allowed names (upstream misses)."""
-    rng = random.Random(f"mixed-{tag}")
-    out = []
-    for i in range(count):
-        r = rng.random()
-        if r < 0.80:
-            out.append(f"{rng.choice(names.hits)} A")
-        elif r < 0.95:
-            out.append(f"{names.listed()} A")
-        else:
-            out.append(f"n{i}-{tag}.{ZONE} A")
-    return out
+    return _mix(tag, count, names.hits, lambda _i: names.listed(), lambda i: f"n{i}-{tag}.{ZONE}")
 
 
 def _blocked(tag: str, count: int, names: Names) -> list[str]:
