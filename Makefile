@@ -7,7 +7,7 @@ CONFIG ?=
 
 .PHONY: run test lint bench setup clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml resolver/_dgram.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

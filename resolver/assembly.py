@@ -152,6 +152,7 @@ def server_settings(config: Config) -> ServerSettings:
         trusted_mac_sources=tuple(dns.trusted_mac_sources),
         tcp_max_per_client=dns.tcp_max_per_client,
         reuse_port=dns.workers > 1,
+        udp_batch=dns.udp_batch,
     )
 
 

@@ -34,6 +34,11 @@ from resolver.metrics import Metrics
 from resolver.pipeline import Pipeline, Query, Reply
 from resolver.replay import Replay
 
+try:  # batched UDP receive/send, compiled at install (resolver/_dgram.c); optional
+    from resolver import _dgram
+except ImportError:  # no C compiler at install time, or not Linux: uvloop's datagram transport
+    _dgram = None  # type: ignore[assignment]  # see _BatchedUdp
+
 log = logging.getLogger(__name__)
 
 _QUESTIONS = wire._MEMO
@@ -82,6 +87,13 @@ class ServerSettings:
     # SO_REUSEPORT on the listeners: dns.workers processes bind the same ports and the kernel
     # spreads clients over them (resolver/workers.py)
     reuse_port: bool = False
+    # dns.udp_batch: batched UDP (resolver/_dgram.c) where it was compiled
+    udp_batch: bool = _CONFIG.udp_batch
+
+
+def batched_udp_available() -> bool:
+    """Whether the compiled batched UDP listener (resolver/_dgram.c) was built here."""
+    return _dgram is not None
 
 
 class DnsServer:
@@ -99,7 +111,7 @@ class DnsServer:
         self.metrics = metrics
         self.settings = settings or ServerSettings()
         self._mac_sources = Networks(self.settings.trusted_mac_sources)
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[asyncio.DatagramTransport | _BatchedUdp] = []
         self._tcp: list[asyncio.AbstractServer] = []
         self._connections: set[_TcpConnection] = set()
         self._per_client: dict[str, int] = {}
@@ -216,10 +228,13 @@ class DnsServer:
                         continue  # the TCP side of that port is taken: pick another
                     raise
                 break
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), sock=udp_sock
-            )
-            self._udp.append(transport)  # type: ignore[arg-type]
+            if self.settings.udp_batch and _dgram is not None:
+                self._udp.append(_BatchedUdp(self, udp_sock, loop))
+            else:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), sock=udp_sock
+                )
+                self._udp.append(transport)  # type: ignore[arg-type]
             server = await loop.create_server(
                 lambda: _TcpConnection(self), sock=tcp_sock, backlog=256
             )
@@ -254,6 +269,55 @@ class DnsServer:
     @property
     def tcp_clients(self) -> int:
         return len(self._connections)
+
+
+class _BatchedUdp:
+    """A UDP listener read and answered in batches by resolver/_dgram.c.
+
+    The loop calls `_readable` when datagrams wait; `Listener.serve` reads up to 64 with one
+    recvmmsg, calls `DnsServer.process` on each and sends the replies that were ready with one
+    sendmmsg. An answer that needs the upstream comes back through `_later`: its task sends
+    the reply on its own when it is ready. The same replies, the same silence and the same
+    checks as `_UdpProtocol`; only the system calls are shared between packets.
+    """
+
+    def __init__(
+        self, server: DnsServer, sock: socket.socket, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        assert _dgram is not None
+        self._server = server
+        self._sock = sock
+        self._loop = loop
+        self._fd = sock.fileno()
+        self._closed = False
+        self._listener = _dgram.Listener(self._fd, server.process, self._later)
+        loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            self._listener.serve()
+        except OSError as exc:  # e.g. a queued ICMP error; the socket stays open
+            log.debug("udp receive error: %s", exc)
+
+    def _later(self, query: Query, address: bytes) -> None:
+        listener = self._listener
+
+        def send(reply: bytes) -> None:
+            if not self._closed:  # after close the descriptor may belong to another socket
+                listener.send(reply, address)
+
+        self._server.spawn(query, send)
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._fd)
+        self._sock.close()
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
