@@ -216,8 +216,13 @@ class Cache:
                 data = req[:2] + tail
             else:
                 data = self._wire(query, entry, body)
-            # the reply holds until the TTLs tick (or the entry expires): Replay
-            query.replay_until = min(entry.expires, entry.stored + elapsed + 1)
+            if query.resolve_labels is None:
+                # Replay answers repeats until the entry expires, the TTLs patched from it
+                # at each new second
+                query.replay_until = entry.expires
+                query.replay_entry = entry
+            else:  # a rewritten question (safe search): until the TTLs tick
+                query.replay_until = min(entry.expires, entry.stored + elapsed + 1)
             return Reply(data, "cache", "cached", entry.targets, None, entry.rcode)
         if now < entry.expires + self.settings.stale_window:
             sf = self._servfail.get(key)

@@ -48,6 +48,8 @@ class Query:
     # until when (cache clock) the answer may be replayed to a repeat of this packet: the stage
     # that answers sets it (Cache: the entry's expiry; Enforce: a block); 0 = never (replay.py)
     replay_until: float = 0.0
+    # Cache: the entry a replay of this answer takes its TTLs from at each new second
+    replay_entry: Any = None
 
 
 @dataclass(slots=True)

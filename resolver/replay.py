@@ -6,10 +6,12 @@ cache, and the clock (TTLs count down by the second, schedules switch on whole m
 server keeps the bytes the chain answered (after the ID), keyed by (client address, packet
 without ID), and answers a repeat of that packet from them, with the new ID, until the first of:
 
-- the time the stage that answered set in ``query.replay_until``: a cache hit, the next tick
-  of its TTLs (at most a second) or its expiry; a block answer (constant TTL), no limit of its
-  own. Stages that leave it at 0 are never replayed: upstream answers, stale answers, SERVFAIL,
-  refusals, rate limits, local answers;
+- the time the stage that answered set in ``query.replay_until``: a cache hit, its entry's
+  expiry (the entry is kept with the answer, and at each new second of its age the replayed
+  bytes get the entry's TTLs for that second: the same bytes the cache would build; a hit on a
+  rewritten question, safe search, holds until its TTLs tick); a block answer (constant TTL),
+  no limit of its own. Stages that leave it at 0 are never replayed: upstream answers, stale
+  answers, SERVFAIL, refusals, rate limits, local answers;
 - the next whole minute of the wall clock, when schedules may switch -- or the next second when
   the decider's inputs are not known to the replay (no `index` given: a decider of a test);
 - at once, for everything: a new policy snapshot (``Live.value``: a parent's edit, a grant, a
@@ -89,8 +91,10 @@ class Replay:
         self._rate = rate
         self._metrics = metrics
         self._max = max_entries
-        self._entries: dict[tuple[str, bytes], tuple[bytes, float, tuple[str, int], list[int]]]
-        self._entries = {}
+        # (client, packet after the ID) -> (reply after the ID, until, metrics key, latency
+        # counts, cache entry or None, the entry's age in seconds the reply was made for, where
+        # the entry's records start in the reply)
+        self._entries: dict[tuple[str, bytes], tuple[Any, ...]] = {}
         self._policy: object = None
         self._lists: object = None
         self._mode: str | None = None
@@ -102,12 +106,21 @@ class Replay:
         if not self._current():
             self._reset()
             return None
-        hit = self._entries.get((client_ip, data[2:]))
+        found = (client_ip, data[2:])
+        hit = self._entries.get(found)
         if hit is None:
             return None
-        tail, until, key, counts = hit
-        if self._clock() >= until:
+        tail, until, key, counts, entry, age, start = hit
+        now = self._clock()
+        if now >= until:
             return None  # the chain answers; keep() replaces the entry
+        if entry is not None and int(now - entry.stored) != age:
+            # a new second of the cache entry's life: its TTLs, as Cache.enter would patch them
+            age = int(now - entry.stored)
+            body = entry.patched if age == entry.tick else entry.body_at(age)
+            tail = tail[:start] + body + tail[start + len(body) :]
+            entry.hot = True  # in use: the cache's eviction spares it (cache.py)
+            self._entries[found] = (tail, until, key, counts, entry, age, start)
         rate = self._rate
         if rate is not None and not rate.admit(client_ip):
             return None  # the chain answers it (and counts the refusal)
@@ -135,11 +148,15 @@ class Replay:
             return
         if len(entries) >= self._max:
             entries = self._sweep(now)
+        entry = query.replay_entry if reply.source == "cache" else None  # not a later block
         entries[(query.client_ip, query.request[2:])] = (
             out[2:],
             until,
             (reply.outcome, query.question.qtype),
             counts,
+            entry,
+            entry.tick if entry is not None else 0,
+            query.question.end - 2,  # after flags, counts and the question
         )
 
     def _sweep(self, now: float) -> dict[tuple[str, bytes], Any]:

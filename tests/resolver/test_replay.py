@@ -222,3 +222,33 @@ async def test_without_known_lists_a_block_holds_a_second(
     clock.advance(1.0)
     await exchange(addr, packet("ads.example", 3))
     assert running.server.replay.hits == 1  # the chain decided again
+
+
+async def test_a_replayed_hit_counts_its_ttls_down_like_the_cache(
+    nestguard_server, make_config, fake_upstream
+):
+    """A repeat is replayed past the second (until the entry expires or the minute ends), and
+    each new second gets the TTLs the cache itself gives a client it has not seen."""
+    if (left := 60 - time.time() % 60) < 6:
+        await asyncio.sleep(left + 0.1)  # not across a wall-clock minute
+    clock = FakeClock()
+    fake_upstream.add_zone("two.example. 300 IN A 192.0.2.1")
+    fake_upstream.add_zone("two.example. 300 IN A 192.0.2.2")
+    fake_upstream.add_zone("two.example. 120 IN AAAA 2001:db8::1")
+    lists = Live(object())  # household mode: replays may hold until the minute
+    services = ResolverServices(arp_path=None, clock=clock, live_index=lists)
+    running = await nestguard_server(make_config(fake_upstream), services)
+    addr = running.addresses[0]
+    await exchange(addr, packet("two.example", 1))  # upstream
+    await exchange(addr, packet("two.example", 2))  # cache hit, kept for replay
+    for step in range(1, 5):
+        clock.advance(1.0 if step != 3 else 2.5)
+        replayed = await exchange(addr, packet("two.example", 10 + step))
+        fresh = await exchange(addr, packet("two.example", 20 + step), f"127.0.0.{step + 1}")
+        assert replayed[2:] == fresh[2:]  # byte for byte what the chain answers now
+        assert [rr.ttl for rr in DNSRecord.parse(replayed).rr] == [300 - int(clock.t - 1000)] * 2
+    assert running.server.replay.hits == 4
+    assert fake_upstream.count("two.example") == 1
+    clock.advance(300)  # expired: the chain asks the upstream again
+    await exchange(addr, packet("two.example", 30))
+    assert fake_upstream.count("two.example") == 2
