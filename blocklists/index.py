@@ -55,6 +55,7 @@ from zlib import crc32
 
 from blocklists.feed import FeedError
 from blocklists.parse import Entry
+from policy.memo import Memo
 from policy.model import NEVER, Match
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,9 @@ class CategoryIndex:
         self._sources: tuple[str, ...] = tuple(header["sources"])
         self._categories: tuple[str, ...] = tuple(header["categories"])
         self._path = path
-        self._matches: dict[int, Match] = {}  # entry -> its Match (blocked sites repeat)
-        self._memo: dict[str, tuple[Match, ...]] = {}  # qname -> result
+        # entry -> its Match (blocked sites repeat); qname -> result (policy/memo.py)
+        self._matches: Memo[int, Match] = Memo(MATCH_CACHE)
+        self._memo: Memo[str, tuple[Match, ...]] = Memo(MEMO_SIZE)
         if len(self._keys) != self._n or len(self._dir) != (1 << header["bits"]) + 1 \
                 or self._dir[0] != 0 or self._dir[-1] != self._n:
             raise FeedError(f"{where}: section sizes do not match the header")
@@ -213,10 +215,7 @@ class CategoryIndex:
         hit = memo.get(qname)
         if hit is not None:
             return hit
-        if len(memo) >= MEMO_SIZE:
-            memo.clear()  # cheap bounded memo: real DNS traffic repeats the same names
-        memo[qname] = found_t = self._lookup(qname)
-        return found_t
+        return memo.put(qname, self._lookup(qname))  # real DNS traffic repeats the same names
 
     def _lookup(self, qname: str) -> tuple[Match, ...]:
         # Walk from the shortest suffix with two labels towards the whole name, and stop at
@@ -279,18 +278,14 @@ class CategoryIndex:
         return found, deeper
 
     def _match(self, i: int, s: bytes, flags: int) -> Match:
-        cache = self._matches
-        if len(cache) >= MATCH_CACHE:
-            cache.clear()
-        m = cache[i] = _new_match(
+        return self._matches.put(i, _new_match(
             self._categories[self._cat[i]],
             self._age[i],
             self._sources[self._src[i]],
             bool(flags & EXCEPTION),
             s.decode("utf-8", "surrogateescape"),
             self._line[i],
-        )
-        return m
+        ))
 
     def __len__(self) -> int:
         return self._entries

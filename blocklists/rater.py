@@ -52,12 +52,12 @@ import unicodedata
 from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from itertools import islice
 from pathlib import Path
 from typing import Final
 
 import tldextract
 
+from policy.memo import Memo
 from policy.model import Index, Match
 
 log = logging.getLogger(__name__)
@@ -719,8 +719,8 @@ class RatedIndex:
         self._ages = dict(category_ages)
         self._popular = popular
         self._size = max(cache_size, 16)
-        self._by_name: dict[str, Match | None] = {}
-        self._by_domain: dict[str, Match | None] = {}
+        self._by_name: Memo[str, Match | None] = Memo(self._size)
+        self._by_domain: Memo[str, Match | None] = Memo(self._size)
         self.rated = 0  # how many times the rater ran (for tests and metrics)
 
     @property
@@ -781,12 +781,8 @@ class RatedIndex:
         age = self._ages.get(match.category, DEFAULT_AGES.get(match.category, 18))
         return replace(match, min_age=age)
 
-    def _remember(self, cache: dict[str, Match | None], key: str, value: Match | None) -> None:
-        if len(cache) >= self._size:
-            drop = max(self._size // 10, 1)
-            for old in list(islice(cache, drop)):
-                del cache[old]
-        cache[key] = value
+    def _remember(self, cache: Memo[str, Match | None], key: str, value: Match | None) -> None:
+        cache.put(key, value)
 
 
 def _shipped_names(file: str, path: Path | str | None, what: str) -> list[str]:

@@ -95,6 +95,7 @@ from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 
+from policy.memo import Memo
 from policy.model import (
     ALLOW,
     SECURITY_CATEGORIES,
@@ -139,14 +140,12 @@ _SERVICES = service_domains()
 _FRONT_ENDS = frozenset(SEARCH_TARGETS) | YOUTUBE_NAMES
 
 
-_SUFFIXES: dict[str, tuple[str, ...]] = {}
-_SUFFIXES_MAX = 16384
+_SUFFIXES: Memo[str, tuple[str, ...]] = Memo(16384)
 
 
 def suffixes(qname: str) -> tuple[str, ...]:
-    """'a.b.example' -> ('a.b.example', 'b.example', 'example'). Memoised in a plain dict
-    emptied when full: popular names repeat, and a new name (asked once) costs one dict
-    miss, not an LRU's eviction bookkeeping."""
+    """'a.b.example' -> ('a.b.example', 'b.example', 'example'). Memoised (policy/memo.py):
+    popular names repeat; a new name costs one miss and one insert."""
     hit = _SUFFIXES.get(qname)
     if hit is not None:
         return hit
@@ -156,10 +155,7 @@ def suffixes(qname: str) -> tuple[str, ...]:
         i += 1
         out.append(qname[i:])
         i = qname.find(".", i)
-    if len(_SUFFIXES) >= _SUFFIXES_MAX:
-        _SUFFIXES.clear()
-    hit = _SUFFIXES[qname] = tuple(out)
-    return hit
+    return _SUFFIXES.put(qname, tuple(out))
 
 
 # Active windows per profile and minute (they only change on whole minutes, see
@@ -189,8 +185,7 @@ def _active_windows(profile: Profile, now: datetime) -> list[Schedule]:
     return windows
 
 
-_VERDICTS: dict[tuple[Action, str, str], Verdict] = {}
-_VERDICTS_MAX = 8192
+_VERDICTS: Memo[tuple[Action, str, str], Verdict] = Memo(8192)
 _SET_VERDICT = tuple(
     Verdict.__dict__[f].__set__ for f in ("action", "reason", "target", "source", "style")
 )
@@ -201,7 +196,7 @@ def _verdict(action: Action, reason: str, source: str) -> Verdict:
 
     A list block's source names its line, so each newly seen listed name brings a new
     Verdict: that one is built without the dataclass __init__ (a third of the cost), and
-    the memo is a plain dict emptied when full (no LRU bookkeeping per new name).
+    the memo forgets its oldest entry per new one (policy/memo.py).
     """
     key = (action, reason, source)
     v = _VERDICTS.get(key)
@@ -214,10 +209,7 @@ def _verdict(action: Action, reason: str, source: str) -> Verdict:
     st(v, None)
     ss(v, source)
     sy(v, BlockStyle.DEFAULT)
-    if len(_VERDICTS) >= _VERDICTS_MAX:
-        _VERDICTS.clear()
-    _VERDICTS[key] = v
-    return v
+    return _VERDICTS.put(key, v)
 
 
 @lru_cache(maxsize=256)

@@ -9,6 +9,7 @@ import ipaddress
 import time
 from collections.abc import Callable, Sequence
 
+from policy.memo import Memo
 from resolver import config, wire
 from resolver.pipeline import Query, Reply
 
@@ -23,7 +24,7 @@ class Networks:
 
     def __init__(self, networks: Sequence[Network]) -> None:
         self._networks = tuple(networks)
-        self.memo: dict[str, bool] = {}
+        self.memo: Memo[str, bool] = Memo(10_000)
 
     def __bool__(self) -> bool:
         return bool(self._networks)
@@ -39,9 +40,7 @@ class Networks:
                 if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
                     addr = addr.ipv4_mapped
                 ok = any(addr in net for net in self._networks if net.version == addr.version)
-            if len(self.memo) > 10_000:
-                self.memo.clear()
-            self.memo[ip] = ok
+            self.memo.put(ip, ok)
         return ok
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from policy.live import Live
+from policy.memo import Memo
 from policy.model import Device, Policy, Profile
 from resolver.pipeline import Query, Reply
 
@@ -155,7 +156,7 @@ class Identify:
         self._policy = policy
         self._neighbours = neighbours
         # (ip, mac) -> (device, profile) for the current snapshot (IPv6 lookups parse the /64)
-        self._memo: dict[tuple[str, str | None], tuple[Device | None, Profile]] = {}
+        self._memo: Memo[tuple[str, str | None], tuple[Device | None, Profile]] = Memo(10_000)
         self._memo_policy: Policy | None = None
 
     def enter(self, query: Query) -> Reply | None:
@@ -165,12 +166,12 @@ class Identify:
             mac = query.mac = self._neighbours.mac_of(ip)
         policy = self._policy.value
         memo = self._memo
-        if policy is not self._memo_policy or len(memo) > 10_000:
-            memo.clear()
+        if policy is not self._memo_policy:
+            memo.clear()  # a parent's edit (seldom): at most 10,000 entries
             self._memo_policy = policy
         key = (ip, mac)
         found = memo.get(key)
         if found is None:
-            found = memo[key] = policy.profile_for(ip, mac)
+            found = memo.put(key, policy.profile_for(ip, mac))
         query.device, query.profile = found
         return None

@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from itertools import islice
 from typing import Any, Protocol
 
+from policy.memo import Memo
 from resolver.metrics import Metrics
 from resolver.pipeline import Query, Reply
 
@@ -62,7 +62,6 @@ class Replay:
         "_cache",
         "_rate",
         "_metrics",
-        "_max",
         "_entries",
         "_policy",
         "_lists",
@@ -90,11 +89,10 @@ class Replay:
         self._cache = cache
         self._rate = rate
         self._metrics = metrics
-        self._max = max_entries
         # (client, packet after the ID) -> (reply after the ID, until, metrics key, latency
         # counts, cache entry or None, the entry's age in seconds the reply was made for, where
         # the entry's records start in the reply)
-        self._entries: dict[tuple[str, bytes], tuple[Any, ...]] = {}
+        self._entries: Memo[tuple[str, bytes], tuple[Any, ...]] = Memo(max(max_entries, 1))
         self._policy: object = None
         self._lists: object = None
         self._mode: str | None = None
@@ -143,13 +141,10 @@ class Replay:
         else:  # schedules switch on whole minutes (policy/schedule.py)
             cap = now + 60.0 - time.time() % 60.0
         until = min(query.replay_until, cap)
-        entries = self._entries
         if until <= now:
             return
-        if len(entries) >= self._max:
-            entries = self._sweep(now)
         entry = query.replay_entry if reply.source == "cache" else None  # not a later block
-        entries[(query.client_ip, query.request[2:])] = (
+        self._entries.put((query.client_ip, query.request[2:]), (
             out[2:],
             until,
             (reply.outcome, query.question.qtype),
@@ -157,16 +152,7 @@ class Replay:
             entry,
             entry.tick if entry is not None else 0,
             query.question.end - 2,  # after flags, counts and the question
-        )
-
-    def _sweep(self, now: float) -> dict[tuple[str, bytes], Any]:
-        """Full: forget the oldest quarter (first kept). Bounded work, a quarter of the
-        entries at most once per quarter of `max_entries` new ones; rebuilding the whole dict
-        on the loop stalled every query when each packet was new (distinct names)."""
-        entries = self._entries
-        for key in list(islice(entries, max(self._max // 4, 1))):
-            del entries[key]
-        return entries
+        ))
 
     def _current(self) -> bool:
         live = self._live

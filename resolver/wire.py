@@ -18,6 +18,8 @@ import binascii
 import struct
 from dataclasses import dataclass
 
+from policy.memo import Memo
+
 # RCODEs
 NOERROR = 0
 FORMERR = 1
@@ -163,8 +165,7 @@ def labels_of(name: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-_MEMO: dict[bytes, Question] = {}
-_MEMO_MAX = 20_000
+_MEMO: Memo[bytes, Question] = Memo(20_000)
 
 
 def parse_query(data: bytes) -> Question:
@@ -177,9 +178,7 @@ def parse_query(data: bytes) -> Question:
         return q
     q = _parse(data)
     if len(data) <= 512:
-        if len(_MEMO) >= _MEMO_MAX:
-            _MEMO.clear()
-        _MEMO[data[2:]] = q
+        _MEMO.put(data[2:], q)
     return q
 
 
