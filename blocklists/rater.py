@@ -435,9 +435,13 @@ def _tld_extract() -> tldextract.TLDExtract:
     registrable label to read."""
     global _extractor
     if _extractor is None:
-        _extractor = tldextract.TLDExtract(
+        extractor = tldextract.TLDExtract(
             suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True
         )
+        # tldextract builds its suffix trie on the first name it is given (60-120 ms):
+        # give it one now, so that the first query a child's device sends does not wait
+        extractor("warm.example")
+        _extractor = extractor
     return _extractor
 
 
@@ -711,7 +715,7 @@ class RatedIndex:
         *,
         category_ages: Mapping[str, int],
         popular: Container[str] = frozenset(),
-        cache_size: int = 100_000,
+        cache_size: int = 16_384,  # names rated, kept (policy/memo.py): a household repeats far fewer
     ) -> None:
         self._base = base
         self._rater = rater

@@ -95,7 +95,7 @@ class Enforce:
         self._now = now or WallClock()
         # (id(profile), qname, qtype) -> (profile, verdict, epoch); an entry counts only in the
         # epoch it was made in: a new second or a new index starts a new one (no clear())
-        self._memo: Memo[tuple[int, str, int], tuple[Profile, Verdict, object]] = Memo(50_000)
+        self._memo: Memo[tuple[int, str, int], tuple[Profile, Verdict, object]] = Memo(8192)
         self._epoch: object = object()
         self._memo_now: datetime | None = None
         self._memo_second: datetime | None = None
@@ -177,7 +177,7 @@ class Enforce:
         ends the memo's epoch when the stage knows it (`index`), else counts within a second.
         (The default WallClock returns one object per second, so the check is an identity
         test; other clocks are compared by the second.) Entries of past epochs are not
-        cleared but simply miss, and the memo forgets its oldest beyond 50,000
+        cleared but simply miss, and the memo forgets its oldest beyond 8,192
         (policy/memo.py): emptying a second's worth of verdicts at once, ~2,000 under a
         stream of new names, held the loop 1-2 ms every second.
         """

@@ -165,7 +165,7 @@ def labels_of(name: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-_MEMO: Memo[bytes, Question] = Memo(20_000)
+_MEMO: Memo[bytes, Question] = Memo(8192)
 
 
 def parse_query(data: bytes) -> Question:

@@ -688,3 +688,19 @@ def test_rating_with_the_learned_layer_never_imports_numpy() -> None:
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_suffix_list_is_read_when_the_rater_is_built_not_on_the_first_query(
+    monkeypatch,
+) -> None:
+    """tldextract reads its public suffix list on the first name it sees (60-120 ms of CPU):
+    that must happen when the rater is built, not while a query waits."""
+    import time
+
+    from blocklists import rater as rater_module
+
+    monkeypatch.setattr(rater_module, "_extractor", None)
+    rater_module.NameRater(learned=None)
+    started = time.thread_time()
+    assert rater_module.registrable_domain("a.b.example.co.uk") == "example.co.uk"
+    assert time.thread_time() - started < 0.02

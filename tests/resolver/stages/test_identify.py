@@ -3,8 +3,10 @@ the default profile otherwise); the MAC may come from the neighbour tables."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
+import threading
 from datetime import date
 
 from policy.live import Live
@@ -120,3 +122,29 @@ def test_ipv6_neighbours_from_a_netlink_dump():
     done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + bytes(4)
     assert parse_neighbours(done, table) is True
     assert parse_neighbours(b"\x05\x00\x00\x00" + bytes(12), {}) is True  # garbage: stop
+
+
+async def test_on_the_loop_the_table_is_read_again_in_a_worker_thread(tmp_path) -> None:
+    """The first read is made at once; a later one does not hold the event loop: the query
+    that finds the table stale keeps the old table, the new one is there a moment later."""
+    arp = tmp_path / "arp"
+    head = "IP address HW type Flags HW address Mask Device\n"
+    arp.write_text(head + "192.168.1.20 0x1 0x2 aa:bb:cc:00:11:22 * eth0\n")
+    clock = FakeClock()
+    readers: list[str] = []
+
+    def ipv6() -> dict[str, str]:
+        readers.append(threading.current_thread().name)
+        return {}
+
+    table = Neighbours(arp, every=5.0, clock=clock, ipv6=ipv6)
+    assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:22"
+    arp.write_text(head + "192.168.1.20 0x1 0x2 aa:bb:cc:00:11:33 * eth0\n")
+    clock.advance(5.0)
+    assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:22"  # not read on the loop
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:33":
+            break
+    assert table.mac_of("192.168.1.20") == "aa:bb:cc:00:11:33"
+    assert readers[0] == threading.current_thread().name and readers[1] != readers[0]
