@@ -715,7 +715,7 @@ class RatedIndex:
         *,
         category_ages: Mapping[str, int],
         popular: Container[str] = frozenset(),
-        cache_size: int = 16_384,  # names rated, kept (policy/memo.py): a household repeats far fewer
+        cache_size: int = 16_384,  # names rated, kept (policy/memo.py): households repeat few
     ) -> None:
         self._base = base
         self._rater = rater
