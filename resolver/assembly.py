@@ -38,7 +38,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from policy.live import Live
 from policy.model import Policy, Profile
-from resolver.budgets import BudgetMeter, BudgetTracker
+from resolver.budgets import BudgetMeter, BudgetSink
 from resolver.cache import Cache, CacheSettings, Forward, Upstream
 from resolver.config import Config, HostPort
 from resolver.enforce import BlockSettings, Decider, Enforce, WallClock
@@ -102,7 +102,7 @@ class ResolverServices:
     arp_path: Path | None = ARP_PATH
     block_mode: Callable[[], str] | None = None  # the parents' block answer choice (web UI)
     live_index: Live[Any] | None = None  # the lists the decider reads (known: replay longer)
-    budgets: BudgetTracker | None = None  # daily time budgets are counted
+    budgets: BudgetSink | None = None  # daily time budgets are counted
 
 
 @dataclass

@@ -10,6 +10,10 @@ child got, from the cache or an upstream, never a block). For a child's device w
 (profile.budget_keys) and a name that is a service's activity name, it reads the answer's
 smallest TTL (the answer is not changed) and tells the tracker.
 
+With `dns.workers` > 1 each worker's stage feeds a `WorkerBudgetHits` instead: the hits go to
+the main process over the worker's pipe (resolver/workers.py), where the one tracker counts
+every worker's queries, writes the counts and tells of spent budgets, as with one process.
+
 The "budget spent" event: `BudgetTracker.listeners` are called on the event loop with a
 `BudgetSpent(child_id, slug, day, minutes)` once per budget and limit (again after extra time
 runs out). Alerts (e-mail, push) hook in there.
@@ -23,6 +27,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Protocol
 
 from policy.budgets import Meter
 from policy.services import activity_service
@@ -76,6 +81,16 @@ class BudgetTracker:
         if spent:
             self._spent_now([(child_id, slug) for slug in spent], at.date())
 
+    def worker_hits(self, hits: list[WorkerHit]) -> None:
+        """A DNS worker's hits (WorkerBudgetHits.drain), in the order it answered them, with
+        the limits of the policy in force here (the workers read the same store)."""
+        zone = self._clock().tzinfo
+        for child_id, keys, at, ttl in hits:
+            when = datetime.fromtimestamp(at, zone)
+            spent = self.meter.hit(child_id, keys, self._limits_of(child_id), when, ttl)
+            if spent:
+                self._spent_now([(child_id, slug) for slug in spent], when.date())
+
     def _spent_now(self, spent: list[tuple[int, str]], day: date) -> None:
         self._spent = True
         self._wake.set()
@@ -115,10 +130,42 @@ class BudgetTracker:
             await self.flush()
 
 
+# (child id, budget keys, when as a POSIX timestamp, the answer's TTL)
+WorkerHit = tuple[int, tuple[str, ...], float, int]
+MAX_WORKER_HITS = 100_000  # between two reports (0.5 s): far above any household's rate
+
+
+class WorkerBudgetHits:
+    """In a DNS worker: the budget hits of the queries it answers, for the main process."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._hits: list[WorkerHit] = []
+        self.dropped = 0
+
+    def hit(self, child_id: int, keys: tuple[str, ...], limits: Mapping[str, int],
+            ttl: int) -> None:
+        if len(self._hits) >= MAX_WORKER_HITS:
+            self.dropped += 1
+            return
+        self._hits.append((child_id, tuple(keys), self._clock().timestamp(), ttl))
+
+    def drain(self) -> list[WorkerHit]:
+        hits, self._hits = self._hits, []
+        return hits
+
+
+class BudgetSink(Protocol):
+    """What the stage feeds: the tracker (one process) or a worker's hits (dns.workers)."""
+
+    def hit(self, child_id: int, keys: tuple[str, ...], limits: Mapping[str, int],
+            ttl: int) -> None: ...
+
+
 class BudgetMeter:
     """Stage (leave only): feeds the tracker with the child's answered activity names."""
 
-    def __init__(self, tracker: BudgetTracker) -> None:
+    def __init__(self, tracker: BudgetSink) -> None:
         self._tracker = tracker
 
     def leave(self, query: Query, reply: Reply) -> Reply:

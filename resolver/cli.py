@@ -106,12 +106,7 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(signal.SIGHUP, hh.nudge.set)
         try:
             if config.dns.workers > 1:
-                log.warning(
-                    "dns.workers is %d: each worker counts daily time budgets only for the "
-                    "queries it answers, so budgets run slow; keep 1 where budgets are used",
-                    config.dns.workers,
-                )
-                await supervise(config, hh.web_app)
+                await supervise(config, hh.web_app, hh)
             else:
                 await run(config, hh.resolver_services())
         finally:

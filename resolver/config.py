@@ -116,8 +116,10 @@ class DnsConfig:
     trusted_mac_sources: tuple[Network, ...] = ()
     # Worker processes serving DNS on the same ports (SO_REUSEPORT), each with its own cache;
     # the web UI and list sync stay in the main process. 1 = one process, as before.
-    # 1 by default: daily time budgets and alerts are kept by one process; with more workers
-    # each counts only the queries it answers (see README, dns.workers)
+    # Daily time budgets and alerts count every worker's queries (the workers report them to
+    # the main process). 1 by default, not the number of cores: each worker is a whole Python
+    # heap (~120 MB with its cache), too much for a small home box, and a home's few queries a
+    # second never fill one core (README, Performance)
     workers: int = 1
     # Read and answer UDP queries in batches (recvmmsg/sendmmsg) with the listener compiled at
     # install (resolver/_dgram.c). false, or no compiled listener: one datagram per call

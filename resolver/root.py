@@ -44,12 +44,12 @@ from policy.reload import ReloadStatus, open_policy, reload_loop
 from policy.services import default_services, load_services
 from policy.store import FeedStatus, Store
 from resolver.assembly import ResolverServices
-from resolver.budgets import BudgetSpent, BudgetTracker
+from resolver.budgets import BudgetSpent, BudgetTracker, WorkerBudgetHits
 from resolver.config import Config
 from resolver.metrics import METRICS
 from resolver.metrics_app import create_app as metrics_app
 from resolver.observe import Sighting
-from webui.alerts import AlertEvent, Alerts
+from webui.alerts import AlertEvent, Alerts, events_of
 from webui.app import Services, create_app
 from webui.i18n import load_catalogues
 from webui.weekly import bundled_tld, weekly_loop
@@ -91,6 +91,8 @@ def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
     return sources
 
 
+MAX_WORKER_ALERTS = 10_000  # a worker's alert events between two reports (0.5 s)
+
 @dataclass
 class Household:
     config: Config
@@ -109,6 +111,10 @@ class Household:
     local_list: LocalList | None = None  # the `local` feed admins add reported sites to
     _log_memo: tuple[Policy, dict[int, bool]] | None = field(default=None, init=False)
     budgets: BudgetTracker | None = None  # daily time budgets' counts (store needed)
+    # in a DNS worker (dns.workers > 1): what goes to the main process, which counts budgets
+    # and sends alerts for every worker (resolver/workers.py)
+    worker_budgets: WorkerBudgetHits | None = None
+    worker_alerts: list[AlertEvent] | None = None
     clock: Callable[[], datetime] | None = None  # tests: a household clock to use instead
     _local_entries: dict[str, Match] = field(default_factory=dict, init=False)
 
@@ -154,6 +160,8 @@ class Household:
     async def log_activity(self, events: list[QueryEvent]) -> None:
         if self.alerts is not None:  # security blocks and bypass attempts (no I/O here)
             self.alerts.observe(events)
+        elif self.worker_alerts is not None and len(self.worker_alerts) < MAX_WORKER_ALERTS:
+            self.worker_alerts.extend(events_of(events))
         if self.store is None or not self.config.policy.log_queries:
             return
         await asyncio.to_thread(self._write_activity, self.live_policy.value, events)
@@ -304,7 +312,7 @@ class Household:
             now=self.clock,
             block_mode=self.block_mode,
             live_index=self.live_index,
-            budgets=self.budgets,
+            budgets=self.budgets if self.budgets is not None else self.worker_budgets,
         )
 
     def web_app(self) -> web.Application:
@@ -394,8 +402,9 @@ async def open_household(
 
     `worker`: a DNS worker process (dns.workers > 1, resolver/workers.py). It reads the policy
     from the store as the main process does (the same reload loop), but does not sync lists,
-    read leases or send alerts: it maps the index file the main process's sync writes, and
-    follows it."""
+    read leases, count time budgets or send alerts: it maps the index file the main process's
+    sync writes, and follows it, and keeps its budget hits and alert events
+    (`worker_budgets`, `worker_alerts`) for the main process, which counts and sends them."""
     data_dir = prepare_data_dir(config.data_dir)
     zone = ZoneInfo(config.policy.timezone)
     categories = load_catalogue(config.lists.catalogue)
@@ -474,7 +483,10 @@ async def open_household(
             log.warning("first-run set-up code for the web UI: %s", hh.setup_code)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
-    if store is not None:
+    if store is not None and worker:
+        hh.worker_budgets = WorkerBudgetHits(hh.now)
+        hh.worker_alerts = []
+    elif store is not None:
         hh.budgets = BudgetTracker(store, clock=hh.now, nudge=hh.nudge.set,
                                    limits_of=hh.budget_limits)
         try:
@@ -486,8 +498,8 @@ async def open_household(
     if background:
         if store is not None:
             tasks.append(asyncio.create_task(_reload(hh, stop, build)))
-            assert hh.budgets is not None
-            tasks.append(asyncio.create_task(hh.budgets.run(stop)))
+            if hh.budgets is not None:
+                tasks.append(asyncio.create_task(hh.budgets.run(stop)))
             if pc.leases_file is not None and not worker:
                 tasks.append(asyncio.create_task(
                     leases_loop(store, pc.leases_file, nudge=hh.nudge, stop=stop, clock=hh.now)

@@ -14,6 +14,9 @@ worker processes (multiprocessing "spawn") that each:
   every worker) and follow its replacements (root._follow_index);
 - write their own activity and sightings to the store (SQLite takes writers from several
   processes; each batch is one transaction);
+- send the daily-time-budget hits and the alert events (security blocks, bypass attempts) of
+  the queries they answered to the main process with each report: its one BudgetTracker counts
+  the minutes of every worker and its Alerts tell the parents, as with one process;
 - send their counters to the main process twice a second over a pipe. The main process adds
   them up for /metrics (and keeps the last figures of a worker that died, so counters never go
   back). prometheus-client's multiprocess mode would need the same copying, because the hot
@@ -52,7 +55,7 @@ from resolver.config import Config
 from resolver.gcpace import GcPacer
 from resolver.metrics import METRICS, Metrics
 from resolver.process import run_loop, setup_logging
-from resolver.root import open_household
+from resolver.root import Household, open_household
 
 log = logging.getLogger(__name__)
 
@@ -160,14 +163,24 @@ async def _worker(config: Config, number: int, conn: Connection) -> None:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), SNAPSHOT_EVERY)
-                conn.send(("metrics", number, snapshot(METRICS)))
+                _report(conn, number, hh)
         finally:
             pacer.stop()
     # stopped listening, answered what was in flight, flushed the activity log
     with contextlib.suppress(OSError):
-        conn.send(("metrics", number, snapshot(METRICS)))
+        _report(conn, number, hh)
     with contextlib.suppress(OSError, ValueError):
         loop.remove_reader(conn.fileno())
+
+
+def _report(conn: Connection, number: int, hh: Household) -> None:
+    """Counters, then the budget hits and alert events since the last report."""
+    conn.send(("metrics", number, snapshot(METRICS)))
+    if hh.worker_budgets is not None and (hits := hh.worker_budgets.drain()):
+        conn.send(("budgets", number, hits))
+    if hh.worker_alerts:
+        events, hh.worker_alerts = hh.worker_alerts, []
+        conn.send(("alerts", number, events))
 
 
 # ---------------------------------------------------------------------- in the main process
@@ -185,10 +198,18 @@ class Worker:
 
 
 class Supervisor:
-    """Starts `config.dns.workers` workers, restarts any that dies, adds up their counters."""
+    """Starts `config.dns.workers` workers, restarts any that dies, adds up their counters,
+    and hands their budget hits and alert events to the main process's household."""
 
-    def __init__(self, config: Config, *, metrics: Metrics = METRICS) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics = METRICS,
+        household: Household | None = None,
+    ) -> None:
         self.config = config
+        self.household = household
         self.count = config.dns.workers
         self.metrics = metrics
         self.workers: dict[int, Worker] = {}
@@ -259,6 +280,15 @@ class Supervisor:
                 if kind == "metrics":
                     w.snapshot = message[2]
                     self._add_up()
+                elif kind == "budgets":
+                    hh = self.household
+                    if hh is not None and hh.budgets is not None:
+                        hh.budgets.worker_hits(message[2])
+                elif kind == "alerts":
+                    hh = self.household
+                    if hh is not None and hh.alerts is not None:
+                        for event in message[2]:
+                            hh.alerts.emit(event)
                 elif kind == "ready":
                     w.pid = message[2]
                     if not w.ready.done():
@@ -377,13 +407,19 @@ def _reserve(listen: tuple[tuple[str, int], ...]) -> tuple[list[socket.socket], 
     return probes, resolved
 
 
-async def supervise(config: Config, web_app: Callable[[], web.Application] | None) -> None:
-    """`nestguard serve` with dns.workers > 1: the workers and the web UI, until SIGTERM."""
+async def supervise(
+    config: Config,
+    web_app: Callable[[], web.Application] | None,
+    household: Household | None = None,
+) -> None:
+    """`nestguard serve` with dns.workers > 1: the workers and the web UI, until SIGTERM.
+    `household`: the main process's, which counts the workers' budget hits and sends their
+    alerts."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = Supervisor(config)
+    supervisor = Supervisor(config, household=household)
     try:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(supervisor.stop)

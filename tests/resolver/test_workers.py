@@ -249,3 +249,125 @@ async def test_two_workers_share_policy_metrics_and_restart(tmp_path, fake_upstr
 def _udp_sockets(port: int) -> int:
     lines = Path("/proc/net/udp").read_text().splitlines()[1:]
     return sum(1 for line in lines if int(line.split()[1].split(":")[1], 16) == port)
+
+
+async def _worker_of(clients: Clients, web_port: int, sock: socket.socket, name: str) -> str:
+    """Which worker answers this client: the one whose query count moves (reports every
+    0.5 s; one query from this socket and none from the others)."""
+
+    async def per_worker() -> dict[str, float]:
+        return _samples(await _metrics(web_port), "nestguard_worker_queries_total")
+
+    async def still() -> bool:
+        first = await per_worker()
+        await asyncio.sleep(1.2)
+        return await per_worker() == first
+
+    await _until(still, "the per-worker counts hold still")
+    before = await per_worker()
+    assert await clients.ask(sock, name) is not None
+    moved: list[str] = []
+
+    async def counted() -> bool:
+        after = await per_worker()
+        moved[:] = [w for w, n in after.items() if n > before.get(w, 0)]
+        return len(moved) == 1
+
+    await _until(counted, "one worker counts the query")
+    return moved[0]
+
+
+@pytest.mark.slow
+async def test_budgets_and_alerts_count_every_workers_queries(tmp_path, fake_upstream) -> None:
+    """The main process counts a child's daily budget over the queries of every worker (a
+    minute on one worker, the next on the other: two minutes, the budget spent), and the
+    parents hear of a bypass attempt that a worker blocked."""
+    from tests.support.smtp import smtp_server
+
+    for name in ("www.youtube.com", "restrictmoderate.youtube.com", "i.ytimg.com"):
+        fake_upstream.add(name, "A", "192.0.2.7", ttl=300)
+    dns_port, web_port = _free_port(), _free_port(socket.SOCK_STREAM)
+    up_host, up_port = fake_upstream.address
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store.open(data / "nestguard.sqlite")
+    kid = store.add_child("Kid", date(date.today().year - 10, 1, 1))
+    for ip in CLIENT_IPS:
+        store.upsert_device(ip, owner=kid.id)
+    store.set_budget(kid.id, "youtube", school_days=2, weekends=2)
+    with smtp_server() as (box, smtp_port):
+        config = tmp_path / "nestguard.yaml"
+        config.write_text(
+            f"data_dir: {data}\n"
+            "dns:\n"
+            "  workers: 2\n"
+            f'  listen: ["127.0.0.1:{dns_port}"]\n'
+            f'  upstreams: ["{up_host}:{up_port}"]\n'
+            "web:\n"
+            f'  listen: "127.0.0.1:{web_port}"\n'
+            "alerts:\n"
+            "  allow_loopback: true\n"
+            "  email:\n"
+            f"    host: 127.0.0.1\n    port: {smtp_port}\n    security: none\n"
+            "    from: nestguard@home.example\n    to: [parent@home.example]\n"
+            "    events: [bypass]\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "resolver.main", "serve", "--config", str(config),
+            cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        clients = Clients(dns_port)
+        try:
+            async def answered() -> bool:
+                return await clients.ask(clients.socks[0], "example.example") is not None
+
+            await _until(answered, "the workers answer", timeout=60)
+
+            async def web_up() -> bool:
+                with contextlib.suppress(aiohttp.ClientError):
+                    return bool(await _metrics(web_port))
+                return False
+
+            await _until(web_up, "/metrics answers")
+            # one client of each worker
+            mine: dict[str, socket.socket] = {}
+            for sock in clients.socks:
+                mine.setdefault(await _worker_of(clients, web_port, sock, "x.example"), sock)
+                if len(mine) == 2:
+                    break
+            assert len(mine) == 2, "the clients all landed on one worker"
+            first, second = mine.values()
+
+            # a bypass attempt, blocked by the worker that got it, reaches the parents
+            assert await clients.ask(second, "mask.icloud.com") in ([], ["0.0.0.0"])
+
+            async def mailed() -> bool:
+                return any("mask.icloud.com" in str(m) for m in box.messages)
+
+            await _until(mailed, "the parents' e-mail about the bypass attempt")
+
+            # minute 1 of YouTube on one worker; minute 2 on the other: the budget is spent
+            if time.time() % 60 > 55:
+                await asyncio.sleep(60 - time.time() % 60 + 0.5)
+            assert await clients.ask(first, "www.youtube.com") == ["192.0.2.7"]
+            await asyncio.sleep(60 - time.time() % 60 + 0.5)  # the next wall-clock minute
+            assert await clients.ask(second, "www.youtube.com") == ["192.0.2.7"]
+
+            async def blocked() -> bool:
+                return all(a == ["0.0.0.0"] for a in await clients.ask_all("www.youtube.com"))
+
+            took = await _until(blocked, "the spent budget in force for every client")
+            print(f"budget spent and in force on every worker after {took:.2f} s")
+            day = date.today()
+            usage = {u.key: u.minutes for u in store.budget_usage(day) if u.child_id == kid.id}
+            assert usage.get("youtube") == 2
+        finally:
+            clients.close()
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 30)
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            store.close()
