@@ -20,6 +20,7 @@ import dns.message
 import dns.rcode
 import pytest
 
+from policy.model import Child
 from policy.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,8 +128,11 @@ async def _until(check, what: str, timeout: float = 30.0) -> float:  # type: ign
         await asyncio.sleep(0.1)
 
 
-async def test_two_workers_share_policy_metrics_and_restart(tmp_path, fake_upstream) -> None:
-    fake_upstream.add("games.example", "A", "192.0.2.7")
+async def _serve(
+    tmp_path: Path, fake_upstream, more_yaml: str = ""  # type: ignore[no-untyped-def]
+) -> tuple[Store, Child, int, int, asyncio.subprocess.Process]:
+    """`nestguard serve` with two workers, every client address a device of one child:
+    (store, child, DNS port, web port, the server process)."""
     dns_port, web_port = _free_port(), _free_port(socket.SOCK_STREAM)
     up_host, up_port = fake_upstream.address
     data = tmp_path / "data"
@@ -147,12 +151,18 @@ async def test_two_workers_share_policy_metrics_and_restart(tmp_path, fake_upstr
         f'  upstreams: ["{up_host}:{up_port}"]\n'
         "  rate_limit: {queries: 100000, per_seconds: 1}\n"
         "web:\n"
-        f'  listen: "127.0.0.1:{web_port}"\n'
+        f'  listen: "127.0.0.1:{web_port}"\n' + more_yaml
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "resolver.main", "serve", "--config", str(config),
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
+    return store, kid, dns_port, web_port, proc
+
+
+async def test_two_workers_share_policy_metrics_and_restart(tmp_path, fake_upstream) -> None:
+    fake_upstream.add("games.example", "A", "192.0.2.7")
+    store, kid, dns_port, web_port, proc = await _serve(tmp_path, fake_upstream)
     clients = Clients(dns_port)
     try:
         # every client is answered (by whichever worker the kernel picked for it)
@@ -286,36 +296,18 @@ async def test_budgets_and_alerts_count_every_workers_queries(tmp_path, fake_ups
 
     for name in ("www.youtube.com", "restrictmoderate.youtube.com", "i.ytimg.com"):
         fake_upstream.add(name, "A", "192.0.2.7", ttl=300)
-    dns_port, web_port = _free_port(), _free_port(socket.SOCK_STREAM)
-    up_host, up_port = fake_upstream.address
-    data = tmp_path / "data"
-    data.mkdir()
-    store = Store.open(data / "nestguard.sqlite")
-    kid = store.add_child("Kid", date(date.today().year - 10, 1, 1))
-    for ip in CLIENT_IPS:
-        store.upsert_device(ip, owner=kid.id)
-    store.set_budget(kid.id, "youtube", school_days=2, weekends=2)
     with smtp_server() as (box, smtp_port):
-        config = tmp_path / "nestguard.yaml"
-        config.write_text(
-            f"data_dir: {data}\n"
-            "dns:\n"
-            "  workers: 2\n"
-            f'  listen: ["127.0.0.1:{dns_port}"]\n'
-            f'  upstreams: ["{up_host}:{up_port}"]\n'
-            "web:\n"
-            f'  listen: "127.0.0.1:{web_port}"\n'
+        store, kid, dns_port, web_port, proc = await _serve(
+            tmp_path,
+            fake_upstream,
             "alerts:\n"
             "  allow_loopback: true\n"
             "  email:\n"
             f"    host: 127.0.0.1\n    port: {smtp_port}\n    security: none\n"
             "    from: nestguard@home.example\n    to: [parent@home.example]\n"
-            "    events: [bypass]\n"
+            "    events: [bypass]\n",
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "resolver.main", "serve", "--config", str(config),
-            cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        store.set_budget(kid.id, "youtube", school_days=2, weekends=2)
         clients = Clients(dns_port)
         try:
             async def answered() -> bool:
