@@ -212,6 +212,9 @@ class DnsServer:
     async def start(self, listen: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
         """Bind UDP and TCP on each address (same port; port 0 picks one). Returns them."""
         loop = asyncio.get_running_loop()
+        if self.settings.udp_batch and _dgram is None:
+            log.info("UDP is read one datagram at a time: resolver/_dgram.c was not compiled "
+                     "(install gcc and the Python headers, then `make clean setup`)")
         switch = self.settings.gil_switch_interval
         if switch is not None and sys.getswitchinterval() > switch:
             sys.setswitchinterval(switch)  # process-wide; the DNS listener is the latency path
@@ -228,8 +231,10 @@ class DnsServer:
                         continue  # the TCP side of that port is taken: pick another
                     raise
                 break
+            udp = "udp"
             if self.settings.udp_batch and _dgram is not None:
                 self._udp.append(_BatchedUdp(self, udp_sock, loop))
+                udp = "udp in batches"
             else:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _UdpProtocol(self), sock=udp_sock
@@ -240,7 +245,7 @@ class DnsServer:
             )
             self._tcp.append(server)
             self.addresses.append((host, bound_port))
-            log.info("listening on %s port %d (udp, tcp)", host, bound_port)
+            log.info("listening on %s port %d (%s, tcp)", host, bound_port, udp)
         return list(self.addresses)
 
     def stop_listening(self) -> None:
