@@ -93,6 +93,7 @@ def builtin_sources(config: Config) -> list[tuple[SourceInfo, Path, str]]:
 
 MAX_WORKER_ALERTS = 10_000  # a worker's alert events between two reports (0.5 s)
 
+
 @dataclass
 class Household:
     config: Config
