@@ -770,10 +770,10 @@ class RatedIndex:
             cached = self._by_domain.get(domain, _MISS)
             if cached is _MISS:
                 result = self._rate_domain(domain)
-                self._remember(self._by_domain, domain, result)
+                self._by_domain.put(domain, result)
             else:
                 result = cached
-        self._remember(self._by_name, qname, result)
+        self._by_name.put(qname, result)
         return result
 
     def _rate_domain(self, domain: str) -> Match | None:
@@ -785,8 +785,6 @@ class RatedIndex:
         age = self._ages.get(match.category, DEFAULT_AGES.get(match.category, 18))
         return replace(match, min_age=age)
 
-    def _remember(self, cache: Memo[str, Match | None], key: str, value: Match | None) -> None:
-        cache.put(key, value)
 
 
 def _shipped_names(file: str, path: Path | str | None, what: str) -> list[str]:

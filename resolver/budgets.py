@@ -76,7 +76,10 @@ class BudgetTracker:
 
     def hit(self, child_id: int, keys: tuple[str, ...], limits: Mapping[str, int],
             ttl: int) -> None:
-        at = self._clock()
+        self._count(child_id, keys, limits, self._clock(), ttl)
+
+    def _count(self, child_id: int, keys: tuple[str, ...], limits: Mapping[str, int],
+               at: datetime, ttl: int) -> None:
         spent = self.meter.hit(child_id, keys, limits, at, ttl)
         if spent:
             self._spent_now([(child_id, slug) for slug in spent], at.date())
@@ -86,10 +89,8 @@ class BudgetTracker:
         the limits of the policy in force here (the workers read the same store)."""
         zone = self._clock().tzinfo
         for child_id, keys, at, ttl in hits:
-            when = datetime.fromtimestamp(at, zone)
-            spent = self.meter.hit(child_id, keys, self._limits_of(child_id), when, ttl)
-            if spent:
-                self._spent_now([(child_id, slug) for slug in spent], when.date())
+            self._count(child_id, keys, self._limits_of(child_id),
+                        datetime.fromtimestamp(at, zone), ttl)
 
     def _spent_now(self, spent: list[tuple[int, str]], day: date) -> None:
         self._spent = True

@@ -19,7 +19,7 @@ import pytest
 from resolver.server import batched_udp_available
 from tests.conftest import replace_dns
 from tests.resolver.dnsclient import header
-from tests.support.upstream import FakeUpstream
+from tests.support.upstream import FakeUpstream, Mode
 
 DEVICES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
@@ -136,8 +136,6 @@ async def test_a_stopped_listener_answers_nothing_and_late_answers_are_not_sent(
 ):
     running, upstream = server
     addr = running.addresses[0]
-    from tests.support.upstream import Mode
-
     upstream.set_mode(Mode.DELAY, delay=0.3)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((DEVICES[2], 0))
